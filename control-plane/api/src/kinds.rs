@@ -1,0 +1,605 @@
+//! The one declaration of every object kind.
+//!
+//! Upstream Threeport generates most of its Go code (models, routes, handlers, client calls) from a
+//! YAML list of kinds. Here the same leverage comes from data: each kind is one [`Kind`] value in
+//! [`KINDS`], and the server (routes, validation, filters, encryption, notification subjects), the
+//! REST client and `tptctl` all read this table. Adding a kind means adding one entry here.
+
+/// How a field's JSON value is checked and whether it can be used as a list filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    /// A short string: indexed, so `?field=value` filters are fast.
+    String,
+    /// A document (a YAML manifest, Helm values, Terraform files): never indexed.
+    Text,
+    Bool,
+    /// A signed 64-bit integer.
+    Int,
+    /// A 64-bit object ID (unsigned; IDs exceed 2^53, so never treat them as f64).
+    Id,
+    /// Free-form JSON (an inventory, a Kubernetes object): never indexed.
+    Json,
+    /// RFC 3339 timestamp.
+    Timestamp,
+}
+
+impl FieldType {
+    /// Fields of these types get rows in the filter index.
+    pub fn filterable(self) -> bool {
+        matches!(
+            self,
+            FieldType::String | FieldType::Bool | FieldType::Int | FieldType::Id
+        )
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            FieldType::String | FieldType::Text => "a string",
+            FieldType::Bool => "true or false",
+            FieldType::Int => "an integer",
+            FieldType::Id => "a non-negative 64-bit integer ID",
+            FieldType::Json => "any JSON value",
+            FieldType::Timestamp => "an RFC 3339 timestamp string",
+        }
+    }
+}
+
+/// What happens to an object that references another one when the referenced object goes away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnDelete {
+    /// The referenced object cannot be deleted while this reference exists (409).
+    Restrict,
+    /// This object is removed together with the referenced one (events, resource rows).
+    Cascade,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Field {
+    /// The upstream PascalCase JSON name (`YAMLDocument`, `APIEndpoint`, …).
+    pub name: &'static str,
+    pub ty: FieldType,
+    pub required: bool,
+    /// Encrypted at rest and redacted in every output unless explicitly revealed.
+    pub secret: bool,
+    /// Written by controllers to report state. Changing it does not make the object
+    /// need reconciling again; changing any other field does.
+    pub status: bool,
+    /// Cannot change after creation.
+    pub immutable: bool,
+    /// For `Id` fields: the kind (PascalCase) this ID points at.
+    pub references: Option<&'static str>,
+    pub on_delete: OnDelete,
+}
+
+impl Field {
+    pub const fn new(name: &'static str, ty: FieldType) -> Field {
+        Field {
+            name,
+            ty,
+            required: false,
+            secret: false,
+            status: false,
+            immutable: false,
+            references: None,
+            on_delete: OnDelete::Restrict,
+        }
+    }
+    pub const fn required(mut self) -> Field {
+        self.required = true;
+        self
+    }
+    pub const fn secret(mut self) -> Field {
+        self.secret = true;
+        self
+    }
+    pub const fn status(mut self) -> Field {
+        self.status = true;
+        self
+    }
+    pub const fn immutable(mut self) -> Field {
+        self.immutable = true;
+        self
+    }
+    pub const fn cascade(mut self) -> Field {
+        self.on_delete = OnDelete::Cascade;
+        self
+    }
+    /// Lower-cased name, as used in query-string filters (`?workloaddefinitionid=…`).
+    pub fn filter_key(&self) -> String {
+        self.name.to_ascii_lowercase()
+    }
+}
+
+const fn s(name: &'static str) -> Field {
+    Field::new(name, FieldType::String)
+}
+const fn text(name: &'static str) -> Field {
+    Field::new(name, FieldType::Text)
+}
+const fn b(name: &'static str) -> Field {
+    Field::new(name, FieldType::Bool)
+}
+const fn int(name: &'static str) -> Field {
+    Field::new(name, FieldType::Int)
+}
+const fn json(name: &'static str) -> Field {
+    Field::new(name, FieldType::Json)
+}
+const fn ts(name: &'static str) -> Field {
+    Field::new(name, FieldType::Timestamp)
+}
+/// A reference by ID to an object of kind `to`.
+const fn r(name: &'static str, to: &'static str) -> Field {
+    let mut f = Field::new(name, FieldType::Id);
+    f.references = Some(to);
+    f
+}
+
+/// Fields every object has. `ResourceVersion` is ours (optimistic concurrency), the rest are upstream's.
+pub static COMMON_FIELDS: &[Field] = &[
+    Field::new("ID", FieldType::Id),
+    ts("CreatedAt"),
+    ts("UpdatedAt"),
+    int("ResourceVersion"),
+];
+
+/// Fields the server sets; a request body that carries them is refused (400).
+pub const SERVER_MANAGED: &[&str] = &["ID", "CreatedAt", "UpdatedAt", "DeletedAt"];
+
+/// Bookkeeping fields of reconciled kinds (upstream's `Reconciliation` embed).
+pub static RECONCILIATION_FIELDS: &[Field] = &[
+    b("Reconciled").status(),
+    ts("CreationAcknowledged").status(),
+    ts("CreationConfirmed").status(),
+    ts("CreationFailed").status(),
+    ts("DeletionScheduled").status(),
+    ts("DeletionAcknowledged").status(),
+    ts("DeletionConfirmed").status(),
+    b("InterruptReconciliation").status(),
+];
+
+/// Instances report their runtime state. `StatusReason` is ours: a status always says why.
+pub static INSTANCE_FIELDS: &[Field] = &[s("Status").status(), text("StatusReason").status()];
+
+/// The controller group a kind belongs to: it names the JetStream stream (upstream's names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    Workload,
+    KubernetesRuntime,
+    Aws,
+    Gateway,
+    HelmWorkload,
+    Secret,
+    Terraform,
+    Observability,
+    ControlPlane,
+    Event,
+}
+
+impl Group {
+    pub fn stream(self) -> &'static str {
+        match self {
+            Group::Workload => "workloadStream",
+            Group::KubernetesRuntime => "kubernetes-runtimeStream",
+            Group::Aws => "awsStream",
+            Group::Gateway => "gatewayStream",
+            Group::HelmWorkload => "helm-workloadStream",
+            Group::Secret => "secretStream",
+            Group::Terraform => "terraformStream",
+            Group::Observability => "observabilityStream",
+            Group::ControlPlane => "control-planeStream",
+            Group::Event => "eventStream",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Definition,
+    Instance,
+    /// Neither: accounts, ports, resource rows, events.
+    Plain,
+}
+
+#[derive(Debug)]
+pub struct Kind {
+    /// PascalCase, as in the envelope's `Type` and upstream YAML's top-level keys.
+    pub name: &'static str,
+    /// REST collection under `/v0/`, also `tptctl`'s kind argument.
+    pub plural: &'static str,
+    pub group: Group,
+    pub role: Role,
+    /// Reconciled by a controller: notifications, two-phase delete, bookkeeping fields.
+    pub reconciled: bool,
+    /// `Name` is required and unique within the kind. Event-like rows have no name.
+    pub named: bool,
+    /// Extra short names accepted by `tptctl` (kubectl-style).
+    pub aliases: &'static [&'static str],
+    /// The kind's own fields, after the common ones.
+    pub own_fields: &'static [Field],
+}
+
+impl Kind {
+    /// Every field of the kind in output order: common, `Name`, own, status, reconciliation.
+    pub fn fields(&self) -> impl Iterator<Item = &'static Field> + '_ {
+        static NAME_REQUIRED: Field = s("Name").required();
+        static NAME_OPTIONAL: Field = s("Name");
+        let name = if self.named {
+            &NAME_REQUIRED
+        } else {
+            &NAME_OPTIONAL
+        };
+        let instance: &'static [Field] = if self.role == Role::Instance {
+            INSTANCE_FIELDS
+        } else {
+            &[]
+        };
+        let reconciliation: &'static [Field] = if self.reconciled {
+            RECONCILIATION_FIELDS
+        } else {
+            &[]
+        };
+        COMMON_FIELDS
+            .iter()
+            .chain(std::iter::once(name))
+            .chain(self.own_fields.iter())
+            .chain(instance.iter())
+            .chain(reconciliation.iter())
+    }
+
+    pub fn field(&self, name: &str) -> Option<&'static Field> {
+        self.fields().find(|f| f.name == name)
+    }
+
+    /// Fields a client may write (everything but the server-managed ones).
+    pub fn writable_fields(&self) -> impl Iterator<Item = &'static Field> + '_ {
+        self.fields()
+            .filter(|f| !SERVER_MANAGED.contains(&f.name) && f.name != "ResourceVersion")
+    }
+
+    /// `workloadInstance`: the prefix of upstream's notification subjects.
+    pub fn lower_camel(&self) -> String {
+        let mut c = self.name.chars();
+        match c.next() {
+            Some(first) => first.to_ascii_lowercase().to_string() + c.as_str(),
+            None => String::new(),
+        }
+    }
+
+    /// `workloadInstance.create`, `.update` or `.delete`.
+    pub fn subject(&self, op: Operation) -> String {
+        format!("{}.{}", self.lower_camel(), op.verb())
+    }
+
+    /// Singular kubectl-style name (`workload-instance`), used in `tptctl` output lines.
+    pub fn singular(&self) -> &'static str {
+        self.plural.strip_suffix('s').unwrap_or(self.plural)
+    }
+
+    pub fn secret_fields(&self) -> impl Iterator<Item = &'static Field> + '_ {
+        self.fields().filter(|f| f.secret)
+    }
+
+    pub fn has_secrets(&self) -> bool {
+        self.secret_fields().next().is_some()
+    }
+}
+
+/// The change a notification describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Created,
+    Updated,
+    Deleted,
+}
+
+impl Operation {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Operation::Created => "create",
+            Operation::Updated => "update",
+            Operation::Deleted => "delete",
+        }
+    }
+    /// Upstream's `Operation` value in the notification message.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Created => "Created",
+            Operation::Updated => "Updated",
+            Operation::Deleted => "Deleted",
+        }
+    }
+    /// The watch-stream event name.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Operation::Created => "created",
+            Operation::Updated => "updated",
+            Operation::Deleted => "deleted",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Operation> {
+        match s {
+            "Created" | "created" | "create" => Some(Operation::Created),
+            "Updated" | "updated" | "update" => Some(Operation::Updated),
+            "Deleted" | "deleted" | "delete" => Some(Operation::Deleted),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! kind {
+    ($name:literal, $plural:literal, $group:ident, $role:ident, reconciled: $rec:literal, named: $named:literal,
+     aliases: [$($alias:literal),*], fields: [$($field:expr),* $(,)?]) => {
+        Kind {
+            name: $name,
+            plural: $plural,
+            group: Group::$group,
+            role: Role::$role,
+            reconciled: $rec,
+            named: $named,
+            aliases: &[$($alias),*],
+            own_fields: &[$($field),*],
+        }
+    };
+}
+
+/// Every kind, in dependency order: a kind only references kinds listed before it
+/// (except self-references), which is also the order `tptctl apply` creates them in.
+pub static KINDS: &[Kind] = &[
+    // --- AWS accounts come first: runtimes and managed services point at them.
+    kind!("AwsAccount", "aws-accounts", Aws, Plain, reconciled: false, named: true, aliases: ["awsaccount"], fields: [
+        s("AccountID").required(), b("DefaultAccount"), s("DefaultRegion"),
+        s("AccessKeyID").secret(), s("SecretAccessKey").secret(), s("RoleArn"), s("ExternalId"),
+    ]),
+    // --- Kubernetes runtimes.
+    kind!("KubernetesRuntimeDefinition", "kubernetes-runtime-definitions", KubernetesRuntime, Definition, reconciled: true, named: true,
+        aliases: ["krd"], fields: [
+        s("InfraProvider").required(), s("InfraProviderAccountName"), b("HighAvailability"),
+        s("NodeSize"), s("NodeProfile"), int("NodeMaximum"),
+    ]),
+    kind!("KubernetesRuntimeInstance", "kubernetes-runtime-instances", KubernetesRuntime, Instance, reconciled: true, named: true,
+        aliases: ["kri", "runtimes", "runtime"], fields: [
+        r("KubernetesRuntimeDefinitionID", "KubernetesRuntimeDefinition").required(),
+        s("Location").immutable(), s("APIEndpoint"),
+        text("CACertificate").secret(), text("Certificate").secret(), text("CertificateKey").secret(),
+        text("ConnectionToken").secret(), ts("ConnectionTokenExpiration"),
+        b("DefaultRuntime"), s("ThreeportControlPlaneHost"), s("ThreeportAgentImage"), b("ForceDelete"),
+    ]),
+    kind!("AwsEksKubernetesRuntimeDefinition", "aws-eks-kubernetes-runtime-definitions", Aws, Definition, reconciled: true, named: true,
+        aliases: ["eksrd"], fields: [
+        r("AwsAccountID", "AwsAccount").required(), int("ZoneCount"), s("DefaultNodeGroupInstanceType"),
+        int("DefaultNodeGroupInitialSize"), int("DefaultNodeGroupMinimumSize"), int("DefaultNodeGroupMaximumSize"),
+        r("KubernetesRuntimeDefinitionID", "KubernetesRuntimeDefinition"),
+    ]),
+    kind!("AwsEksKubernetesRuntimeInstance", "aws-eks-kubernetes-runtime-instances", Aws, Instance, reconciled: true, named: true,
+        aliases: ["eksri"], fields: [
+        s("Region").immutable(), r("AwsEksKubernetesRuntimeDefinitionID", "AwsEksKubernetesRuntimeDefinition").required(),
+        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), json("ResourceInventory").status(),
+    ]),
+    // --- Control planes form a tree.
+    kind!("ControlPlaneDefinition", "control-plane-definitions", ControlPlane, Definition, reconciled: true, named: true,
+        aliases: ["cpd"], fields: [b("AuthEnabled"), b("OnboardParent")]),
+    kind!("ControlPlaneInstance", "control-plane-instances", ControlPlane, Instance, reconciled: true, named: true,
+        aliases: ["cpi", "control-planes"], fields: [
+        r("ControlPlaneDefinitionID", "ControlPlaneDefinition").required(),
+        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), s("Namespace"), b("Genesis"), b("IsSelf"),
+        s("ApiServerEndpoint"), text("CACert").secret(), text("ClientCert").secret(), text("ClientKey").secret(),
+        r("ParentControlPlaneInstanceID", "ControlPlaneInstance"),
+    ]),
+    // --- Workloads.
+    kind!("WorkloadDefinition", "workload-definitions", Workload, Definition, reconciled: true, named: true,
+        aliases: ["wd"], fields: [text("YAMLDocument").required()]),
+    kind!("WorkloadResourceDefinition", "workload-resource-definitions", Workload, Plain, reconciled: false, named: false,
+        aliases: ["wrd"], fields: [
+        json("JSONDefinition").required(), r("WorkloadDefinitionID", "WorkloadDefinition").required().cascade(),
+    ]),
+    kind!("WorkloadInstance", "workload-instances", Workload, Instance, reconciled: true, named: true,
+        aliases: ["wi", "workloads"], fields: [
+        r("WorkloadDefinitionID", "WorkloadDefinition").required(),
+        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"),
+    ]),
+    kind!("WorkloadResourceInstance", "workload-resource-instances", Workload, Plain, reconciled: false, named: false,
+        aliases: ["wri"], fields: [
+        json("JSONDefinition").required(), r("WorkloadInstanceID", "WorkloadInstance").required().cascade(),
+        json("RuntimeDefinition").status(), s("LastOperation").status(), b("Reconciled").status(),
+        b("ScheduledForDeletion").status(),
+    ]),
+    kind!("WorkloadEvent", "workload-events", Workload, Plain, reconciled: false, named: false,
+        aliases: ["we"], fields: [
+        r("WorkloadInstanceID", "WorkloadInstance").cascade(),
+        r("WorkloadResourceInstanceID", "WorkloadResourceInstance").cascade(),
+        s("RuntimeEventUID"), s("Type"), s("Reason"), text("Message"), ts("Timestamp"),
+    ]),
+    // --- Helm workloads.
+    kind!("HelmWorkloadDefinition", "helm-workload-definitions", HelmWorkload, Definition, reconciled: true, named: true,
+        aliases: ["hwd"], fields: [s("Repo").required(), s("Chart").required(), s("ChartVersion"), text("ValuesDocument")]),
+    kind!("HelmWorkloadInstance", "helm-workload-instances", HelmWorkload, Instance, reconciled: true, named: true,
+        aliases: ["hwi", "helm-workloads"], fields: [
+        r("HelmWorkloadDefinitionID", "HelmWorkloadDefinition").required(),
+        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), text("ValuesDocument"), s("ReleaseNamespace"),
+    ]),
+    // --- Gateways and domain names.
+    kind!("DomainNameDefinition", "domain-name-definitions", Gateway, Definition, reconciled: true, named: true,
+        aliases: ["dnd"], fields: [s("Domain").required(), s("Zone"), s("AdminEmail")]),
+    kind!("DomainNameInstance", "domain-name-instances", Gateway, Instance, reconciled: true, named: true,
+        aliases: ["dni"], fields: [
+        r("DomainNameDefinitionID", "DomainNameDefinition").required(),
+        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), r("WorkloadInstanceID", "WorkloadInstance"),
+    ]),
+    kind!("GatewayDefinition", "gateway-definitions", Gateway, Definition, reconciled: true, named: true,
+        aliases: ["gd"], fields: [
+        s("ServiceName"), s("SubDomain"), r("DomainNameDefinitionID", "DomainNameDefinition"),
+    ]),
+    kind!("GatewayHttpPort", "gateway-http-ports", Gateway, Plain, reconciled: false, named: false,
+        aliases: [], fields: [
+        int("Port").required(), s("Path"), b("TLSEnabled"), b("HTTPSRedirect"),
+        r("GatewayDefinitionID", "GatewayDefinition").required().cascade(),
+    ]),
+    kind!("GatewayTcpPort", "gateway-tcp-ports", Gateway, Plain, reconciled: false, named: false,
+        aliases: [], fields: [
+        int("Port").required(), b("TLSEnabled"), r("GatewayDefinitionID", "GatewayDefinition").required().cascade(),
+    ]),
+    kind!("GatewayInstance", "gateway-instances", Gateway, Instance, reconciled: true, named: true,
+        aliases: ["gi", "gateways"], fields: [
+        r("GatewayDefinitionID", "GatewayDefinition").required(),
+        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), r("WorkloadInstanceID", "WorkloadInstance"),
+    ]),
+    // --- AWS managed services.
+    kind!("AwsRelationalDatabaseDefinition", "aws-relational-database-definitions", Aws, Definition, reconciled: true, named: true,
+        aliases: ["rdsd"], fields: [
+        s("Engine").required(), s("EngineVersion"), s("DatabaseName"), int("DatabasePort"), int("BackupDays"),
+        s("MachineSize"), int("StorageGb"), s("WorkloadSecretName"), r("AwsAccountID", "AwsAccount").required(),
+    ]),
+    kind!("AwsRelationalDatabaseInstance", "aws-relational-database-instances", Aws, Instance, reconciled: true, named: true,
+        aliases: ["rdsi"], fields: [
+        r("AwsRelationalDatabaseDefinitionID", "AwsRelationalDatabaseDefinition").required(),
+        r("WorkloadInstanceID", "WorkloadInstance"), json("ResourceInventory").status(),
+    ]),
+    kind!("AwsObjectStorageBucketDefinition", "aws-object-storage-bucket-definitions", Aws, Definition, reconciled: true, named: true,
+        aliases: ["s3d"], fields: [
+        b("PublicReadAccess"), s("WorkloadServiceAccountName"), s("WorkloadBucketEnvVar"),
+        r("AwsAccountID", "AwsAccount").required(),
+    ]),
+    kind!("AwsObjectStorageBucketInstance", "aws-object-storage-bucket-instances", Aws, Instance, reconciled: true, named: true,
+        aliases: ["s3i"], fields: [
+        r("AwsObjectStorageBucketDefinitionID", "AwsObjectStorageBucketDefinition").required(),
+        r("WorkloadInstanceID", "WorkloadInstance"),
+    ]),
+    // --- Secrets.
+    kind!("SecretDefinition", "secret-definitions", Secret, Definition, reconciled: true, named: true,
+        aliases: ["sd"], fields: [json("Data").secret(), s("Provider"), r("AwsAccountID", "AwsAccount")]),
+    kind!("SecretInstance", "secret-instances", Secret, Instance, reconciled: true, named: true,
+        aliases: ["si", "secrets"], fields: [
+        r("SecretDefinitionID", "SecretDefinition").required(),
+        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), r("WorkloadInstanceID", "WorkloadInstance"),
+        r("HelmWorkloadInstanceID", "HelmWorkloadInstance"),
+    ]),
+    // --- Terraform.
+    kind!("TerraformDefinition", "terraform-definitions", Terraform, Definition, reconciled: true, named: true,
+        aliases: ["tfd"], fields: [text("ConfigDir").required()]),
+    kind!("TerraformInstance", "terraform-instances", Terraform, Instance, reconciled: true, named: true,
+        aliases: ["tfi", "terraforms"], fields: [
+        r("TerraformDefinitionID", "TerraformDefinition").required(), r("AwsAccountID", "AwsAccount"),
+        text("VarsDocument"), text("TerraformStateDocument").secret().status(), json("TerraformOutputs").status(),
+    ]),
+    // --- Observability.
+    kind!("ObservabilityStackDefinition", "observability-stack-definitions", Observability, Definition, reconciled: true, named: true,
+        aliases: ["osd"], fields: [
+        text("GrafanaHelmValuesDocument"), text("LokiHelmValuesDocument"), text("PromtailHelmValuesDocument"),
+        text("KubePrometheusStackHelmValuesDocument"),
+    ]),
+    kind!("ObservabilityStackInstance", "observability-stack-instances", Observability, Instance, reconciled: true, named: true,
+        aliases: ["osi", "observability-stacks"], fields: [
+        r("ObservabilityStackDefinitionID", "ObservabilityStackDefinition").required(),
+        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"),
+    ]),
+    kind!("ObservabilityDashboardDefinition", "observability-dashboard-definitions", Observability, Definition, reconciled: true, named: true,
+        aliases: [], fields: [text("GrafanaHelmValuesDocument")]),
+    kind!("ObservabilityDashboardInstance", "observability-dashboard-instances", Observability, Instance, reconciled: true, named: true,
+        aliases: [], fields: [
+        r("ObservabilityDashboardDefinitionID", "ObservabilityDashboardDefinition").required(),
+        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"),
+    ]),
+    kind!("MetricsDefinition", "metrics-definitions", Observability, Definition, reconciled: true, named: true,
+        aliases: [], fields: [text("KubePrometheusStackHelmValuesDocument")]),
+    kind!("MetricsInstance", "metrics-instances", Observability, Instance, reconciled: true, named: true,
+        aliases: [], fields: [
+        r("MetricsDefinitionID", "MetricsDefinition").required(), r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"),
+    ]),
+    kind!("LoggingDefinition", "logging-definitions", Observability, Definition, reconciled: true, named: true,
+        aliases: [], fields: [text("LokiHelmValuesDocument"), text("PromtailHelmValuesDocument")]),
+    kind!("LoggingInstance", "logging-instances", Observability, Instance, reconciled: true, named: true,
+        aliases: [], fields: [
+        r("LoggingDefinitionID", "LoggingDefinition").required(), r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"),
+    ]),
+    // --- Generic events and attachments point at any kind by (kind, ID), so they carry no typed reference.
+    kind!("Event", "events", Event, Plain, reconciled: false, named: false,
+        aliases: ["ev"], fields: [
+        s("ObjectKind"), Field::new("ObjectID", FieldType::Id), s("Type"), s("Reason"), text("Note"),
+        s("Action"), s("ReportingController"), ts("EventTime"),
+    ]),
+    kind!("AttachedObjectReference", "attached-object-references", Event, Plain, reconciled: false, named: false,
+        aliases: [], fields: [
+        s("ObjectType").required(), Field::new("ObjectID", FieldType::Id).required(),
+        s("AttachedObjectType").required(), Field::new("AttachedObjectID", FieldType::Id).required(),
+    ]),
+];
+
+/// Find a kind by its PascalCase name, its plural, its singular or an alias (case-insensitive).
+pub fn lookup(name: &str) -> Option<&'static Kind> {
+    let n = name.to_ascii_lowercase();
+    KINDS.iter().find(|k| {
+        k.plural == n
+            || k.singular() == n
+            || k.name.eq_ignore_ascii_case(&n)
+            || k.aliases.iter().any(|a| *a == n)
+    })
+}
+
+pub fn by_name(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+pub fn by_plural(plural: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.plural == plural)
+}
+
+/// Every (kind, field) whose value references `target`: what must be checked before `target`
+/// objects are deleted.
+pub fn references_to(target: &str) -> impl Iterator<Item = (&'static Kind, &'static Field)> + '_ {
+    KINDS.iter().flat_map(move |k| {
+        k.own_fields
+            .iter()
+            .filter(move |f| f.references == Some(target))
+            .map(move |f| (k, f))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_consistent() {
+        let mut plurals = std::collections::HashSet::new();
+        for (i, k) in KINDS.iter().enumerate() {
+            assert!(plurals.insert(k.plural), "duplicate plural {}", k.plural);
+            let mut names = std::collections::HashSet::new();
+            for f in k.fields() {
+                assert!(
+                    names.insert(f.name),
+                    "{}: duplicate field {}",
+                    k.name,
+                    f.name
+                );
+                if let Some(to) = f.references {
+                    let pos = KINDS.iter().position(|t| t.name == to);
+                    let pos = pos.unwrap_or_else(|| {
+                        panic!("{}.{} references unknown kind {to}", k.name, f.name)
+                    });
+                    assert!(
+                        pos <= i,
+                        "{}.{}: {to} must be declared first (apply order)",
+                        k.name,
+                        f.name
+                    );
+                }
+            }
+            assert_eq!(lookup(k.plural).map(|x| x.name), Some(k.name));
+            assert_eq!(lookup(k.name).map(|x| x.name), Some(k.name));
+        }
+    }
+
+    #[test]
+    fn upstream_names() {
+        let wi = by_plural("workload-instances").unwrap();
+        assert_eq!(wi.subject(Operation::Created), "workloadInstance.create");
+        assert_eq!(wi.group.stream(), "workloadStream");
+        assert_eq!(lookup("kri").unwrap().name, "KubernetesRuntimeInstance");
+        assert_eq!(
+            lookup("workload-instance").unwrap().name,
+            "WorkloadInstance"
+        );
+        assert!(references_to("WorkloadDefinition").any(|(k, _)| k.name == "WorkloadInstance"));
+    }
+}

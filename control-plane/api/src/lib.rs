@@ -1,0 +1,17 @@
+//! Threeport's object model and REST client: the crate `tptctl`, the dashboard and the
+//! controllers share. It stays light (no server or database dependencies).
+
+pub mod client;
+pub mod envelope;
+pub mod kinds;
+pub mod validate;
+
+pub use client::{ApiError, Client, ClientTls, object_id};
+pub use envelope::{Envelope, Meta, WatchEvent};
+pub use kinds::{Field, FieldType, KINDS, Kind, Operation};
+
+/// The API version segment in every path (`/v0/...`).
+pub const API_VERSION: &str = "v0";
+
+/// Placeholder shown instead of a secret value. Sending it back in a write keeps the stored value.
+pub const REDACTED: &str = "*** redacted ***";

@@ -1,0 +1,122 @@
+//! `threeport`: the control-plane server binary.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use threeport_server::{DEFAULT_BODY_LIMIT, ServeConfig};
+
+#[derive(Parser)]
+#[command(name = "threeport", version, about = "The Threeport control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Db {
+    /// postgres://… or postgresql://… (CockroachDB, PostgreSQL), or sqlite://FILE (embedded).
+    #[arg(long, env = "THREEPORT_DATABASE_URL")]
+    database_url: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST API, relay notifications and stream changes.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:1323")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        db: Db,
+        /// NATS server with JetStream. Without it, notifications use the in-process bus.
+        #[arg(long, env = "THREEPORT_NATS_URL")]
+        nats_url: Option<String>,
+        /// Directory with ca.crt, server.crt and server.key: serve HTTPS and require client certificates.
+        #[arg(long, env = "THREEPORT_TLS_DIR")]
+        tls_dir: Option<PathBuf>,
+        /// File holding the 32-byte (or base64) key that encrypts secret fields.
+        #[arg(long, env = "THREEPORT_ENCRYPTION_KEY_FILE")]
+        encryption_key_file: Option<PathBuf>,
+        /// Allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
+        #[arg(long)]
+        insecure_no_tls: bool,
+        /// Do not run migrations at start (run `threeport migrate` separately).
+        #[arg(long)]
+        no_migrate: bool,
+        /// Largest accepted request body, in bytes.
+        #[arg(long, default_value_t = DEFAULT_BODY_LIMIT)]
+        body_limit: usize,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        db: Db,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("THREEPORT_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    threeport_server::install_crypto_provider();
+    match Cli::parse().command {
+        Command::Migrate { db } => {
+            let store = threeport_server::store::Store::connect(&db.database_url).await?;
+            store.migrate().await?;
+            eprintln!(
+                "migrations applied to {}",
+                threeport_server::redact_url(&db.database_url)
+            );
+        }
+        Command::Serve {
+            listen,
+            db,
+            nats_url,
+            tls_dir,
+            encryption_key_file,
+            insecure_no_tls,
+            no_migrate,
+            body_limit,
+        } => {
+            let encryption_key = match (
+                encryption_key_file,
+                std::env::var("THREEPORT_ENCRYPTION_KEY").ok(),
+            ) {
+                (Some(f), _) => {
+                    Some(std::fs::read(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?)
+                }
+                (None, Some(k)) => Some(k.into_bytes()),
+                (None, None) => None,
+            };
+            let cfg = ServeConfig {
+                listen,
+                database_url: db.database_url,
+                nats_url,
+                tls_dir,
+                encryption_key,
+                insecure_no_tls,
+                migrate: !no_migrate,
+                body_limit,
+            };
+            let mut server = threeport_server::start(cfg).await?;
+            let token = server.shutdown_token();
+            tokio::spawn(async move {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                tracing::info!("shutting down");
+                token.cancel();
+            });
+            server.wait().await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,756 @@
+//! Persistence through sqlx's `Any` driver, so one code path serves CockroachDB, PostgreSQL and
+//! the embedded SQLite. Every change and its outbox row commit in one transaction.
+
+use crate::crypto::{Cipher, unseal};
+use crate::ids::{IdGen, now_ms};
+use serde_json::{Map, Value, json};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+// Dynamic SQL below only ever splices constant fragments and `$N` placeholders, never values.
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+use std::time::Duration;
+use threeport_api::kinds::{COMMON_FIELDS, OnDelete, references_to};
+use threeport_api::{Kind, Operation};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    #[error("the object changed since it was read (ResourceVersion is now {current})")]
+    StaleVersion { current: i64 },
+    #[error("field \"{field}\": {message}")]
+    BadReference { field: String, message: String },
+    #[error("database error: {0}")]
+    Other(String),
+    /// A serialization conflict (CockroachDB's 40001, SQLite's BUSY): the caller retries.
+    #[error("transaction conflict, retry")]
+    Retry,
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            if db.is_unique_violation() {
+                StoreError::Conflict(db.message().to_string())
+            } else if code == "40001" || code == "5" || code == "517" || code == "40P01" {
+                StoreError::Retry
+            } else if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
+                StoreError::Unavailable(db.message().to_string())
+            } else {
+                StoreError::Other(db.message().to_string())
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+/// Run a transaction body again on serialization conflicts (CockroachDB runs SERIALIZABLE and
+/// asks clients to retry; PostgreSQL and SQLite rarely do).
+macro_rules! retrying {
+    ($body:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            match $body.await {
+                Err(StoreError::Retry) if attempt < 8 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;
+                }
+                Err(StoreError::Retry) => {
+                    break Err(StoreError::Unavailable(
+                        "too many transaction conflicts".into(),
+                    ));
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// An object as stored. `body` holds every writable field, with secrets encrypted.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub id: i64,
+    pub kind: &'static Kind,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub body: Map<String, Value>,
+}
+
+fn rfc3339(micros: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+pub fn now_rfc3339() -> String {
+    rfc3339(now_micros())
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl Stored {
+    pub fn name(&self) -> Option<&str> {
+        self.body.get("Name").and_then(Value::as_str)
+    }
+
+    /// The object as clients see it: server fields first, then the kind's fields in registry
+    /// order, unset fields omitted (as upstream's `omitempty`), secrets redacted unless revealed.
+    pub fn render(&self, cipher: Option<&Cipher>, reveal: bool) -> Value {
+        let mut body = self.body.clone();
+        unseal(self.kind, &mut body, cipher, reveal);
+        let mut out = Map::new();
+        out.insert("ID".into(), json!(self.id as u64));
+        out.insert("CreatedAt".into(), json!(rfc3339(self.created_at)));
+        out.insert("UpdatedAt".into(), json!(rfc3339(self.updated_at)));
+        out.insert("ResourceVersion".into(), json!(self.version));
+        for f in self.kind.fields().skip(COMMON_FIELDS.len()) {
+            if let Some(v) = body.remove(f.name).filter(|v| !v.is_null()) {
+                out.insert(f.name.into(), v);
+            }
+        }
+        Value::Object(out)
+    }
+
+    fn from_row(kind: &'static Kind, row: &AnyRow) -> Result<Stored, StoreError> {
+        let body: String = row.try_get("body").map_err(map_err)?;
+        let body = match serde_json::from_str(&body) {
+            Ok(Value::Object(m)) => m,
+            _ => {
+                return Err(StoreError::Other(format!(
+                    "corrupt body for {} row",
+                    kind.name
+                )));
+            }
+        };
+        Ok(Stored {
+            id: row.try_get("id").map_err(map_err)?,
+            kind,
+            version: row.try_get("version").map_err(map_err)?,
+            created_at: row.try_get("created_at").map_err(map_err)?,
+            updated_at: row.try_get("updated_at").map_err(map_err)?,
+            body,
+        })
+    }
+}
+
+/// One outbox row: a change for the watch stream, and for rows with a subject, a notification.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub kind: String,
+    pub event: String,
+    pub stream: Option<String>,
+    pub subject: Option<String>,
+    pub payload: String,
+}
+
+/// The values of a field as they appear in the filter index.
+pub fn index_value(value: &Value) -> Option<String> {
+    match value {
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn indexed_fields(kind: &'static Kind) -> impl Iterator<Item = &'static threeport_api::Field> {
+    kind.fields()
+        .skip(COMMON_FIELDS.len())
+        .filter(|f| f.ty.filterable() && !f.secret && f.name != "Name")
+}
+
+const SELECT: &str = "SELECT id, version, created_at, updated_at, body FROM objects";
+
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    ids: IdGen,
+}
+
+impl Store {
+    pub async fn connect(url: &str) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            anyhow::bail!(
+                "unsupported --database-url {url:?}: use postgres://… (CockroachDB, PostgreSQL) or sqlite://FILE"
+            );
+        };
+        let url = if backend == Backend::Sqlite && !url.contains('?') {
+            format!("{url}?mode=rwc")
+        } else {
+            url.to_string()
+        };
+        let opts = AnyPoolOptions::new()
+            // A request fails with 503 after this instead of hanging while the database is down.
+            .acquire_timeout(Duration::from_secs(3))
+            .test_before_acquire(true);
+        // SQLite allows one writer; a single connection turns lock errors into a queue.
+        let opts = match backend {
+            Backend::Sqlite => opts.max_connections(1),
+            Backend::Postgres => opts.max_connections(32).min_connections(0),
+        };
+        // connect_lazy: the server starts (and reports not-ready) even if the database is down.
+        let pool = opts.connect_lazy(&url)?;
+        let store = Store {
+            pool,
+            backend,
+            ids: IdGen::new(),
+        };
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&store.pool)
+                .await?;
+        }
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let mut m = sqlx::migrate!("./migrations");
+        // CockroachDB has no pg_advisory_lock; concurrent migrators are serialized by the
+        // migrations table's primary key instead.
+        m.set_locking(false);
+        m.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    pub fn next_id(&self) -> i64 {
+        self.ids.next()
+    }
+
+    async fn check_references(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        kind: &'static Kind,
+        body: &Map<String, Value>,
+    ) -> Result<(), StoreError> {
+        for f in kind.fields().filter(|f| f.references.is_some()) {
+            let Some(id) = body.get(f.name).and_then(Value::as_u64) else {
+                continue;
+            };
+            let target = f.references.unwrap_or_default();
+            let found: Option<(String,)> = sqlx::query_as("SELECT kind FROM objects WHERE id = $1")
+                .bind(id as i64)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            match found {
+                Some((k,)) if k == target => {}
+                Some((k,)) => {
+                    return Err(StoreError::BadReference {
+                        field: f.name.into(),
+                        message: format!("object {id} is a {k}, not a {target}"),
+                    });
+                }
+                None => {
+                    return Err(StoreError::BadReference {
+                        field: f.name.into(),
+                        message: format!("{target} {id} does not exist"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_index(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        kind: &'static Kind,
+        id: i64,
+        body: &Map<String, Value>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<(&str, String)> = indexed_fields(kind)
+            .filter_map(|f| body.get(f.name).and_then(index_value).map(|v| (f.name, v)))
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut sql =
+            String::from("INSERT INTO object_index (kind, field, value, object_id) VALUES ");
+        for i in 0..rows.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let b = i * 3;
+            sql.push_str(&format!("($1, ${}, ${}, ${})", b + 2, b + 3, b + 4));
+        }
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(kind.name);
+        for (field, value) in rows {
+            q = q.bind(field).bind(value).bind(id);
+        }
+        q.execute(&mut *tx).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn write_outbox(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        stored: &Stored,
+        event: Operation,
+        notify: Option<Operation>,
+    ) -> Result<(), StoreError> {
+        let kind = stored.kind;
+        let operation = notify.unwrap_or(event);
+        let payload = json!({
+            "Operation": operation.as_str(),
+            "CreationTime": now_ms() / 1000,
+            "Object": stored.render(None, false),
+            "ObjectVersion": threeport_api::API_VERSION,
+        });
+        let (stream, subject) = match notify {
+            Some(op) => (Some(kind.group.stream()), Some(kind.subject(op))),
+            None => (None, None),
+        };
+        sqlx::query(
+            "INSERT INTO outbox (seq, kind, object_id, event, stream, subject, payload, created_at, published_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+        )
+        .bind(self.ids.next())
+        .bind(kind.name)
+        .bind(stored.id)
+        .bind(event.event_name())
+        .bind(stream)
+        .bind(subject)
+        .bind(payload.to_string())
+        .bind(now_ms() as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Insert a new object. `notify` publishes `<kind>.create` to the controllers.
+    pub async fn insert(
+        &self,
+        kind: &'static Kind,
+        body: &Map<String, Value>,
+        notify: bool,
+    ) -> Result<Stored, StoreError> {
+        retrying!(self.try_insert(kind, body, notify))
+    }
+
+    async fn try_insert(
+        &self,
+        kind: &'static Kind,
+        body: &Map<String, Value>,
+        notify: bool,
+    ) -> Result<Stored, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        self.check_references(&mut tx, kind, body).await?;
+        let now = now_micros();
+        let stored = Stored {
+            id: self.ids.next(),
+            kind,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            body: body.clone(),
+        };
+        let res = sqlx::query(
+            "INSERT INTO objects (id, kind, name, version, created_at, updated_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(stored.id)
+        .bind(kind.name)
+        .bind(stored.name().map(str::to_string))
+        .bind(stored.version)
+        .bind(now)
+        .bind(now)
+        .bind(Value::Object(stored.body.clone()).to_string())
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = res {
+            return Err(match map_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!(
+                    "field \"Name\": a {} named {:?} already exists",
+                    kind.name,
+                    stored.name().unwrap_or_default()
+                )),
+                other => other,
+            });
+        }
+        self.write_index(&mut tx, kind, stored.id, &stored.body)
+            .await?;
+        self.write_outbox(
+            &mut tx,
+            &stored,
+            Operation::Created,
+            notify.then_some(Operation::Created),
+        )
+        .await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(stored)
+    }
+
+    pub async fn fetch(&self, kind: &'static Kind, id: i64) -> Result<Stored, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "{SELECT} WHERE id = $1 AND kind = $2"
+        )))
+        .bind(id)
+        .bind(kind.name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        match row {
+            Some(r) => Stored::from_row(kind, &r),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    /// Replace the body of an object if its version is still `expected_version`.
+    pub async fn update(
+        &self,
+        kind: &'static Kind,
+        id: i64,
+        expected_version: i64,
+        body: &Map<String, Value>,
+        notify: Option<Operation>,
+    ) -> Result<Stored, StoreError> {
+        retrying!(self.try_update(kind, id, expected_version, body, notify))
+    }
+
+    async fn try_update(
+        &self,
+        kind: &'static Kind,
+        id: i64,
+        expected_version: i64,
+        body: &Map<String, Value>,
+        notify: Option<Operation>,
+    ) -> Result<Stored, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        self.check_references(&mut tx, kind, body).await?;
+        let now = now_micros();
+        let name = body.get("Name").and_then(Value::as_str).map(str::to_string);
+        let res = sqlx::query(
+            "UPDATE objects SET name = $1, version = version + 1, updated_at = $2, body = $3 \
+             WHERE id = $4 AND kind = $5 AND version = $6",
+        )
+        .bind(name.clone())
+        .bind(now)
+        .bind(Value::Object(body.clone()).to_string())
+        .bind(id)
+        .bind(kind.name)
+        .bind(expected_version)
+        .execute(&mut *tx)
+        .await;
+        let res = match res {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(match map_err(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict(format!(
+                        "field \"Name\": a {} named {:?} already exists",
+                        kind.name,
+                        name.unwrap_or_default()
+                    )),
+                    other => other,
+                });
+            }
+        };
+        if res.rows_affected() == 0 {
+            let current: Option<(i64,)> =
+                sqlx::query_as("SELECT version FROM objects WHERE id = $1 AND kind = $2")
+                    .bind(id)
+                    .bind(kind.name)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            return Err(match current {
+                Some((v,)) => StoreError::StaleVersion { current: v },
+                None => StoreError::NotFound,
+            });
+        }
+        let row = sqlx::query(AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let stored = Stored::from_row(kind, &row)?;
+        sqlx::query("DELETE FROM object_index WHERE object_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        self.write_index(&mut tx, kind, id, &stored.body).await?;
+        self.write_outbox(&mut tx, &stored, Operation::Updated, notify)
+            .await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(stored)
+    }
+
+    /// What prevents deleting this object: objects that reference it with `OnDelete::Restrict`.
+    pub async fn blockers(&self, kind: &'static Kind, id: i64) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        self.blockers_in(&mut conn, kind, id).await
+    }
+
+    async fn blockers_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        kind: &'static Kind,
+        id: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for (k, f) in references_to(kind.name).filter(|(_, f)| f.on_delete == OnDelete::Restrict) {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM object_index WHERE kind = $1 AND field = $2 AND value = $3",
+            )
+            .bind(k.name)
+            .bind(f.name)
+            .bind(id.to_string())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+            if n > 0 {
+                out.push(format!("{n} {} (via {})", k.plural, f.name));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remove an object now, with everything that cascades from it. Refuses (Conflict) while
+    /// restricting references exist.
+    pub async fn remove(
+        &self,
+        kind: &'static Kind,
+        id: i64,
+        expected_version: Option<i64>,
+    ) -> Result<Stored, StoreError> {
+        retrying!(self.try_remove(kind, id, expected_version))
+    }
+
+    async fn try_remove(
+        &self,
+        kind: &'static Kind,
+        id: i64,
+        expected_version: Option<i64>,
+    ) -> Result<Stored, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "{SELECT} WHERE id = $1 AND kind = $2"
+        )))
+        .bind(id)
+        .bind(kind.name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound)?;
+        let stored = Stored::from_row(kind, &row)?;
+        if let Some(v) = expected_version {
+            if v != stored.version {
+                return Err(StoreError::StaleVersion {
+                    current: stored.version,
+                });
+            }
+        }
+        let blockers = self.blockers_in(&mut tx, kind, id).await?;
+        if !blockers.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "{} {id} is still referenced by {}; delete those first",
+                kind.name,
+                blockers.join(", ")
+            )));
+        }
+        // Cascade breadth-first; the registry's references form a DAG, so this ends.
+        let mut queue = vec![stored.clone()];
+        while let Some(victim) = queue.pop() {
+            for (k, f) in
+                references_to(victim.kind.name).filter(|(_, f)| f.on_delete == OnDelete::Cascade)
+            {
+                let rows = sqlx::query(AssertSqlSafe(format!(
+                    "{SELECT} WHERE id IN (SELECT object_id FROM object_index WHERE kind = $1 AND field = $2 AND value = $3)"
+                )))
+                .bind(k.name)
+                .bind(f.name)
+                .bind(victim.id.to_string())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                for r in rows {
+                    queue.push(Stored::from_row(k, &r)?);
+                }
+            }
+            sqlx::query("DELETE FROM object_index WHERE object_id = $1")
+                .bind(victim.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            sqlx::query("DELETE FROM objects WHERE id = $1")
+                .bind(victim.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            self.write_outbox(&mut tx, &victim, Operation::Deleted, None)
+                .await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(stored)
+    }
+
+    /// One page of objects of `kind`, ordered by ID, and the total number that match.
+    /// `filters` are (field name, index value) pairs; `name` filters on the Name column.
+    pub async fn list(
+        &self,
+        kind: &'static Kind,
+        name: Option<&str>,
+        filters: &[(&'static str, String)],
+        page: u64,
+        size: u64,
+    ) -> Result<(Vec<Stored>, u64), StoreError> {
+        let mut cond = String::from(" WHERE kind = $1");
+        let mut n = 1;
+        if name.is_some() {
+            n += 1;
+            cond.push_str(&format!(" AND name = ${n}"));
+        }
+        for _ in filters {
+            cond.push_str(&format!(
+                " AND id IN (SELECT object_id FROM object_index WHERE kind = $1 AND field = ${} AND value = ${})",
+                n + 1,
+                n + 2
+            ));
+            n += 2;
+        }
+        let count_sql = format!("SELECT COUNT(*) FROM objects{cond}");
+        let page_sql = format!(
+            "{SELECT}{cond} ORDER BY id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let mut count = sqlx::query_as::<_, (i64,)>(AssertSqlSafe(count_sql)).bind(kind.name);
+        let mut rows = sqlx::query(AssertSqlSafe(page_sql)).bind(kind.name);
+        if let Some(name) = name {
+            count = count.bind(name);
+            rows = rows.bind(name);
+        }
+        for (field, value) in filters {
+            count = count.bind(*field).bind(value.clone());
+            rows = rows.bind(*field).bind(value.clone());
+        }
+        let offset = page.saturating_sub(1).saturating_mul(size);
+        let rows = rows
+            .bind(size as i64)
+            .bind(offset.min(i64::MAX as u64) as i64)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let (total,) = count.fetch_one(&mut *conn).await.map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(|r| Stored::from_row(kind, r))
+            .collect::<Result<_, _>>()?;
+        Ok((items, total as u64))
+    }
+
+    // ---- outbox ----
+
+    pub async fn pending_notifications(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, event, stream, subject, payload FROM outbox \
+             WHERE published_at IS NULL AND subject IS NOT NULL ORDER BY seq LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(outbox_row).collect()
+    }
+
+    pub async fn mark_published(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let placeholders: Vec<String> = (0..seqs.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "UPDATE outbox SET published_at = $1 WHERE seq IN ({})",
+            placeholders.join(",")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms() as i64);
+        for s in seqs {
+            q = q.bind(*s);
+        }
+        q.execute(&self.pool).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Changes with `seq > after`, oldest first (the watch stream's source).
+    pub async fn changes_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, event, stream, subject, payload FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(outbox_row).collect()
+    }
+
+    /// Forget changes older than the retention window once they no longer need relaying.
+    pub async fn prune_outbox(&self, older_than_ms: u64) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM outbox WHERE created_at < $1 AND (subject IS NULL OR published_at IS NOT NULL)")
+            .bind(older_than_ms as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected())
+    }
+}
+
+fn outbox_row(r: &AnyRow) -> Result<OutboxRow, StoreError> {
+    Ok(OutboxRow {
+        seq: r.try_get("seq").map_err(map_err)?,
+        kind: r.try_get("kind").map_err(map_err)?,
+        event: r.try_get("event").map_err(map_err)?,
+        stream: r.try_get("stream").map_err(map_err)?,
+        subject: r.try_get("subject").map_err(map_err)?,
+        payload: r.try_get("payload").map_err(map_err)?,
+    })
+}

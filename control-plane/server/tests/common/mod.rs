@@ -1,0 +1,139 @@
+//! Harness: a real control plane on a real backend, reached over real HTTP.
+
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use threeport_server::{ServeConfig, Server};
+use threeport_testkit::{Nats, shared_postgres, unique_name};
+
+pub const KEY_B64: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+pub struct Harness {
+    pub server: Server,
+    pub http: reqwest::Client,
+    pub base: String,
+    pub database_url: String,
+    pub nats: Option<Nats>,
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn error(&self) -> &str {
+        self.body["Status"]["error"].as_str().unwrap_or("")
+    }
+    pub fn object(&self) -> &Value {
+        &self.body["Data"][0]
+    }
+    pub fn id(&self) -> u64 {
+        self.object()["ID"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no ID in {}", self.body))
+    }
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+impl Harness {
+    pub async fn start(
+        database_url: String,
+        nats: Option<Nats>,
+        dir: tempfile::TempDir,
+    ) -> Harness {
+        let mut cfg = ServeConfig::new(loopback(), database_url.clone());
+        cfg.nats_url = nats.as_ref().map(|n| n.url());
+        cfg.encryption_key = Some(KEY_B64.as_bytes().to_vec());
+        cfg.body_limit = 1024 * 1024;
+        let server = threeport_server::start(cfg)
+            .await
+            .expect("control plane starts");
+        let base = server.url();
+        Harness {
+            server,
+            http: reqwest::Client::new(),
+            base,
+            database_url,
+            nats,
+            dir,
+        }
+    }
+
+    /// Embedded mode: SQLite and the in-process bus.
+    pub async fn sqlite() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("threeport.db").display());
+        Harness::start(url, None, dir).await
+    }
+
+    /// PostgreSQL (standing in for CockroachDB's wire protocol) and NATS JetStream.
+    pub async fn postgres_nats() -> Harness {
+        let url = shared_postgres()
+            .create_database(&unique_name("api"))
+            .expect("create database");
+        let nats = Nats::start().expect("nats-server starts");
+        Harness::start(url, Some(nats), tempfile::tempdir().unwrap()).await
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp { status, body }
+    }
+
+    pub async fn raw(&self, method: Method, path: &str, body: impl Into<reqwest::Body>) -> Resp {
+        let resp = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp { status, body }
+    }
+
+    pub async fn post(&self, plural: &str, body: Value) -> Resp {
+        self.call(Method::POST, &format!("/v0/{plural}"), Some(body))
+            .await
+    }
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call(Method::GET, path, None).await
+    }
+    pub async fn patch(&self, plural: &str, id: u64, body: Value) -> Resp {
+        self.call(Method::PATCH, &format!("/v0/{plural}/{id}"), Some(body))
+            .await
+    }
+    pub async fn delete(&self, plural: &str, id: u64) -> Resp {
+        self.call(Method::DELETE, &format!("/v0/{plural}/{id}"), None)
+            .await
+    }
+
+    /// A runtime and a workload definition, which most tests need.
+    pub async fn seed_definition(&self, name: &str) -> u64 {
+        let r = self
+            .post(
+                "workload-definitions",
+                json!({"Name": name, "YAMLDocument": "kind: ConfigMap\n"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.id()
+    }
+}
