@@ -267,7 +267,8 @@ fn parse_body(kind: &Kind, body: Result<Bytes, BytesRejection>) -> Result<Value,
             ),
         ));
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(kind, format!("malformed JSON: {e}")))
+    threeport_api::validate::parse_json_strict(&bytes)
+        .map_err(|e| ApiError::bad(kind, format!("malformed JSON: {e}")))
 }
 
 fn is_true(v: Option<&Value>) -> bool {
