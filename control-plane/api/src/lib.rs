@@ -4,6 +4,7 @@
 pub mod client;
 pub mod envelope;
 pub mod kinds;
+pub mod manifest;
 pub mod validate;
 
 pub use client::{ApiError, Client, ClientTls, object_id};

@@ -1,0 +1,1135 @@
+//! Upstream's user YAML, turned into the objects to apply.
+//!
+//! The format (reference §5): the top-level key is the kind in PascalCase, objects refer to each
+//! other by name (`KubernetesRuntimeInstance: {Name: dev}`, `AwsAccountName: prod`), document fields
+//! (`YAMLDocument`, `ValuesDocument`, …) are paths relative to the YAML file, and a "defined
+//! instance" (`Workload`, `HelmWorkload`, `KubernetesRuntime`, …) expands into a Definition and an
+//! Instance with the same name. Everything here is offline: `tptctl validate` runs only this, and
+//! `tptctl apply` runs this first, then resolves names against the control plane.
+
+use crate::kinds::{self, FieldType, KINDS, Kind};
+use crate::validate::{check_type, did_you_mean};
+use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
+use serde_json::{Map, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One problem, located: `web.yaml:3: WorkloadInstance "web": unknown field "X"; did you mean "Y"?`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    /// (kind, name) of the object, when known.
+    pub object: Option<(String, String)>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: ", self.file, self.line)?;
+        if let Some((kind, name)) = &self.object {
+            write!(f, "{kind} {name:?}: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+/// A reference by name, resolved to an ID at apply time.
+#[derive(Debug, Clone)]
+pub struct Ref {
+    /// The ID field it fills (`WorkloadDefinitionID`).
+    pub field: &'static str,
+    pub kind: &'static Kind,
+    pub name: String,
+    pub line: usize,
+}
+
+/// One object as the user wants it.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub kind: &'static Kind,
+    pub name: String,
+    /// Literal fields, documents already read.
+    pub fields: Map<String, Value>,
+    pub refs: Vec<Ref>,
+    pub file: String,
+    pub line: usize,
+    /// The kind has a runtime reference and none was named: use the default runtime.
+    pub wants_default_runtime: bool,
+}
+
+impl Desired {
+    /// `workload-definition/web`, as `tptctl` prints it.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.kind.singular(), self.name)
+    }
+    pub fn key(&self) -> (&'static str, String) {
+        (self.kind.name, self.name.clone())
+    }
+    fn problem(&self, line: usize, message: impl Into<String>) -> Problem {
+        Problem {
+            file: self.file.clone(),
+            line,
+            object: Some((self.kind.name.into(), self.name.clone())),
+            message: message.into(),
+        }
+    }
+}
+
+/// What loading files produced. Objects with problems are left out, but their (kind, name) is in
+/// `broken`, so objects that depend on them are skipped rather than applied half-way.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub objects: Vec<Desired>,
+    pub problems: Vec<Problem>,
+    pub broken: BTreeSet<(String, String)>,
+}
+
+impl Loaded {
+    fn merge(&mut self, other: Loaded) {
+        self.objects.extend(other.objects);
+        self.problems.extend(other.problems);
+        self.broken.extend(other.broken);
+    }
+}
+
+/// A "defined instance": one YAML object that expands into a Definition and an Instance.
+pub struct Composite {
+    pub name: &'static str,
+    pub definition: &'static str,
+    pub instance: &'static str,
+}
+
+pub static COMPOSITES: &[Composite] = &[
+    Composite {
+        name: "Workload",
+        definition: "WorkloadDefinition",
+        instance: "WorkloadInstance",
+    },
+    Composite {
+        name: "HelmWorkload",
+        definition: "HelmWorkloadDefinition",
+        instance: "HelmWorkloadInstance",
+    },
+    Composite {
+        name: "KubernetesRuntime",
+        definition: "KubernetesRuntimeDefinition",
+        instance: "KubernetesRuntimeInstance",
+    },
+    Composite {
+        name: "AwsEksKubernetesRuntime",
+        definition: "AwsEksKubernetesRuntimeDefinition",
+        instance: "AwsEksKubernetesRuntimeInstance",
+    },
+    Composite {
+        name: "ControlPlane",
+        definition: "ControlPlaneDefinition",
+        instance: "ControlPlaneInstance",
+    },
+    Composite {
+        name: "Gateway",
+        definition: "GatewayDefinition",
+        instance: "GatewayInstance",
+    },
+    Composite {
+        name: "DomainName",
+        definition: "DomainNameDefinition",
+        instance: "DomainNameInstance",
+    },
+    Composite {
+        name: "AwsRelationalDatabase",
+        definition: "AwsRelationalDatabaseDefinition",
+        instance: "AwsRelationalDatabaseInstance",
+    },
+    Composite {
+        name: "AwsObjectStorageBucket",
+        definition: "AwsObjectStorageBucketDefinition",
+        instance: "AwsObjectStorageBucketInstance",
+    },
+    Composite {
+        name: "Secret",
+        definition: "SecretDefinition",
+        instance: "SecretInstance",
+    },
+    Composite {
+        name: "Terraform",
+        definition: "TerraformDefinition",
+        instance: "TerraformInstance",
+    },
+    Composite {
+        name: "ObservabilityStack",
+        definition: "ObservabilityStackDefinition",
+        instance: "ObservabilityStackInstance",
+    },
+    Composite {
+        name: "ObservabilityDashboard",
+        definition: "ObservabilityDashboardDefinition",
+        instance: "ObservabilityDashboardInstance",
+    },
+    Composite {
+        name: "Metrics",
+        definition: "MetricsDefinition",
+        instance: "MetricsInstance",
+    },
+    Composite {
+        name: "Logging",
+        definition: "LoggingDefinition",
+        instance: "LoggingInstance",
+    },
+];
+
+/// Lists of child objects written inline under a parent (upstream's gateway ports).
+struct ChildList {
+    parent: &'static str,
+    key: &'static str,
+    child: &'static str,
+    /// The child's field that identifies it within the parent; the child's name is `<parent>-<value>`.
+    identity: &'static str,
+}
+
+static CHILD_LISTS: &[ChildList] = &[
+    ChildList {
+        parent: "GatewayDefinition",
+        key: "HttpPorts",
+        child: "GatewayHttpPort",
+        identity: "Port",
+    },
+    ChildList {
+        parent: "GatewayDefinition",
+        key: "TcpPorts",
+        child: "GatewayTcpPort",
+        identity: "Port",
+    },
+];
+
+/// Fields only `tptctl` reads (upstream reads AWS credentials from local files, never sends paths).
+const AWS_LOCAL_FIELDS: &[&str] = &["LocalConfig", "LocalCredentials", "LocalProfile"];
+
+/// Every top-level key the format accepts.
+pub fn top_level_keys() -> Vec<&'static str> {
+    COMPOSITES
+        .iter()
+        .map(|c| c.name)
+        .chain(KINDS.iter().map(|k| k.name))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML with line numbers
+
+#[derive(Debug, Clone)]
+enum Y {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<(Y, usize)>),
+    Map(Vec<(String, Y, usize)>),
+}
+
+impl Y {
+    fn from_marked(n: &MarkedYamlOwned) -> Y {
+        match &n.data {
+            YamlDataOwned::Value(s) => match s {
+                ScalarOwned::Null => Y::Null,
+                ScalarOwned::Boolean(b) => Y::Bool(*b),
+                ScalarOwned::Integer(i) => Y::Int(*i),
+                ScalarOwned::FloatingPoint(f) => Y::Float(f.into_inner()),
+                ScalarOwned::String(s) => Y::Str(s.clone()),
+            },
+            YamlDataOwned::Representation(s, _, _) => Y::Str(s.clone()),
+            YamlDataOwned::Sequence(items) => Y::Seq(
+                items
+                    .iter()
+                    .map(|i| (Y::from_marked(i), i.span.start.line()))
+                    .collect(),
+            ),
+            YamlDataOwned::Mapping(m) => Y::Map(
+                m.iter()
+                    .map(|(k, v)| {
+                        let key = match Y::from_marked(k) {
+                            Y::Str(s) => s,
+                            other => other.to_json().to_string(),
+                        };
+                        (key, Y::from_marked(v), k.span.start.line())
+                    })
+                    .collect(),
+            ),
+            YamlDataOwned::Tagged(_, inner) => Y::from_marked(inner),
+            YamlDataOwned::Alias(_) | YamlDataOwned::BadValue => Y::Null,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Y::Null => Value::Null,
+            Y::Bool(b) => Value::Bool(*b),
+            Y::Int(i) => Value::from(*i),
+            Y::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            Y::Str(s) => Value::String(s.clone()),
+            Y::Seq(items) => Value::Array(items.iter().map(|(y, _)| y.to_json()).collect()),
+            Y::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v, _)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn name(&self) -> Option<&str> {
+        match self {
+            Y::Map(entries) => {
+                entries
+                    .iter()
+                    .find(|(k, _, _)| k == "Name")
+                    .and_then(|(_, v, _)| match v {
+                        Y::Str(s) => Some(s.as_str()),
+                        _ => None,
+                    })
+            }
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+/// Load a file, or every `.yaml`/`.yml` file of a directory (recursively with `recursive`).
+pub fn load_path(path: &Path, recursive: bool) -> Loaded {
+    let mut out = Loaded::default();
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) => {
+                out.problems
+                    .push(file_problem(path, 0, format!("cannot read directory: {e}")));
+                return out;
+            }
+        };
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                if recursive {
+                    out.merge(load_path(&p, true));
+                }
+            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                out.merge(load_path(&p, recursive));
+            }
+        }
+        return out;
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            load_str(&text, &path.display().to_string(), &base)
+        }
+        Err(e) => {
+            out.problems
+                .push(file_problem(path, 0, format!("cannot read file: {e}")));
+            out
+        }
+    }
+}
+
+fn file_problem(path: &Path, line: usize, message: String) -> Problem {
+    Problem {
+        file: path.display().to_string(),
+        line,
+        object: None,
+        message,
+    }
+}
+
+/// Load YAML text. `file` labels messages; `base` resolves relative document paths.
+pub fn load_str(text: &str, file: &str, base: &Path) -> Loaded {
+    let mut out = Loaded::default();
+    let docs = match MarkedYamlOwned::load_from_str(text) {
+        Ok(d) => d,
+        Err(e) => {
+            out.problems.push(Problem {
+                file: file.into(),
+                line: e.marker().line(),
+                object: None,
+                message: format!(
+                    "YAML syntax error: {} (column {})",
+                    e.info(),
+                    e.marker().col() + 1
+                ),
+            });
+            return out;
+        }
+    };
+    let ctx = Ctx { file, base };
+    for doc in &docs {
+        let line = doc.span.start.line();
+        match Y::from_marked(doc) {
+            Y::Null => {}
+            Y::Map(entries) => {
+                for (key, body, line) in entries {
+                    ctx.object(&key, &body, line, &mut out);
+                }
+            }
+            _ => out.problems.push(Problem {
+                file: file.into(),
+                line,
+                object: None,
+                message: format!(
+                    "a document must be a mapping whose key is the kind, for example `WorkloadDefinition: {{Name: web, YAMLDocument: web.yaml}}`"
+                ),
+            }),
+        }
+    }
+    out
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    base: &'a Path,
+}
+
+/// How a YAML key maps onto a kind's fields.
+enum Route {
+    Literal(&'static kinds::Field),
+    Reference(&'static kinds::Field, &'static Kind),
+    Children(&'static ChildList),
+    AwsLocal,
+}
+
+fn route(kind: &'static Kind, key: &str, value: &Y) -> Option<Route> {
+    if let Some(f) = kind.field(key) {
+        let writable =
+            !kinds::SERVER_MANAGED.contains(&f.name) && f.name != "ResourceVersion" && !f.status;
+        // `XID: 123` stays possible for scripts that already know IDs.
+        if writable {
+            return Some(Route::Literal(f));
+        }
+        return None;
+    }
+    // `WorkloadDefinition: {Name: web}` fills `WorkloadDefinitionID`; `AwsAccountName: prod`
+    // fills `AwsAccountID`.
+    let by_id = kind
+        .field(&format!("{key}ID"))
+        .filter(|f| f.references.is_some());
+    if let (Some(f), Y::Map(_)) = (by_id, value) {
+        return Some(Route::Reference(f, kinds::by_name(f.references?)?));
+    }
+    if let Some(stem) = key.strip_suffix("Name") {
+        if let Some(f) = kind
+            .field(&format!("{stem}ID"))
+            .filter(|f| f.references.is_some())
+        {
+            if matches!(value, Y::Str(_)) {
+                return Some(Route::Reference(f, kinds::by_name(f.references?)?));
+            }
+        }
+    }
+    if let Some(c) = CHILD_LISTS
+        .iter()
+        .find(|c| c.parent == kind.name && c.key == key)
+    {
+        return Some(Route::Children(c));
+    }
+    if kind.name == "AwsAccount" && AWS_LOCAL_FIELDS.contains(&key) {
+        return Some(Route::AwsLocal);
+    }
+    None
+}
+
+/// Every key `kind` accepts in YAML, for did-you-mean hints.
+fn accepted_keys(kind: &'static Kind) -> Vec<String> {
+    let mut keys: Vec<String> = kind
+        .writable_fields()
+        .filter(|f| !f.status)
+        .map(|f| f.name.to_string())
+        .collect();
+    for f in kind.fields().filter(|f| f.references.is_some()) {
+        let stem = f.name.trim_end_matches("ID");
+        keys.push(stem.to_string());
+        if stem.starts_with("Aws") {
+            keys.push(format!("{stem}Name"));
+        }
+    }
+    keys.extend(
+        CHILD_LISTS
+            .iter()
+            .filter(|c| c.parent == kind.name)
+            .map(|c| c.key.to_string()),
+    );
+    keys
+}
+
+fn suggest(key: &str, kinds: &[&'static Kind]) -> String {
+    let mut best: Option<(f64, String)> = None;
+    for k in kinds {
+        for cand in accepted_keys(k) {
+            let score = if cand.eq_ignore_ascii_case(key) {
+                1.0
+            } else {
+                strsim::jaro_winkler(&cand.to_ascii_lowercase(), &key.to_ascii_lowercase())
+            };
+            if score >= 0.8 && best.as_ref().is_none_or(|(s, _)| score > *s) {
+                best = Some((score, cand));
+            }
+        }
+    }
+    let _ = did_you_mean;
+    match best {
+        Some((_, c)) => format!("; did you mean \"{c}\"?"),
+        None => String::new(),
+    }
+}
+
+impl Ctx<'_> {
+    fn object(&self, key: &str, body: &Y, line: usize, out: &mut Loaded) {
+        let name = body.name().map(str::to_string);
+        let entries = match body {
+            Y::Map(e) => e,
+            _ => {
+                out.problems.push(Problem {
+                    file: self.file.into(),
+                    line,
+                    object: None,
+                    message: format!(
+                        "{key}: expected a mapping of fields, for example `{key}: {{Name: …}}`"
+                    ),
+                });
+                return;
+            }
+        };
+        let Some(name) = name else {
+            out.problems.push(Problem {
+                file: self.file.into(),
+                line,
+                object: None,
+                message: format!("{key}: missing required field \"Name\""),
+            });
+            return;
+        };
+        if let Some(c) = COMPOSITES.iter().find(|c| c.name == key) {
+            let def = kinds::by_name(c.definition).expect("composite kinds are registered");
+            let inst = kinds::by_name(c.instance).expect("composite kinds are registered");
+            self.composite(def, inst, &name, entries, line, out);
+        } else if let Some(kind) = kinds::by_name(key) {
+            let (objs, problems) = self.build(kind, &name, entries, line, &[], &[]);
+            self.finish(objs, problems, &[(kind, name.clone())], out);
+        } else {
+            let keys = top_level_keys();
+            let hint = keys
+                .iter()
+                .map(|k| {
+                    (
+                        strsim::jaro_winkler(&k.to_ascii_lowercase(), &key.to_ascii_lowercase()),
+                        *k,
+                    )
+                })
+                .filter(|(s, _)| *s >= 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, k)| format!("; did you mean \"{k}\"?"))
+                .unwrap_or_default();
+            out.problems.push(Problem {
+                file: self.file.into(),
+                line,
+                object: None,
+                message: format!("unknown kind \"{key}\"{hint}"),
+            });
+            out.broken.insert((key.to_string(), name));
+        }
+    }
+
+    fn finish(
+        &self,
+        objs: Vec<Desired>,
+        problems: Vec<Problem>,
+        identities: &[(&'static Kind, String)],
+        out: &mut Loaded,
+    ) {
+        if problems.is_empty() {
+            out.objects.extend(objs);
+        } else {
+            out.problems.extend(problems);
+            for (k, n) in identities {
+                out.broken.insert((k.name.to_string(), n.clone()));
+            }
+            for o in objs {
+                out.broken.insert((o.kind.name.to_string(), o.name));
+            }
+        }
+    }
+
+    fn composite(
+        &self,
+        def: &'static Kind,
+        inst: &'static Kind,
+        name: &str,
+        entries: &[(String, Y, usize)],
+        line: usize,
+        out: &mut Loaded,
+    ) {
+        // Each key goes to the definition if it takes it, else to the instance.
+        let mut def_keys = Vec::new();
+        let mut inst_keys = Vec::new();
+        let mut problems = Vec::new();
+        for (k, v, l) in entries {
+            if k == "Name" {
+                continue;
+            }
+            if route(def, k, v).is_some() {
+                def_keys.push(k.as_str());
+            } else if route(inst, k, v).is_some() {
+                inst_keys.push(k.as_str());
+            } else {
+                problems.push(Problem {
+                    file: self.file.into(),
+                    line: *l,
+                    object: Some((
+                        def.name.trim_end_matches("Definition").to_string(),
+                        name.to_string(),
+                    )),
+                    message: format!("unknown field \"{k}\"{}", suggest(k, &[def, inst])),
+                });
+            }
+        }
+        let pick = |keys: &[&str]| -> Vec<(String, Y, usize)> {
+            entries
+                .iter()
+                .filter(|(k, _, _)| k == "Name" || keys.contains(&k.as_str()))
+                .cloned()
+                .collect()
+        };
+        let (mut objs, p1) = self.build(def, name, &pick(&def_keys), line, &[], &[]);
+        let definition_ref = Ref {
+            field: leak_id_field(inst, def),
+            kind: def,
+            name: name.to_string(),
+            line,
+        };
+        let (inst_objs, p2) = self.build(
+            inst,
+            name,
+            &pick(&inst_keys),
+            line,
+            &[definition_ref.field],
+            &[definition_ref],
+        );
+        objs.extend(inst_objs);
+        problems.extend(p1);
+        problems.extend(p2);
+        self.finish(
+            objs,
+            problems,
+            &[(def, name.to_string()), (inst, name.to_string())],
+            out,
+        );
+    }
+
+    /// Build one object (plus inline children). `implied` fields are filled by `extra_refs`.
+    fn build(
+        &self,
+        kind: &'static Kind,
+        name: &str,
+        entries: &[(String, Y, usize)],
+        line: usize,
+        implied: &[&str],
+        extra_refs: &[Ref],
+    ) -> (Vec<Desired>, Vec<Problem>) {
+        let mut d = Desired {
+            kind,
+            name: name.to_string(),
+            fields: Map::new(),
+            refs: extra_refs.to_vec(),
+            file: self.file.into(),
+            line,
+            wants_default_runtime: false,
+        };
+        d.fields.insert("Name".into(), Value::String(name.into()));
+        let mut problems = Vec::new();
+        let mut children = Vec::new();
+        let mut aws_local: HashMap<&str, String> = HashMap::new();
+        for (key, value, l) in entries {
+            if key == "Name" {
+                if !matches!(value, Y::Str(_)) {
+                    problems.push(d.problem(*l, "field \"Name\": must be a string"));
+                }
+                continue;
+            }
+            match route(kind, key, value) {
+                Some(Route::Literal(f)) => match self.literal(f, value) {
+                    Ok(v) => {
+                        d.fields.insert(f.name.into(), v);
+                    }
+                    Err(m) => problems.push(d.problem(*l, format!("field \"{key}\": {m}"))),
+                },
+                Some(Route::Reference(f, target)) => {
+                    let target_name = match value {
+                        Y::Str(s) => Some(s.clone()),
+                        other => other.name().map(str::to_string),
+                    };
+                    match target_name {
+                        Some(n) => d.refs.push(Ref {
+                            field: f.name,
+                            kind: target,
+                            name: n,
+                            line: *l,
+                        }),
+                        None => problems.push(d.problem(
+                            *l,
+                            format!(
+                                "field \"{key}\": refer to a {} by name, as `{key}: {{Name: …}}`",
+                                target.name
+                            ),
+                        )),
+                    }
+                }
+                Some(Route::Children(c)) => match value {
+                    Y::Seq(items) => {
+                        let child = kinds::by_name(c.child).expect("child kinds are registered");
+                        for (item, il) in items {
+                            let Y::Map(fields) = item else {
+                                problems.push(d.problem(
+                                    *il,
+                                    format!("field \"{key}\": each item must be a mapping"),
+                                ));
+                                continue;
+                            };
+                            let ident = fields
+                                .iter()
+                                .find(|(k, _, _)| k == c.identity)
+                                .map(|(_, v, _)| v.to_json());
+                            let Some(ident) = ident.filter(|v| !v.is_null()) else {
+                                problems.push(d.problem(
+                                    *il,
+                                    format!("field \"{key}\": each item needs \"{}\"", c.identity),
+                                ));
+                                continue;
+                            };
+                            let child_name =
+                                format!("{name}-{}", ident.to_string().trim_matches('"'));
+                            let parent_ref = Ref {
+                                field: leak_id_field(child, kind),
+                                kind,
+                                name: name.to_string(),
+                                line: *il,
+                            };
+                            let (objs, p) = self.build(
+                                child,
+                                &child_name,
+                                fields,
+                                *il,
+                                &[parent_ref.field],
+                                &[parent_ref],
+                            );
+                            children.extend(objs);
+                            problems.extend(p);
+                        }
+                    }
+                    _ => problems.push(d.problem(*l, format!("field \"{key}\": must be a list"))),
+                },
+                Some(Route::AwsLocal) => match value {
+                    Y::Str(s) => {
+                        aws_local.insert(key.as_str(), s.clone());
+                    }
+                    _ => problems.push(d.problem(*l, format!("field \"{key}\": must be a string"))),
+                },
+                None => {
+                    problems.push(d.problem(
+                        *l,
+                        format!("unknown field \"{key}\"{}", suggest(key, &[kind])),
+                    ));
+                }
+            }
+        }
+        if !aws_local.is_empty() {
+            if let Err(m) = self.aws_local(&aws_local, &mut d.fields) {
+                problems.push(d.problem(line, m));
+            }
+        }
+        let has_runtime_field = kind.field("KubernetesRuntimeInstanceID").is_some()
+            && kind.role == kinds::Role::Instance;
+        if has_runtime_field
+            && !d.fields.contains_key("KubernetesRuntimeInstanceID")
+            && !d
+                .refs
+                .iter()
+                .any(|r| r.field == "KubernetesRuntimeInstanceID")
+        {
+            d.wants_default_runtime = true;
+        }
+        for f in kind
+            .writable_fields()
+            .filter(|f| f.required && f.name != "Name")
+        {
+            let given = d.fields.get(f.name).is_some_and(|v| !v.is_null())
+                || d.refs.iter().any(|r| r.field == f.name)
+                || implied.contains(&f.name);
+            if !given {
+                let hint = match f.references {
+                    Some(t) => format!(" (write `{t}: {{Name: …}}`)"),
+                    None => String::new(),
+                };
+                problems
+                    .push(d.problem(line, format!("missing required field \"{}\"{hint}", f.name)));
+            }
+        }
+        let mut objs = vec![d];
+        objs.extend(children);
+        (objs, problems)
+    }
+
+    fn literal(&self, f: &'static kinds::Field, value: &Y) -> Result<Value, String> {
+        let json = value.to_json();
+        check_type(f.ty, &json)?;
+        if f.ty == FieldType::Text {
+            if let Y::Str(path) = value {
+                if f.name.ends_with("Document") {
+                    let p = self.base.join(path);
+                    return std::fs::read_to_string(&p).map(Value::String).map_err(|e| {
+                        format!(
+                            "cannot read {}: {e} (document paths are relative to the YAML file)",
+                            p.display()
+                        )
+                    });
+                }
+                if f.name == "ConfigDir" {
+                    return read_config_dir(&self.base.join(path)).map(Value::String);
+                }
+            }
+        }
+        Ok(json)
+    }
+
+    /// Upstream's AwsAccount reads keys and region from the local AWS CLI files.
+    fn aws_local(
+        &self,
+        local: &HashMap<&str, String>,
+        fields: &mut Map<String, Value>,
+    ) -> Result<(), String> {
+        let profile = local
+            .get("LocalProfile")
+            .cloned()
+            .unwrap_or_else(|| "default".into());
+        if let Some(creds) = local.get("LocalCredentials") {
+            let p = expand_home(&self.base.join(creds));
+            let ini = ini::Ini::load_from_file(&p).map_err(|e| {
+                format!(
+                    "field \"LocalCredentials\": cannot read {}: {e}",
+                    p.display()
+                )
+            })?;
+            let section = ini.section(Some(profile.as_str())).ok_or_else(|| {
+                format!(
+                    "field \"LocalProfile\": profile [{profile}] not found in {}",
+                    p.display()
+                )
+            })?;
+            for (ini_key, field) in [
+                ("aws_access_key_id", "AccessKeyID"),
+                ("aws_secret_access_key", "SecretAccessKey"),
+            ] {
+                let v = section
+                    .get(ini_key)
+                    .ok_or_else(|| format!("{} has no {ini_key} in [{profile}]", p.display()))?;
+                fields.insert(field.into(), Value::String(v.into()));
+            }
+        }
+        if let Some(config) = local.get("LocalConfig") {
+            let p = expand_home(&self.base.join(config));
+            let ini = ini::Ini::load_from_file(&p)
+                .map_err(|e| format!("field \"LocalConfig\": cannot read {}: {e}", p.display()))?;
+            let section_name = if profile == "default" {
+                profile.clone()
+            } else {
+                format!("profile {profile}")
+            };
+            if let Some(region) = ini
+                .section(Some(section_name.as_str()))
+                .and_then(|s| s.get("region"))
+            {
+                fields
+                    .entry("DefaultRegion")
+                    .or_insert_with(|| Value::String(region.into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn expand_home(p: &Path) -> PathBuf {
+    let s = p.to_string_lossy();
+    match (s.find("~/"), std::env::var_os("HOME")) {
+        (Some(i), Some(home)) => PathBuf::from(home).join(&s[i + 2..]),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Terraform configuration: every `.tf` file of the directory, in name order.
+fn read_config_dir(dir: &Path) -> Result<String, String> {
+    if dir.is_file() {
+        return std::fs::read_to_string(dir)
+            .map_err(|e| format!("cannot read {}: {e}", dir.display()));
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "tf"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("{} has no .tf files", dir.display()));
+    }
+    let mut out = String::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(&f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        out.push_str(&format!(
+            "# {}\n{text}\n",
+            f.file_name().unwrap_or_default().to_string_lossy()
+        ));
+    }
+    Ok(out)
+}
+
+/// The `<Target>ID` field of `kind` that points at `target`.
+fn leak_id_field(kind: &'static Kind, target: &'static Kind) -> &'static str {
+    kind.fields()
+        .find(|f| f.references == Some(target.name))
+        .map(|f| f.name)
+        .expect("the registry links these kinds")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ordering
+
+/// Sort objects so every object comes after the objects it references (definitions before
+/// instances, runtimes before workloads). Objects in a cycle, or depending on broken objects, are
+/// reported and left out.
+pub fn order(loaded: Loaded) -> Loaded {
+    let Loaded {
+        objects,
+        mut problems,
+        mut broken,
+    } = loaded;
+    let mut seen: HashMap<(&'static str, String), usize> = HashMap::new();
+    let mut unique = Vec::new();
+    for o in objects {
+        if let Some(&first) = seen.get(&o.key()) {
+            let first: &Desired = &unique[first];
+            problems.push(o.problem(
+                o.line,
+                format!("defined twice (first at {}:{})", first.file, first.line),
+            ));
+            broken.insert((o.kind.name.into(), o.name.clone()));
+            continue;
+        }
+        seen.insert(o.key(), unique.len());
+        unique.push(o);
+    }
+    let index: HashMap<(&'static str, String), usize> = unique
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.key(), i))
+        .collect();
+    let deps: Vec<Vec<usize>> = unique
+        .iter()
+        .map(|o| {
+            o.refs
+                .iter()
+                .filter_map(|r| index.get(&(r.kind.name, r.name.clone())).copied())
+                .collect()
+        })
+        .collect();
+    // Depth-first topological sort; grey nodes on the stack reveal cycles.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        White,
+        Grey,
+        Black,
+    }
+    let mut mark = vec![Mark::White; unique.len()];
+    let mut sorted = Vec::new();
+    let mut cyclic = BTreeSet::new();
+    fn visit(
+        i: usize,
+        deps: &[Vec<usize>],
+        mark: &mut [Mark],
+        stack: &mut Vec<usize>,
+        sorted: &mut Vec<usize>,
+        cyclic: &mut BTreeSet<usize>,
+    ) {
+        match mark[i] {
+            Mark::Black => return,
+            Mark::Grey => {
+                if let Some(pos) = stack.iter().position(|&s| s == i) {
+                    cyclic.extend(stack[pos..].iter().copied());
+                }
+                return;
+            }
+            Mark::White => {}
+        }
+        mark[i] = Mark::Grey;
+        stack.push(i);
+        for &d in &deps[i] {
+            visit(d, deps, mark, stack, sorted, cyclic);
+        }
+        stack.pop();
+        mark[i] = Mark::Black;
+        sorted.push(i);
+    }
+    // Visit in registry order so independent objects still come out kind by kind.
+    let mut roots: Vec<usize> = (0..unique.len()).collect();
+    roots.sort_by_key(|&i| KINDS.iter().position(|k| k.name == unique[i].kind.name));
+    for i in roots {
+        visit(
+            i,
+            &deps,
+            &mut mark,
+            &mut Vec::new(),
+            &mut sorted,
+            &mut cyclic,
+        );
+    }
+    for &i in &cyclic {
+        let o = &unique[i];
+        let others: Vec<String> = cyclic
+            .iter()
+            .filter(|&&j| j != i)
+            .map(|&j| unique[j].label())
+            .collect();
+        problems.push(o.problem(
+            o.line,
+            format!("dependency cycle with {}", others.join(", ")),
+        ));
+        broken.insert((o.kind.name.into(), o.name.clone()));
+    }
+    // Anything depending (directly or not) on a broken object is skipped.
+    let mut out = Vec::new();
+    for i in sorted {
+        let o = &unique[i];
+        if cyclic.contains(&i) {
+            continue;
+        }
+        if let Some(r) = o
+            .refs
+            .iter()
+            .find(|r| broken.contains(&(r.kind.name.to_string(), r.name.clone())))
+        {
+            problems.push(o.problem(
+                r.line,
+                format!(
+                    "not applied: it refers to {} {:?}, which has errors",
+                    r.kind.name, r.name
+                ),
+            ));
+            broken.insert((o.kind.name.into(), o.name.clone()));
+            continue;
+        }
+        out.push(o.clone());
+    }
+    Loaded {
+        objects: out,
+        problems,
+        broken,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Loaded {
+        order(load_str(text, "t.yaml", Path::new("/nonexistent")))
+    }
+
+    #[test]
+    fn composite_expands_and_orders() {
+        let l = load(
+            "Workload:\n  Name: web\n  KubernetesRuntimeInstance:\n    Name: dev\n---\nKubernetesRuntime:\n  Name: dev\n  InfraProvider: kind\n  Location: Local\n  DefaultRuntime: true\n",
+        );
+        // YAMLDocument is required and missing: one error for the Workload, whose instance is
+        // then not applied either.
+        assert_eq!(l.problems.len(), 1, "{:?}", l.problems);
+        assert!(
+            l.problems[0].to_string().starts_with(
+                "t.yaml:1: WorkloadDefinition \"web\": missing required field \"YAMLDocument\""
+            ),
+            "{}",
+            l.problems[0]
+        );
+        let labels: Vec<String> = l.objects.iter().map(Desired::label).collect();
+        assert_eq!(
+            labels,
+            vec![
+                "kubernetes-runtime-definition/dev",
+                "kubernetes-runtime-instance/dev"
+            ]
+        );
+        let kri = &l.objects[1];
+        assert_eq!(kri.fields["Location"], "Local");
+        assert_eq!(kri.fields["DefaultRuntime"], true);
+        assert_eq!(kri.refs[0].field, "KubernetesRuntimeDefinitionID");
+    }
+
+    #[test]
+    fn unknown_field_has_line_and_hint() {
+        let l = load(
+            "WorkloadInstance:\n  Name: web\n  WorkloadDefinition:\n    Name: web\n  KubernetesRuntime:\n    Name: dev\n",
+        );
+        assert_eq!(
+            l.problems[0].to_string(),
+            "t.yaml:5: WorkloadInstance \"web\": unknown field \"KubernetesRuntime\"; did you mean \"KubernetesRuntimeInstance\"?"
+        );
+    }
+
+    #[test]
+    fn cycles_and_syntax_errors() {
+        let l = load(
+            "ControlPlaneDefinition: {Name: d}\n---\nControlPlaneInstance: {Name: a, ControlPlaneDefinition: {Name: d}, ParentControlPlaneInstance: {Name: b}}\n---\nControlPlaneInstance: {Name: b, ControlPlaneDefinition: {Name: d}, ParentControlPlaneInstance: {Name: a}}\n",
+        );
+        assert_eq!(l.objects.len(), 1);
+        assert!(
+            l.problems.iter().all(|p| p.message.contains("cycle")),
+            "{:?}",
+            l.problems
+        );
+        let l = load("Workload:\n  Name: [web\n");
+        assert_eq!(l.problems.len(), 1);
+        assert!(
+            l.problems[0].message.contains("syntax"),
+            "{}",
+            l.problems[0]
+        );
+        let l = load("Workloud:\n  Name: web\n");
+        assert!(
+            l.problems[0].message.contains("did you mean \"Workload\""),
+            "{}",
+            l.problems[0]
+        );
+    }
+
+    #[test]
+    fn gateway_ports_and_account_names() {
+        let l = load(
+            "AwsAccount: {Name: prod, AccountID: \"1\"}\n---\nAwsEksKubernetesRuntime:\n  Name: eks\n  AwsAccountName: prod\n  Region: us-east-1\n  ZoneCount: 2\n---\nGatewayDefinition:\n  Name: gw\n  HttpPorts:\n    - Port: 80\n    - Port: 443\n      TLSEnabled: true\n",
+        );
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        let labels: Vec<String> = l.objects.iter().map(Desired::label).collect();
+        assert!(
+            labels.contains(&"gateway-http-port/gw-443".to_string()),
+            "{labels:?}"
+        );
+        let eks = l
+            .objects
+            .iter()
+            .find(|o| o.kind.name == "AwsEksKubernetesRuntimeDefinition")
+            .unwrap();
+        assert_eq!(eks.refs[0].kind.name, "AwsAccount");
+        let pos = |l: &str| labels.iter().position(|x| x == l).unwrap();
+        assert!(pos("aws-account/prod") < pos("aws-eks-kubernetes-runtime-definition/eks"));
+        assert!(pos("gateway-definition/gw") < pos("gateway-http-port/gw-80"));
+    }
+}
