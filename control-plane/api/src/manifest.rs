@@ -318,7 +318,9 @@ pub fn load_path(path: &Path, recursive: bool) -> Loaded {
                 if recursive {
                     out.merge(load_path(&p, true));
                 }
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                && !is_foreign(&p)
+            {
                 out.merge(load_path(&p, recursive));
             }
         }
@@ -335,6 +337,27 @@ pub fn load_path(path: &Path, recursive: bool) -> Loaded {
             out
         }
     }
+}
+
+/// In a directory, Threeport files sit next to the documents they point at (Kubernetes
+/// manifests, Helm values). Threeport's top-level keys are PascalCase kinds; a file whose
+/// documents only have lower-case top-level keys (`apiVersion`, `replicaCount`) is one of those
+/// documents, not a Threeport file, so directory loads skip it. A file given by name is never skipped.
+fn is_foreign(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let Ok(docs) = MarkedYamlOwned::load_from_str(&text) else {
+        return false;
+    };
+    let mut keys = docs.iter().filter_map(|d| match Y::from_marked(d) {
+        Y::Map(entries) => Some(entries.into_iter().map(|(k, _, _)| k).collect::<Vec<_>>()),
+        _ => None,
+    });
+    keys.all(|ks| {
+        ks.iter()
+            .all(|k| k.starts_with(|c: char| !c.is_ascii_uppercase()))
+    })
 }
 
 fn file_problem(path: &Path, line: usize, message: String) -> Problem {

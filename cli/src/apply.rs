@@ -1,0 +1,359 @@
+//! `tptctl apply`: declarative create-or-update of upstream YAML, in dependency order, reporting
+//! `created`, `configured` or `unchanged` per object and carrying on past failures.
+
+use crate::output::{self, Format};
+use anyhow::Result;
+use serde_json::{Map, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+use threeport_api::manifest::{Desired, Loaded};
+use threeport_api::{Client, Kind, kinds, object_id};
+
+#[derive(Clone, Debug)]
+pub struct ApplyOpts {
+    pub dry_run: bool,
+    pub output: Option<Format>,
+    /// Upstream's `create`: an object that already exists is an error.
+    pub create_only: bool,
+}
+
+/// What happened to each object.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub failed: usize,
+    pub total: usize,
+    /// Applied objects as the server returned them, for `-o` and `--wait`.
+    pub applied: Vec<(&'static Kind, Value)>,
+}
+
+fn differs(existing: &Value, desired: &Map<String, Value>) -> Map<String, Value> {
+    desired
+        .iter()
+        .filter(|(k, v)| existing.get(k.as_str()).unwrap_or(&Value::Null) != *v)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+struct Resolver<'a> {
+    client: &'a Client,
+    /// IDs of objects applied in this run.
+    applied: HashMap<(&'static str, String), u64>,
+    /// Server lookups by (kind, name).
+    cache: HashMap<(&'static str, String), Option<Value>>,
+}
+
+impl Resolver<'_> {
+    async fn find(&mut self, kind: &'static Kind, name: &str) -> Result<Option<Value>> {
+        let key = (kind.name, name.to_string());
+        if let Some(v) = self.cache.get(&key) {
+            return Ok(v.clone());
+        }
+        let (items, _) = self
+            .client
+            .list_page(
+                kind,
+                &[("name", name.to_string()), ("reveal", "true".into())],
+                1,
+                1,
+            )
+            .await?;
+        let found = items.into_iter().next();
+        self.cache.insert(key, found.clone());
+        Ok(found)
+    }
+
+    /// The ID for a by-name reference: from this run, else from the server.
+    async fn id_of(
+        &mut self,
+        kind: &'static Kind,
+        name: &str,
+        dry_run: bool,
+        planned: &BTreeSet<(String, String)>,
+    ) -> Result<Option<u64>, String> {
+        if let Some(id) = self.applied.get(&(kind.name, name.to_string())) {
+            return Ok(Some(*id));
+        }
+        match self.find(kind, name).await {
+            Ok(Some(o)) => Ok(object_id(&o)),
+            // In a dry run the object would have been created earlier in this run.
+            Ok(None) if dry_run && planned.contains(&(kind.name.to_string(), name.to_string())) => {
+                Ok(None)
+            }
+            Ok(None) => Err(format!(
+                "refers to {} {name:?}, which is neither in these files nor on the control plane",
+                kind.name
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn default_runtime(&mut self, loaded: &[Desired]) -> Result<Option<u64>, String> {
+        let kri = kinds::by_name("KubernetesRuntimeInstance").expect("registered");
+        if let Some(d) = loaded.iter().find(|d| {
+            d.kind.name == kri.name && d.fields.get("DefaultRuntime") == Some(&Value::Bool(true))
+        }) {
+            return Ok(self.applied.get(&(kri.name, d.name.clone())).copied());
+        }
+        let (items, _) = self
+            .client
+            .list_page(kri, &[("defaultruntime", "true".into())], 1, 1)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(items.first().and_then(object_id))
+    }
+}
+
+pub async fn apply(client: &Client, loaded: Loaded, opts: &ApplyOpts) -> Result<Report> {
+    let mut report = Report {
+        failed: loaded.problems.len(),
+        total: loaded.objects.len() + loaded.problems.len(),
+        ..Default::default()
+    };
+    for p in &loaded.problems {
+        eprintln!("error: {p}");
+    }
+    let planned: BTreeSet<(String, String)> = loaded
+        .objects
+        .iter()
+        .map(|o| (o.kind.name.to_string(), o.name.clone()))
+        .collect();
+    let mut r = Resolver {
+        client,
+        applied: HashMap::new(),
+        cache: HashMap::new(),
+    };
+    let mut broken: BTreeSet<(String, String)> = loaded.broken.clone();
+    let suffix = if opts.dry_run { " (dry run)" } else { "" };
+    for d in &loaded.objects {
+        if let Some(dep) = d
+            .refs
+            .iter()
+            .find(|x| broken.contains(&(x.kind.name.to_string(), x.name.clone())))
+        {
+            eprintln!(
+                "error: {}:{}: {} {:?}: skipped: it refers to {} {:?}, which failed",
+                d.file, d.line, d.kind.name, d.name, dep.kind.name, dep.name
+            );
+            report.failed += 1;
+            broken.insert((d.kind.name.into(), d.name.clone()));
+            continue;
+        }
+        match apply_one(&mut r, d, &loaded.objects, opts, &planned).await {
+            Ok((action, object)) => {
+                if let Some(id) = object.as_ref().and_then(object_id) {
+                    r.applied.insert((d.kind.name, d.name.clone()), id);
+                }
+                match opts.output {
+                    Some(Format::Name) => println!("{}", d.label()),
+                    Some(_) => {}
+                    None => println!("{} {action}{suffix}", d.label()),
+                }
+                if let Some(o) = object {
+                    report.applied.push((d.kind, o));
+                }
+            }
+            Err(message) => {
+                eprintln!(
+                    "error: {}:{}: {} {:?}: {message}",
+                    d.file, d.line, d.kind.name, d.name
+                );
+                report.failed += 1;
+                broken.insert((d.kind.name.into(), d.name.clone()));
+            }
+        }
+    }
+    if let Some(fmt @ (Format::Json | Format::Yaml)) = opts.output {
+        let objects: Vec<Value> = report.applied.iter().map(|(_, o)| o.clone()).collect();
+        let kind = report
+            .applied
+            .first()
+            .map(|(k, _)| *k)
+            .unwrap_or(&kinds::KINDS[0]);
+        if fmt == Format::Json {
+            println!("{}", serde_json::to_string_pretty(&Value::Array(objects))?);
+        } else {
+            output::print_objects(fmt, kind, &objects)?;
+        }
+    }
+    Ok(report)
+}
+
+async fn apply_one(
+    r: &mut Resolver<'_>,
+    d: &Desired,
+    all: &[Desired],
+    opts: &ApplyOpts,
+    planned: &BTreeSet<(String, String)>,
+) -> Result<(&'static str, Option<Value>), String> {
+    let mut desired = d.fields.clone();
+    for reference in &d.refs {
+        match r
+            .id_of(reference.kind, &reference.name, opts.dry_run, planned)
+            .await?
+        {
+            Some(id) => {
+                desired.insert(reference.field.into(), Value::from(id));
+            }
+            None => {
+                // Dry run: it would exist by now; nothing to compare.
+                desired.remove(reference.field);
+            }
+        }
+    }
+    if d.wants_default_runtime {
+        if let Some(id) = r.default_runtime(all).await? {
+            desired.insert("KubernetesRuntimeInstanceID".into(), Value::from(id));
+        }
+    }
+    let existing = r.find(d.kind, &d.name).await.map_err(|e| e.to_string())?;
+    match existing {
+        None => {
+            if opts.dry_run {
+                return Ok(("created", Some(Value::Object(desired))));
+            }
+            let created = r
+                .client
+                .create(d.kind, &Value::Object(desired))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(("created", Some(created)))
+        }
+        Some(_) if opts.create_only => {
+            Err(format!("already exists (use `tptctl apply` to update it)"))
+        }
+        Some(current) => {
+            let mut patch = differs(&current, &desired);
+            if patch.is_empty() {
+                return Ok(("unchanged", Some(current)));
+            }
+            if opts.dry_run {
+                return Ok(("configured", Some(current)));
+            }
+            // Send the version we compared against: a concurrent change is a 409, not a silent overwrite.
+            patch.insert("ResourceVersion".into(), current["ResourceVersion"].clone());
+            let id = object_id(&current).ok_or("the server returned an object without an ID")?;
+            let updated = r
+                .client
+                .patch(d.kind, id, &Value::Object(patch))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(("configured", Some(updated)))
+        }
+    }
+}
+
+/// How `--wait` ended.
+pub enum WaitOutcome {
+    Done,
+    Failed(Vec<String>),
+    TimedOut(Vec<String>),
+}
+
+/// Wait until every reconciled object is reconciled (or failed), or until `timeout`.
+pub async fn wait(
+    client: &Client,
+    objects: &[(&'static Kind, Value)],
+    timeout: Duration,
+) -> Result<WaitOutcome> {
+    let deadline = Instant::now() + timeout;
+    let mut pending: Vec<(&'static Kind, u64, String)> = objects
+        .iter()
+        .filter(|(k, _)| k.reconciled)
+        .filter_map(|(k, o)| Some((*k, object_id(o)?, output::name_of(o))))
+        .collect();
+    let mut failed = Vec::new();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for (kind, id, name) in pending {
+            let o = client.get(kind, id).await?;
+            let label = format!("{}/{name}", kind.singular());
+            match output::status(kind, &o).as_str() {
+                "Failed" => failed.push(format!(
+                    "{label}: {}",
+                    o.get("StatusReason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("failed")
+                )),
+                _ if o.get("Reconciled") == Some(&Value::Bool(true)) => {
+                    eprintln!(" ✓ {label} reconciled")
+                }
+                _ => still.push((kind, id, name)),
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Ok(WaitOutcome::TimedOut(
+                pending
+                    .iter()
+                    .map(|(k, _, n)| format!("{}/{n}", k.singular()))
+                    .collect(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(if failed.is_empty() {
+        WaitOutcome::Done
+    } else {
+        WaitOutcome::Failed(failed)
+    })
+}
+
+/// Delete what a file declares, dependents first.
+pub async fn delete_from(
+    client: &Client,
+    loaded: Loaded,
+) -> Result<(usize, Vec<(&'static Kind, u64)>)> {
+    let mut failed = 0;
+    for p in &loaded.problems {
+        eprintln!("error: {p}");
+        failed += 1;
+    }
+    let mut scheduled = Vec::new();
+    for d in loaded.objects.iter().rev() {
+        match client.find_by_name(d.kind, &d.name).await {
+            Ok(Some(o)) => {
+                let id = object_id(&o).unwrap_or_default();
+                match client.delete(d.kind, id).await {
+                    Ok(_) if d.kind.reconciled => {
+                        println!("{} deletion scheduled", d.label());
+                        scheduled.push((d.kind, id));
+                    }
+                    Ok(_) => println!("{} deleted", d.label()),
+                    Err(e) => {
+                        eprintln!("error: {}: {e}", d.label());
+                        failed += 1;
+                    }
+                }
+            }
+            Ok(None) => eprintln!("{} not found", d.label()),
+            Err(e) => {
+                eprintln!("error: {}: {e}", d.label());
+                failed += 1;
+            }
+        }
+    }
+    Ok((failed, scheduled))
+}
+
+/// Wait until every object is gone (its two-phase delete was confirmed).
+pub async fn wait_gone(
+    client: &Client,
+    objects: &[(&'static Kind, u64)],
+    timeout: Duration,
+) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    for (kind, id) in objects {
+        loop {
+            match client.get(kind, *id).await {
+                Err(e) if e.is_not_found() => break,
+                Err(e) => return Err(e.into()),
+                Ok(_) if Instant::now() >= deadline => return Ok(false),
+                Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+    Ok(true)
+}

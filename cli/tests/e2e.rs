@@ -1,0 +1,555 @@
+//! End to end: the real `tptctl` binary, a real `up --provider local` in a temporary HOME, and
+//! the same apply/get flow against a control plane on PostgreSQL + NATS.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tptctl");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+struct Env {
+    home: tempfile::TempDir,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn config(&self) -> PathBuf {
+        self.home.path().join(".threeport").join("config.yaml")
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("HOME", self.home.path())
+            .env_remove("THREEPORT_CONFIG")
+            .env("NO_COLOR", "1")
+            .current_dir(repo());
+        c
+    }
+    fn run(&self, args: &[&str]) -> Run {
+        let out: Output = self.cmd(args).output().expect("tptctl runs");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    }
+    fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_eq!(
+            r.code, 0,
+            "tptctl {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
+            r.stdout, r.stderr
+        );
+        r
+    }
+    fn up(&self, name: &str) -> Duration {
+        let port = threeport_testkit::free_port().to_string();
+        let t = Instant::now();
+        self.ok(&["up", "--provider", "local", "--name", name, "--port", &port]);
+        t.elapsed()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Never leave a control plane running after a failed test.
+        if let Ok(cfg) = std::fs::read_to_string(self.config()) {
+            for line in cfg
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("- Name: "))
+            {
+                let _ = self.run(&["down", "--name", line.trim()]);
+            }
+        }
+    }
+}
+
+/// The sample set (every kind) copied somewhere it can be edited.
+fn samples_copy(dir: &Path) -> PathBuf {
+    let dst = dir.join("samples");
+    copy_dir(&repo().join("testdata/samples"), &dst);
+    dst
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dst.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn apply_and_check(env: &Env, samples: &str) {
+    let r = env.ok(&["apply", "-f", samples, "-R"]);
+    let lines = r.lines();
+    assert!(lines.len() >= 30, "{}", r.stdout);
+    assert!(
+        lines.iter().all(|l| l.ends_with(" created")),
+        "{}",
+        r.stdout
+    );
+    for label in [
+        "aws-account/default-account",
+        "workload-definition/web",
+        "workload-instance/web",
+        "gateway-http-port/web-gateway-443",
+        "terraform-instance/s3-logs",
+    ] {
+        assert!(
+            lines.contains(&format!("{label} created").as_str()),
+            "{label} in\n{}",
+            r.stdout
+        );
+    }
+    // Dependency order: runtime before the workload that uses it, definition before instance.
+    let pos = |l: &str| lines.iter().position(|x| x.starts_with(l)).unwrap();
+    assert!(pos("kubernetes-runtime-instance/dev-0") < pos("workload-instance/web"));
+    assert!(pos("workload-definition/web") < pos("workload-instance/web"));
+    // Re-applying changes nothing.
+    let again = env.ok(&["apply", "-f", samples, "-R"]);
+    assert!(
+        again.lines().iter().all(|l| l.ends_with(" unchanged")),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(again.lines().len(), lines.len());
+}
+
+fn get_forms(env: &Env) {
+    let t = env.ok(&["get", "workload-instances"]);
+    let header = t.lines()[0];
+    for col in [
+        "NAME",
+        "WORKLOAD-DEFINITION",
+        "KUBERNETES-RUNTIME-INSTANCE",
+        "STATUS",
+        "AGE",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(
+        t.stdout.contains("api-staging") && t.stdout.contains("dev-0"),
+        "default runtime used:\n{}",
+        t.stdout
+    );
+    let wide = env.ok(&["get", "workloads", "-o", "wide"]);
+    assert!(wide.lines()[0].contains("ID"));
+    let json = env.ok(&["get", "wi", "web", "-o", "json"]);
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["Name"], "web");
+    let yaml = env.ok(&["get", "aws-accounts", "-o", "yaml"]);
+    assert!(
+        yaml.stdout.contains("SecretAccessKey: '*** redacted ***'"),
+        "{}",
+        yaml.stdout
+    );
+    assert!(
+        !yaml.stdout.contains("wJalrXUtnFEMI"),
+        "secrets never printed"
+    );
+    let names = env.ok(&["get", "workload-definitions", "-o", "name"]);
+    assert_eq!(
+        names.lines(),
+        vec!["workload-definition/api", "workload-definition/web"]
+    );
+    let missing = env.run(&["get", "workload-definitions", "nope"]);
+    assert_eq!(missing.code, 1);
+    assert!(missing.stderr.contains("not found"));
+    let bad_kind = env.run(&["get", "workloadz"]);
+    assert_eq!(bad_kind.code, 1);
+    assert!(bad_kind.stderr.contains("unknown kind"));
+}
+
+#[test]
+fn local_control_plane_lifecycle() {
+    let env = Env::new();
+    let took = env.up("e2e");
+    eprintln!("up --provider local took {took:?}");
+    // Mode 0600: the config holds keys.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(env.config())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let again = env.ok(&["up", "--provider", "local", "--name", "e2e"]);
+    assert!(again.stderr.contains("already running"), "{}", again.stderr);
+    let v = env.ok(&["version"]);
+    assert!(
+        v.stdout.contains("Client: ") && v.stdout.contains("Server: "),
+        "{}",
+        v.stdout
+    );
+    let cps = env.ok(&["config", "get-control-planes"]);
+    assert!(cps.stdout.contains("e2e") && cps.stdout.contains("*"));
+    assert_eq!(
+        env.ok(&["config", "current-control-plane"]).stdout.trim(),
+        "e2e"
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let samples = samples_copy(work.path());
+    let samples = samples.to_str().unwrap();
+    // Dry run writes nothing.
+    let dry = env.ok(&["apply", "-f", samples, "-R", "--dry-run"]);
+    assert!(
+        dry.lines().iter().all(|l| l.ends_with("created (dry run)")),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        env.ok(&["get", "workload-definitions", "-o", "name"])
+            .stdout
+            .is_empty()
+    );
+
+    apply_and_check(&env, samples);
+    get_forms(&env);
+
+    // A change to the manifest reconfigures exactly the definition that uses it… and `api`,
+    // which shares the manifest.
+    let manifest = Path::new(samples).join("web-manifest.yaml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("nginx:1.27", "nginx:1.28");
+    std::fs::write(&manifest, text).unwrap();
+    let changed = env.ok(&["apply", "-f", samples, "-R"]);
+    let configured: Vec<&str> = changed
+        .lines()
+        .into_iter()
+        .filter(|l| l.ends_with(" configured"))
+        .collect();
+    assert_eq!(
+        configured,
+        vec![
+            "workload-definition/api configured",
+            "workload-definition/web configured"
+        ],
+        "{}",
+        changed.stdout
+    );
+    let wd = env.ok(&["get", "workload-definitions", "web", "-o", "json"]);
+    assert!(wd.stdout.contains("nginx:1.28"));
+
+    // describe shows related objects and status; secrets stay redacted.
+    let d = env.ok(&["describe", "workload-definition", "web"]);
+    assert!(
+        d.stdout.contains("WorkloadInstance:") && d.stdout.contains("Events:"),
+        "{}",
+        d.stdout
+    );
+    let d = env.ok(&["describe", "aws-account", "default-account"]);
+    assert!(d.stdout.contains("*** redacted ***") && !d.stdout.contains("wJalrXUtnFEMI"));
+
+    // Delete: plain kinds go at once, reconciled kinds are scheduled (two-phase).
+    let del = env.ok(&["delete", "workload-instance", "api-staging"]);
+    assert_eq!(
+        del.stdout.trim(),
+        "workload-instance/api-staging deletion scheduled"
+    );
+    let del = env.ok(&["delete", "gateway-http-port", "web-gateway-80"]);
+    assert_eq!(
+        del.stdout.trim(),
+        "gateway-http-port/web-gateway-80 deleted"
+    );
+    let blocked = env.run(&["delete", "workload-definition", "web"]);
+    assert_eq!(blocked.code, 1);
+    assert!(
+        blocked.stderr.contains("still referenced"),
+        "{}",
+        blocked.stderr
+    );
+
+    // Upstream's spellings keep working.
+    let file = work.path().join("extra.yaml");
+    std::fs::write(
+        &file,
+        "WorkloadDefinition:\n  Name: extra\n  YAMLDocument: samples/web-manifest.yaml\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    assert_eq!(
+        env.ok(&["create", "workload-definition", "-c", f])
+            .stdout
+            .trim(),
+        "workload-definition/extra created"
+    );
+    let dup = env.run(&["create", "workload-definition", "-c", f]);
+    assert_eq!(dup.code, 1);
+    assert!(dup.stderr.contains("already exists"));
+    assert!(
+        env.ok(&["describe", "workload-definition", "-c", f])
+            .stdout
+            .contains("extra")
+    );
+    assert_eq!(
+        env.ok(&["delete", "workload-definition", "-c", f])
+            .stdout
+            .trim(),
+        "workload-definition/extra deletion scheduled"
+    );
+
+    // --wait with nothing to reconcile it ends with the timeout exit code.
+    let tf = work.path().join("tf.yaml");
+    std::fs::write(
+        &tf,
+        "TerraformDefinition:\n  Name: waits\n  ConfigDir: samples/terraform\n",
+    )
+    .unwrap();
+    let w = env.run(&[
+        "apply",
+        "-f",
+        tf.to_str().unwrap(),
+        "--wait",
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(w.code, 3, "{}", w.stderr);
+    assert!(
+        w.stderr.contains("timed out") && w.stderr.contains("terraform-definition/waits"),
+        "{}",
+        w.stderr
+    );
+
+    let down = env.ok(&["down", "--name", "e2e", "--purge"]);
+    assert!(down.stderr.contains("stopped"), "{}", down.stderr);
+    let cfg = std::fs::read_to_string(env.config()).unwrap();
+    assert!(!cfg.contains("e2e"), "entry removed: {cfg}");
+    assert!(!env.home.path().join(".threeport/e2e").exists(), "purged");
+    assert_eq!(
+        env.run(&["version"]).stdout.lines().last().unwrap(),
+        "Server: no control plane configured"
+    );
+}
+
+#[test]
+fn bad_files_give_one_clear_error_and_write_nothing_that_depends_on_them() {
+    let env = Env::new();
+    env.up("bad");
+    let bad = repo().join("testdata/bad");
+    let f = |n: &str| bad.join(n).to_str().unwrap().to_string();
+    let cases: Vec<(&str, &str, Vec<&str>, Vec<(&str, &str)>)> = vec![
+        (
+            "syntax.yaml",
+            "syntax.yaml:4: YAML syntax error",
+            vec![],
+            vec![("workload-definitions", "broken")],
+        ),
+        (
+            "unknown-kind.yaml",
+            "unknown kind \"Workloud\"; did you mean \"Workload\"?",
+            vec![],
+            vec![],
+        ),
+        (
+            "unknown-field.yaml",
+            "unknown-field.yaml:9: WorkloadInstance \"typo-field\": unknown field \"KubernetesRuntime\"; did you mean \"KubernetesRuntimeInstance\"?",
+            vec!["workload-definition/typo-field"],
+            vec![("workload-instances", "typo-field")],
+        ),
+        (
+            "missing-reference.yaml",
+            "refers to WorkloadDefinition \"ghost\", which is neither in these files nor on the control plane",
+            vec!["workload-definition/fine"],
+            vec![("workload-instances", "orphan")],
+        ),
+        (
+            "missing-document.yaml",
+            "does-not-exist.yaml",
+            vec!["workload-definition/independent"],
+            vec![
+                ("workload-definitions", "no-manifest"),
+                ("workload-instances", "no-manifest"),
+                ("workload-instances", "depends-on-broken"),
+            ],
+        ),
+        (
+            "cycle.yaml",
+            "dependency cycle",
+            vec!["control-plane-definition/cyc"],
+            vec![
+                ("control-plane-instances", "cyc-a"),
+                ("control-plane-instances", "cyc-b"),
+            ],
+        ),
+    ];
+    for (file, message, applied, absent) in cases {
+        // Offline validation finds the same problem (except unresolvable references: those need the server).
+        let v = env.run(&["validate", "-f", &f(file)]);
+        if file != "missing-reference.yaml" {
+            assert_eq!(v.code, 1, "{file}: {}", v.stderr);
+            assert!(v.stderr.contains(message), "validate {file}: {}", v.stderr);
+        }
+        let r = env.run(&["apply", "-f", &f(file)]);
+        assert_eq!(r.code, 1, "{file}: {}", r.stderr);
+        assert!(r.stderr.contains(message), "{file}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("failed"),
+            "{file}: summary missing: {}",
+            r.stderr
+        );
+        let error_lines = r.stderr.lines().filter(|l| l.starts_with("error:")).count();
+        assert!(error_lines >= 1, "{file}: {}", r.stderr);
+        for a in applied {
+            assert!(
+                r.stdout.contains(&format!("{a} created")),
+                "{file}: {a} should be applied:\n{}",
+                r.stdout
+            );
+        }
+        for (kind, name) in absent {
+            let g = env.run(&["get", kind, name]);
+            assert_eq!(g.code, 1, "{file}: {kind}/{name} must not exist");
+        }
+    }
+}
+
+#[test]
+fn get_lists_all_of_a_thousand_objects() {
+    let env = Env::new();
+    env.up("many");
+    let work = tempfile::tempdir().unwrap();
+    let mut yaml = String::new();
+    for i in 0..1000 {
+        yaml.push_str(&format!(
+            "AwsAccount:\n  Name: acct-{i:04}\n  AccountID: \"{i}\"\n---\n"
+        ));
+    }
+    let file = work.path().join("many.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let r = env.ok(&["apply", "-f", file.to_str().unwrap(), "-o", "name"]);
+    assert_eq!(r.lines().len(), 1000);
+    let names = env.ok(&["get", "aws-accounts", "-o", "name"]);
+    assert_eq!(names.lines().len(), 1000, "no silent stop at 50");
+    let table = env.ok(&["get", "aws-accounts"]);
+    assert_eq!(table.lines().len(), 1001);
+    assert!(table.stdout.contains("acct-0999"));
+}
+
+#[test]
+fn failed_up_leaves_no_entry_and_no_process() {
+    let env = Env::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let r = env.run(&[
+        "up",
+        "--provider",
+        "local",
+        "--name",
+        "fails",
+        "--port",
+        &port,
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("exited") || r.stderr.contains("not ready"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("cannot listen"),
+        "the log tail explains why: {}",
+        r.stderr
+    );
+    let cfg = std::fs::read_to_string(env.config()).unwrap_or_default();
+    assert!(!cfg.contains("fails"), "no config entry: {cfg}");
+    assert!(
+        !env.home.path().join(".threeport/fails").exists(),
+        "no half-made data dir"
+    );
+    let ps = Command::new("pgrep")
+        .args(["-f", "serve-local --dir .*fails"])
+        .output()
+        .unwrap();
+    assert!(ps.stdout.is_empty(), "no stray process");
+}
+
+#[test]
+fn shell_completion_and_help() {
+    let env = Env::new();
+    let c = env.ok(&["completion", "bash"]);
+    assert!(c.stdout.contains("tptctl"));
+    let h = env.ok(&["--help"]);
+    assert!(h.stdout.contains("Exit codes") && h.stdout.contains("3  --wait timed out"));
+    assert_eq!(
+        env.run(&["apply", "--bogus"]).code,
+        2,
+        "usage errors exit 2"
+    );
+}
+
+/// The same apply/get flow against a control plane on PostgreSQL + NATS with mTLS, configured
+/// through an upstream-format config entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_and_get_against_postgres_and_nats() {
+    threeport_server::install_crypto_provider();
+    let env = Env::new();
+    let url = threeport_testkit::shared_postgres()
+        .create_database(&threeport_testkit::unique_name("cli"))
+        .unwrap();
+    let nats = threeport_testkit::Nats::start().unwrap();
+    let tls = tempfile::tempdir().unwrap();
+    let bundle = threeport_pki::TlsBundle::generate(&[]).unwrap();
+    bundle.write_dir(tls.path()).unwrap();
+    let mut cfg = threeport_server::ServeConfig::new("127.0.0.1:0".parse().unwrap(), url);
+    cfg.nats_url = Some(nats.url());
+    cfg.tls_dir = Some(tls.path().to_path_buf());
+    cfg.encryption_key = Some(b"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_vec());
+    let server = threeport_server::start(cfg).await.unwrap();
+    use base64::Engine;
+    let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let config = format!(
+        "CurrentControlPlane: pg\nControlPlanes:\n- Name: pg\n  Provider: kind\n  Genesis: true\n  AuthEnabled: true\n  APIServer: {}\n  CACert: {}\n  Credentials:\n  - Name: pg\n    ClientCert: {}\n    ClientKey: {}\n",
+        server.addr,
+        b(&bundle.ca.pair.cert_pem),
+        b(&bundle.client.cert_pem),
+        b(&bundle.client.key_pem)
+    );
+    std::fs::create_dir_all(env.config().parent().unwrap()).unwrap();
+    std::fs::write(env.config(), config).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let samples = samples_copy(work.path());
+    let samples = samples.to_str().unwrap().to_string();
+    let env = tokio::task::spawn_blocking(move || {
+        apply_and_check(&env, &samples);
+        get_forms(&env);
+        // Not ours to stop: the entry is a "kind" plane, so no `down` from Drop either.
+        std::fs::remove_file(env.config()).unwrap();
+        env
+    })
+    .await
+    .unwrap();
+    drop(env);
+    server.shutdown().await;
+}
