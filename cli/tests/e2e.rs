@@ -320,6 +320,25 @@ fn local_control_plane_lifecycle() {
         "workload-definition/extra deletion scheduled"
     );
 
+    // stdin, with document paths relative to the current directory.
+    let mut child = env
+        .cmd(&["apply", "-f", "-", "-o", "name"])
+        .current_dir(work.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"WorkloadDefinition:\n  Name: from-stdin\n  YAMLDocument: samples/web-manifest.yaml\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "workload-definition/from-stdin");
+
     // --wait with nothing to reconcile it ends with the timeout exit code.
     let tf = work.path().join("tf.yaml");
     std::fs::write(
