@@ -263,6 +263,31 @@ pub async fn serve(dir: &Path, listen: std::net::SocketAddr) -> Result<()> {
     cfg.encryption_key = Some(key);
     let mut server = threeport_server::start(cfg).await?;
     let token = server.shutdown_token();
+    // Controllers in the same process, on the in-process bus, through the API like any client.
+    if let Some(bus) = &server.local_bus {
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join("tls").join(f))
+                .with_context(|| format!("missing tls/{f}"))
+        };
+        let tls = threeport_api::ClientTls {
+            ca_pem: read(files::CA_CERT)?,
+            cert_pem: read(files::CLIENT_CERT)?,
+            key_pem: read(files::CLIENT_KEY)?,
+        };
+        let api = threeport_api::Client::new(
+            &format!("https://127.0.0.1:{}", server.addr.port()),
+            Some(&tls),
+        )?;
+        let notifications = threeport_controllers::Notifications::Local(bus.forward(token.clone()));
+        let t = token.clone();
+        tokio::spawn(async move {
+            if let Err(e) =
+                threeport_controllers::run_all(api, notifications, Default::default(), t).await
+            {
+                tracing::error!(error = %e, "controllers stopped");
+            }
+        });
+    }
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");

@@ -20,6 +20,8 @@ use threeport_testkit::{Nats, Postgres};
 
 const KEY_B64: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const PLURAL: &str = "workload-definitions";
+/// Pause after each sequential create/raw operation (see the create phase).
+const SETTLE_MS: u64 = 5;
 /// A small but realistic manifest, so rows and messages have a typical size.
 const YAML: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n          ports:\n            - containerPort: 80\n";
 
@@ -71,7 +73,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(c);
@@ -334,6 +336,7 @@ struct Env {
     db_url: String,
     nats_url: String,
     store_pool: sqlx::AnyPool,
+    store: Arc<threeport_server::store::Store>,
 }
 
 async fn bench(env: Env) -> anyhow::Result<()> {
@@ -399,7 +402,9 @@ async fn bench(env: Env) -> anyhow::Result<()> {
     );
 
     // 4. Create latency vs the raw work a create needs.
-    println!("\n== create latency, sequential (one at a time) ==");
+    println!(
+        "\n== create latency, sequential (one at a time, interleaved, {SETTLE_MS} ms pause after each) =="
+    );
     sqlx::query("CREATE TABLE IF NOT EXISTS bench_raw (id BIGINT PRIMARY KEY, body TEXT)")
         .execute(&pg)
         .await?;
@@ -418,34 +423,74 @@ async fn bench(env: Env) -> anyhow::Result<()> {
     let mut api_lat = Vec::with_capacity(k);
     let mut raw_lat = Vec::with_capacity(k);
     let mut raw_any_lat = Vec::with_capacity(k);
+    let mut store_lat = Vec::with_capacity(k);
+    let mut livez_lat = Vec::with_capacity(k);
+    let wd_kind =
+        threeport_api::kinds::by_name("WorkloadDefinition").expect("WorkloadDefinition kind");
     let warm = 20;
     let mut raw_id = 0i64;
-    // Interleaved, so both see the same machine state; the first `warm` rounds are not counted.
+    // Interleaved, so all series see the same machine state; the first `warm` rounds are not
+    // counted. Each operation is followed by a pause: an API create wakes the outbox relay (a
+    // JetStream publish and an UPDATE) and the watch tail after its 201, and that work must not
+    // land on whichever measurement comes next.
+    let settle = Duration::from_millis(SETTLE_MS);
     for i in 0..k + warm {
         let name = format!("bench-create-{i:06}");
         let t0 = Instant::now();
         let id = create(&http, base, &name).await?;
         let api = t0.elapsed();
         ids.push(id);
+        tokio::time::sleep(settle).await;
 
         raw_id += 1;
         let t0 = Instant::now();
         raw_op(RawPool::Pg(&pg), &js, raw_id, &raw_body).await?;
         let raw = t0.elapsed();
+        tokio::time::sleep(settle).await;
 
         raw_id += 1;
         let t0 = Instant::now();
         raw_op(RawPool::Any(&env.store_pool), &js, raw_id, &raw_body).await?;
         let raw_any = t0.elapsed();
+        tokio::time::sleep(settle).await;
+
+        // Breakdown: the create's transaction alone (the body the handler would pass; notify
+        // off so the relay's 500 ms poll does not publish behind the measurements), and the
+        // HTTP round trip alone.
+        let mut body = match definition(&format!("bench-store-{i:06}")) {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        body.insert("Reconciled".into(), Value::Bool(false));
+        let t0 = Instant::now();
+        let stored = env
+            .store
+            .insert(wd_kind, &body, false)
+            .await
+            .map_err(|e| anyhow::anyhow!("store.insert: {e}"))?;
+        let store_t = t0.elapsed();
+        ids.push(stored.id as u64);
+        tokio::time::sleep(settle).await;
+
+        let t0 = Instant::now();
+        let r = http.get(format!("{base}/livez")).send().await?;
+        anyhow::ensure!(r.status() == 200, "livez: {}", r.status());
+        r.bytes().await?;
+        let livez = t0.elapsed();
+        tokio::time::sleep(settle).await;
         if i >= warm {
             api_lat.push(api);
             raw_lat.push(raw);
             raw_any_lat.push(raw_any);
+            store_lat.push(store_t);
+            livez_lat.push(livez);
         }
     }
     let api = stats(api_lat);
     let raw = stats(raw_lat);
     let raw_any = stats(raw_any_lat);
+    let store_s = stats(store_lat);
+    let livez = stats(livez_lat);
     let ratio_p50 = api.p50.as_secs_f64() / raw.p50.as_secs_f64();
     let ratio_mean = api.mean.as_secs_f64() / raw.mean.as_secs_f64();
     println!(
@@ -466,6 +511,16 @@ async fn bench(env: Env) -> anyhow::Result<()> {
         ms(raw_any.p50),
         ms(raw_any.mean),
         ms(raw_any.p99)
+    );
+    println!(
+        "  breakdown: Store::insert() called directly (the create's transaction, no HTTP): p50 {}  mean {}",
+        ms(store_s.p50),
+        ms(store_s.mean)
+    );
+    println!(
+        "  breakdown: GET /livez (HTTP round trip, no database):                        p50 {}  mean {}",
+        ms(livez.p50),
+        ms(livez.mean)
     );
     println!(
         "  ratio api/raw: p50 {ratio_p50:.2}×  mean {ratio_mean:.2}×   (api/raw' p50 {:.2}×)",
@@ -503,6 +558,9 @@ async fn bench(env: Env) -> anyhow::Result<()> {
         )
         .await?;
         l.print();
+        if std::env::var_os("BENCH_EXPLAIN").is_some() {
+            explain_list(&pg, l.page).await?;
+        }
         lists.push(l);
         let g = get_load(
             &http,
@@ -595,6 +653,43 @@ async fn raw_op(
         .map_err(|e| anyhow::anyhow!("publish: {e}"))?
         .await
         .map_err(|e| anyhow::anyhow!("publish ack: {e}"))?;
+    Ok(())
+}
+
+/// Diagnostics (BENCH_EXPLAIN=1): PostgreSQL's plans for the two queries behind a list page,
+/// as the server sends them (prepared, so after five runs possibly a generic plan).
+async fn explain_list(pg: &sqlx::PgPool, page: u64) -> anyhow::Result<()> {
+    let mut conn = pg.acquire().await?;
+    let offset = (page - 1) * 50;
+    for sql in [
+        "PREPARE bench_page(text, bigint, bigint) AS SELECT id, version, created_at, updated_at, body \
+         FROM objects WHERE kind = $1 ORDER BY id LIMIT $2 OFFSET $3",
+        "PREPARE bench_count(text) AS SELECT COUNT(*) FROM objects WHERE kind = $1",
+    ] {
+        sqlx::raw_sql(sql).execute(&mut *conn).await?;
+    }
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET plan_cache_mode = {mode}")))
+            .execute(&mut *conn)
+            .await?;
+        for q in [
+            format!(
+                "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_page('WorkloadDefinition', 50, {offset})"
+            ),
+            "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_count('WorkloadDefinition')".to_string(),
+        ] {
+            println!("  -- {mode}: {q}");
+            let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(q))
+                .fetch_all(&mut *conn)
+                .await?;
+            for (line,) in rows {
+                println!("     {line}");
+            }
+        }
+    }
+    sqlx::raw_sql("DEALLOCATE ALL; RESET plan_cache_mode")
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -696,6 +791,7 @@ fn main() -> anyhow::Result<()> {
         db_url,
         nats_url: nats.url(),
         store_pool: server.store.pool().clone(),
+        store: server.store.clone(),
     };
     let result = client_rt.block_on(bench(env));
     server_rt.block_on(server.shutdown());

@@ -187,3 +187,29 @@ impl JetStreamBus {
         (confirmed, err)
     }
 }
+
+impl LocalBus {
+    /// Re-publish as plain `(subject, payload)` pairs, the shape in-process controllers take, so
+    /// the controllers crate does not depend on the server.
+    pub fn forward(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> broadcast::Sender<(String, String)> {
+        let (tx, _) = broadcast::channel(4096);
+        let out = tx.clone();
+        let mut rx = self.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    m = rx.recv() => match m {
+                        Ok(m) => { let _ = out.send((m.subject, m.payload)); }
+                        Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!(missed = n, "in-process bus overflow"),
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+        tx
+    }
+}

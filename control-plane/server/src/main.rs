@@ -45,6 +45,23 @@ enum Command {
         /// Largest accepted request body, in bytes.
         #[arg(long, default_value_t = DEFAULT_BODY_LIMIT)]
         body_limit: usize,
+        /// Do not run the controllers in this process (run `threeport controllers` instead).
+        #[arg(long)]
+        no_controllers: bool,
+    },
+    /// Run the controllers on their own, against a control plane's API and NATS.
+    Controllers {
+        /// The API, e.g. https://threeport-api-server:1323.
+        #[arg(long, env = "THREEPORT_API_URL")]
+        api_url: String,
+        #[arg(long, env = "THREEPORT_NATS_URL")]
+        nats_url: String,
+        /// Directory with ca.crt, client.crt and client.key for mutual TLS to the API.
+        #[arg(long, env = "THREEPORT_TLS_DIR")]
+        tls_dir: Option<PathBuf>,
+        /// Objects each controller reconciles at the same time.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -72,6 +89,29 @@ async fn main() -> anyhow::Result<()> {
                 threeport_server::redact_url(&db.database_url)
             );
         }
+        Command::Controllers {
+            api_url,
+            nats_url,
+            tls_dir,
+            concurrency,
+        } => {
+            let api = api_client(&api_url, tls_dir.as_deref())?;
+            let nats = async_nats::ConnectOptions::new()
+                .retry_on_initial_connect()
+                .connect(&nats_url)
+                .await?;
+            let token = tokio_util::sync::CancellationToken::new();
+            shutdown_on_signal(token.clone());
+            let mut opts = threeport_controllers::ControllerOptions::default();
+            opts.runtime.concurrency = concurrency;
+            threeport_controllers::run_all(
+                api,
+                threeport_controllers::Notifications::JetStream(nats),
+                opts,
+                token,
+            )
+            .await?;
+        }
         Command::Serve {
             listen,
             db,
@@ -81,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
             insecure_no_tls,
             no_migrate,
             body_limit,
+            no_controllers,
         } => {
             let encryption_key = match (
                 encryption_key_file,
@@ -92,10 +133,11 @@ async fn main() -> anyhow::Result<()> {
                 (None, Some(k)) => Some(k.into_bytes()),
                 (None, None) => None,
             };
+            let controller_tls = tls_dir.clone();
             let cfg = ServeConfig {
                 listen,
                 database_url: db.database_url,
-                nats_url,
+                nats_url: nats_url.clone(),
                 tls_dir,
                 encryption_key,
                 insecure_no_tls,
@@ -104,19 +146,74 @@ async fn main() -> anyhow::Result<()> {
             };
             let mut server = threeport_server::start(cfg).await?;
             let token = server.shutdown_token();
-            tokio::spawn(async move {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("SIGTERM handler");
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-                tracing::info!("shutting down");
-                token.cancel();
-            });
+            shutdown_on_signal(token.clone());
+            if !no_controllers {
+                let url = format!(
+                    "{}://127.0.0.1:{}",
+                    if server.tls { "https" } else { "http" },
+                    server.addr.port()
+                );
+                let api = api_client(&url, controller_tls.as_deref())?;
+                let notifications = match (&nats_url, &server.local_bus) {
+                    (Some(n), _) => threeport_controllers::Notifications::JetStream(
+                        async_nats::ConnectOptions::new()
+                            .retry_on_initial_connect()
+                            .connect(n)
+                            .await?,
+                    ),
+                    (None, Some(bus)) => {
+                        threeport_controllers::Notifications::Local(bus.forward(token.clone()))
+                    }
+                    (None, None) => anyhow::bail!("no notification source for the controllers"),
+                };
+                let t = token.clone();
+                tokio::spawn(async move {
+                    if let Err(e) =
+                        threeport_controllers::run_all(api, notifications, Default::default(), t)
+                            .await
+                    {
+                        tracing::error!(error = %e, "controllers stopped");
+                    }
+                });
+            }
             server.wait().await;
         }
     }
     Ok(())
+}
+
+/// The REST client the controllers use; with a TLS dir, its client certificate.
+fn api_client(
+    url: &str,
+    tls_dir: Option<&std::path::Path>,
+) -> anyhow::Result<threeport_api::Client> {
+    let tls = match tls_dir {
+        Some(dir) => {
+            let read = |f: &str| {
+                std::fs::read_to_string(dir.join(f))
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(f).display()))
+            };
+            Some(threeport_api::ClientTls {
+                ca_pem: read("ca.crt")?,
+                cert_pem: read("client.crt")?,
+                key_pem: read("client.key")?,
+            })
+        }
+        None => None,
+    };
+    Ok(threeport_api::Client::new(url, tls.as_ref())?)
+}
+
+/// SIGTERM or Ctrl-C stops everything gracefully: locks released, work requeued.
+fn shutdown_on_signal(token: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
 }

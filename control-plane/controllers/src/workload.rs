@@ -1,0 +1,369 @@
+//! The workload controller: WorkloadDefinitions become WorkloadResourceDefinitions; a
+//! WorkloadInstance is server-side applied to its runtime's cluster, pruned on change, deleted on
+//! delete, and its status follows the cluster through a watch.
+
+use crate::cluster::{self, Clients, INSTANCE_LABEL, ObjectRef};
+use crate::runtime::{Outcome, ReconcileError, Reconciler, now_rfc3339};
+use crate::status::StatusWatchers;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use threeport_api::{Client, Kind, kinds, object_id};
+
+pub struct WorkloadReconciler {
+    pub clients: Arc<Clients>,
+    pub watchers: Arc<StatusWatchers>,
+}
+
+fn k(name: &str) -> &'static Kind {
+    kinds::by_name(name).expect("registered kind")
+}
+
+fn set(o: &Value, f: &str) -> bool {
+    o.get(f).is_some_and(|v| !v.is_null())
+}
+
+/// Split a multi-document manifest into Kubernetes objects, checking each has an identity.
+pub fn split_manifest(yaml: &str) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
+        let v = serde_json::to_value(
+            serde::Deserialize::deserialize(doc)
+                .map(|v: serde_yaml::Value| v)
+                .map_err(|e| format!("YAMLDocument: document {}: {e}", i + 1))?,
+        )
+        .map_err(|e| format!("YAMLDocument: document {}: {e}", i + 1))?;
+        if v.is_null() {
+            continue;
+        }
+        if !v.is_object() {
+            return Err(format!(
+                "YAMLDocument: document {} is not a Kubernetes object",
+                i + 1
+            ));
+        }
+        ObjectRef::of(&v).map_err(|e| format!("YAMLDocument: document {}: {e}", i + 1))?;
+        out.push(v);
+    }
+    if out.is_empty() {
+        return Err("YAMLDocument holds no Kubernetes objects".into());
+    }
+    Ok(out)
+}
+
+/// The namespace for objects that name none: one per instance, so two instances of one
+/// definition never overwrite each other.
+pub fn instance_namespace(name: &str) -> String {
+    let mut s: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    s = s.trim_matches('-').to_string();
+    s.truncate(63);
+    if s.is_empty() {
+        "threeport-workload".into()
+    } else {
+        s
+    }
+}
+
+impl Reconciler for WorkloadReconciler {
+    fn name(&self) -> &'static str {
+        "workload-controller"
+    }
+
+    fn kinds(&self) -> Vec<&'static Kind> {
+        vec![k("WorkloadDefinition"), k("WorkloadInstance")]
+    }
+
+    async fn reconcile(
+        &self,
+        api: &Client,
+        kind: &'static Kind,
+        object: Value,
+    ) -> Result<Outcome, ReconcileError> {
+        match kind.name {
+            "WorkloadDefinition" => self.definition(api, object).await,
+            _ => self.instance(api, object).await,
+        }
+    }
+}
+
+impl WorkloadReconciler {
+    async fn definition(&self, api: &Client, def: Value) -> Result<Outcome, ReconcileError> {
+        let wd = k("WorkloadDefinition");
+        let wrd = k("WorkloadResourceDefinition");
+        let id = object_id(&def).unwrap_or_default();
+        if set(&def, "DeletionScheduled") {
+            // Resource definitions cascade when the row goes.
+            api.patch(
+                wd,
+                id,
+                &json!({"DeletionAcknowledged": now_rfc3339(), "DeletionConfirmed": now_rfc3339()}),
+            )
+            .await?;
+            return Ok(Outcome::Done);
+        }
+        let yaml = def
+            .get("YAMLDocument")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let docs = split_manifest(yaml).map_err(ReconcileError::Permanent)?;
+        let mut desired: BTreeMap<ObjectRef, Value> = BTreeMap::new();
+        for d in docs {
+            let r = ObjectRef::of(&d).map_err(ReconcileError::Permanent)?;
+            if desired.insert(r.clone(), d).is_some() {
+                return Err(ReconcileError::Permanent(format!(
+                    "YAMLDocument: {r} appears twice"
+                )));
+            }
+        }
+        let existing = api
+            .list(wrd, &[("workloaddefinitionid", id.to_string())])
+            .await?;
+        let mut changed = false;
+        let mut seen = Vec::new();
+        for e in &existing {
+            let eid = object_id(e).unwrap_or_default();
+            let body = e.get("JSONDefinition").cloned().unwrap_or(Value::Null);
+            match ObjectRef::of(&body)
+                .ok()
+                .filter(|r| desired.contains_key(r))
+            {
+                Some(r) => {
+                    if desired[&r] != body {
+                        api.patch(wrd, eid, &json!({"JSONDefinition": desired[&r]}))
+                            .await?;
+                        changed = true;
+                    }
+                    seen.push(r);
+                }
+                None => {
+                    api.delete(wrd, eid).await?;
+                    changed = true;
+                }
+            }
+        }
+        for (r, body) in &desired {
+            if !seen.contains(r) {
+                api.create(
+                    wrd,
+                    &json!({"JSONDefinition": body, "WorkloadDefinitionID": id}),
+                )
+                .await?;
+                changed = true;
+            }
+        }
+        api.patch(
+            wd,
+            id,
+            &json!({"Reconciled": true, "CreationConfirmed": now_rfc3339()}),
+        )
+        .await?;
+        if changed {
+            // A changed definition re-applies every instance of it.
+            let wi = k("WorkloadInstance");
+            for inst in api
+                .list(wi, &[("workloaddefinitionid", id.to_string())])
+                .await?
+            {
+                if inst.get("Reconciled") == Some(&Value::Bool(true))
+                    && !set(&inst, "DeletionScheduled")
+                {
+                    api.patch(
+                        wi,
+                        object_id(&inst).unwrap_or_default(),
+                        &json!({"Reconciled": false}),
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    async fn runtime_for(
+        &self,
+        api: &Client,
+        inst: &Value,
+    ) -> Result<(u64, Value, kube::Client), ReconcileError> {
+        let rid = inst.get("KubernetesRuntimeInstanceID").and_then(Value::as_u64).ok_or_else(|| {
+            ReconcileError::Permanent("no Kubernetes runtime: name a KubernetesRuntimeInstance or mark one DefaultRuntime".into())
+        })?;
+        let runtime = api
+            .get_revealed(k("KubernetesRuntimeInstance"), rid)
+            .await?;
+        let client = self.clients.get(&runtime).await?;
+        Ok((rid, runtime, client))
+    }
+
+    async fn instance(&self, api: &Client, inst: Value) -> Result<Outcome, ReconcileError> {
+        let wi = k("WorkloadInstance");
+        let wri = k("WorkloadResourceInstance");
+        let id = object_id(&inst).unwrap_or_default();
+        let name = inst
+            .get("Name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let ns = instance_namespace(&name);
+        if set(&inst, "DeletionScheduled") {
+            return self.delete_instance(api, &inst, id, &ns).await;
+        }
+        let def_id = inst
+            .get("WorkloadDefinitionID")
+            .and_then(Value::as_u64)
+            .unwrap_or_default();
+        let def = api.get(k("WorkloadDefinition"), def_id).await?;
+        if set(&def, "CreationFailed") {
+            return Err(ReconcileError::Permanent(format!(
+                "its WorkloadDefinition {:?} failed; fix the definition",
+                def.get("Name").and_then(Value::as_str).unwrap_or_default()
+            )));
+        }
+        if def.get("Reconciled") != Some(&Value::Bool(true)) {
+            // The definition's resources are being prepared; not a failure.
+            return Ok(Outcome::RequeueAfter(Duration::from_millis(500)));
+        }
+        let (rid, _runtime, client) = self.runtime_for(api, &inst).await?;
+        let wrds = api
+            .list(
+                k("WorkloadResourceDefinition"),
+                &[("workloaddefinitionid", def_id.to_string())],
+            )
+            .await?;
+        let existing = api
+            .list(wri, &[("workloadinstanceid", id.to_string())])
+            .await?;
+        let existing: Vec<(ObjectRef, u64, Value)> = existing
+            .into_iter()
+            .filter_map(|e| {
+                let r = ObjectRef::of(e.get("JSONDefinition")?).ok()?;
+                Some((r, object_id(&e)?, e))
+            })
+            .collect();
+        let labels = [
+            (INSTANCE_LABEL, id.to_string()),
+            ("app.kubernetes.io/managed-by", "threeport".to_string()),
+        ];
+        let mut desired_refs = Vec::new();
+        for wrd in &wrds {
+            let body = wrd.get("JSONDefinition").cloned().unwrap_or(Value::Null);
+            let mut r = ObjectRef::of(&body).map_err(ReconcileError::Permanent)?;
+            let applied = cluster::apply(&client, body.clone(), &ns, &labels).await?;
+            // Record with the namespace it really went to.
+            r.namespace = applied
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let mut stored = body.clone();
+            if let Some(n) = &r.namespace {
+                stored["metadata"]["namespace"] = json!(n);
+            }
+            match existing.iter().find(|(er, _, _)| *er == r) {
+                Some((_, eid, _)) => {
+                    api.patch(wri, *eid, &json!({"JSONDefinition": stored, "RuntimeDefinition": applied, "LastOperation": "Updated", "Reconciled": true})).await?;
+                }
+                None => {
+                    api.create(
+                        wri,
+                        &json!({"JSONDefinition": stored, "WorkloadInstanceID": id, "RuntimeDefinition": applied, "LastOperation": "Created", "Reconciled": true}),
+                    )
+                    .await?;
+                }
+            }
+            desired_refs.push(r);
+        }
+        // Prune what the definition no longer has.
+        for (r, eid, _) in &existing {
+            if !desired_refs.contains(r) {
+                cluster::delete(&client, r, &ns).await?;
+                api.delete(wri, *eid).await?;
+            }
+        }
+        let mut patch = json!({"Reconciled": true, "CreationConfirmed": now_rfc3339()});
+        if inst
+            .get("Status")
+            .and_then(Value::as_str)
+            .is_none_or(|s| s.is_empty() || s == "Failed")
+        {
+            patch["Status"] = json!("Progressing");
+            patch["StatusReason"] = json!("applied to the cluster; waiting for readiness");
+        }
+        api.patch(wi, id, &patch).await?;
+        self.watchers.ensure(rid, client, api.clone()).await;
+        self.watchers.touch(rid, id).await;
+        Ok(Outcome::Done)
+    }
+
+    async fn delete_instance(
+        &self,
+        api: &Client,
+        inst: &Value,
+        id: u64,
+        ns: &str,
+    ) -> Result<Outcome, ReconcileError> {
+        let wi = k("WorkloadInstance");
+        let wri = k("WorkloadResourceInstance");
+        api.patch(wi, id, &json!({"DeletionAcknowledged": now_rfc3339()}))
+            .await
+            .ok();
+        let resources = api
+            .list(wri, &[("workloadinstanceid", id.to_string())])
+            .await?;
+        if !resources.is_empty() || inst.get("KubernetesRuntimeInstanceID").is_some() {
+            match self.runtime_for(api, inst).await {
+                Ok((_, _, client)) => {
+                    for e in &resources {
+                        if let Some(r) = e.get("JSONDefinition").and_then(|j| ObjectRef::of(j).ok())
+                        {
+                            cluster::delete(&client, &r, ns).await?;
+                        }
+                        api.delete(wri, object_id(e).unwrap_or_default()).await?;
+                    }
+                    // The per-instance namespace was ours.
+                    let nsref = ObjectRef {
+                        api_version: "v1".into(),
+                        kind: "Namespace".into(),
+                        namespace: None,
+                        name: ns.to_string(),
+                    };
+                    if let Some(n) = cluster::get(&client, &nsref, ns).await? {
+                        if n.pointer("/metadata/labels/app.kubernetes.io~1managed-by")
+                            .and_then(Value::as_str)
+                            == Some("threeport")
+                        {
+                            cluster::delete(&client, &nsref, ns).await?;
+                        }
+                    }
+                }
+                Err(ReconcileError::Permanent(_)) if resources.is_empty() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        api.patch(wi, id, &json!({"DeletionConfirmed": now_rfc3339()}))
+            .await?;
+        Ok(Outcome::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_split_and_are_checked() {
+        let docs = split_manifest("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: b}\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert!(
+            split_manifest("apiVersion: v1\nkind: ConfigMap\n")
+                .unwrap_err()
+                .contains("metadata.name")
+        );
+        assert!(split_manifest("- a\n").is_err());
+        assert!(split_manifest("a: [").is_err());
+        assert_eq!(instance_namespace("Web_App.1"), "web-app-1");
+    }
+}
