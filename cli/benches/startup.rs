@@ -26,14 +26,27 @@ fn time_runs(runs: usize, mut f: impl FnMut() -> bool) -> Option<Duration> {
 fn main() {
     let home = tempfile::tempdir().expect("temp HOME");
     let tptctl = |args: &[&str]| {
-        Command::new(BIN).args(args).env("HOME", home.path()).env_remove("THREEPORT_CONFIG").output().expect("run tptctl")
+        Command::new(BIN)
+            .args(args)
+            .env("HOME", home.path())
+            .env_remove("THREEPORT_CONFIG")
+            .output()
+            .expect("run tptctl")
     };
     // Warm the page cache once.
     tptctl(&["version"]);
-    let ours = time_runs(30, || tptctl(&["version"]).status.success()).expect("tptctl version runs");
-    println!("tptctl version (no control plane):   median {:>7.2} ms over 30 runs", ours.as_secs_f64() * 1e3);
+    let ours =
+        time_runs(30, || tptctl(&["version"]).status.success()).expect("tptctl version runs");
+    println!(
+        "tptctl version (no control plane):   median {:>7.2} ms over 30 runs",
+        ours.as_secs_f64() * 1e3
+    );
     let kubectl = time_runs(30, || {
-        Command::new("kubectl").args(["version", "--client"]).output().map(|o| o.status.success()).unwrap_or(false)
+        Command::new("kubectl")
+            .args(["version", "--client"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
     });
     match kubectl {
         Some(k) => println!(
@@ -47,13 +60,33 @@ fn main() {
     let mut ups = Vec::new();
     for i in 0..5 {
         let name = format!("bench{i}");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+            .to_string();
         let t = Instant::now();
-        let out = tptctl(&["up", "--provider", "local", "--name", &name, "--port", &port]);
+        let out = tptctl(&[
+            "up",
+            "--provider",
+            "local",
+            "--name",
+            &name,
+            "--port",
+            &port,
+        ]);
         let took = t.elapsed();
-        assert!(out.status.success(), "up failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v = tptctl(&["version"]);
-        assert!(String::from_utf8_lossy(&v.stdout).contains("Server: "), "server answers after up");
+        assert!(
+            String::from_utf8_lossy(&v.stdout).contains("Server: "),
+            "server answers after up"
+        );
         ups.push(took);
         tptctl(&["down", "--name", &name, "--purge"]);
     }

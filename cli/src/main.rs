@@ -4,6 +4,7 @@ mod apply;
 mod config;
 mod local;
 mod output;
+mod runtime;
 
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -81,6 +82,14 @@ enum Command {
         /// API port for the local provider (default 1323, or a free port when taken).
         #[arg(long)]
         port: Option<u16>,
+        /// Register the cluster of this kubeconfig (current context) as the default runtime.
+        #[arg(long)]
+        runtime_from_kubeconfig: Option<PathBuf>,
+    },
+    /// Kubernetes runtimes.
+    Runtime {
+        #[command(subcommand)]
+        command: RuntimeCommand,
     },
     /// Stop a control plane and remove it from the config.
     Down {
@@ -160,6 +169,22 @@ enum Command {
         dir: PathBuf,
         #[arg(long)]
         listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum RuntimeCommand {
+    /// Make an existing cluster a runtime, from its kubeconfig.
+    Register {
+        name: String,
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// Context to use (default: the kubeconfig's current context).
+        #[arg(long)]
+        context: Option<String>,
+        /// Make it the default runtime for workloads that name none.
+        #[arg(long)]
+        default: bool,
     },
 }
 
@@ -255,7 +280,13 @@ async fn run(cli: Cli) -> Result<u8> {
             name,
             provider,
             port,
+            runtime_from_kubeconfig,
         } => {
+            // Read it first: a bad kubeconfig fails before anything is started.
+            let conn = match &runtime_from_kubeconfig {
+                Some(p) => Some(runtime::read_kubeconfig(p, None)?),
+                None => None,
+            };
             match provider.as_str() {
                 local::PROVIDER => local::up(&ctx.config_path, &name, port).await?,
                 "kind" | "eks" => bail!(
@@ -263,7 +294,53 @@ async fn run(cli: Cli) -> Result<u8> {
                 ),
                 other => bail!("unknown provider {other:?}; use local"),
             }
+            if let (Some(conn), Some(path)) = (conn, &runtime_from_kubeconfig) {
+                let ctx = Ctx {
+                    config_path: ctx.config_path.clone(),
+                    control_plane: Some(name.clone()),
+                };
+                let loaded =
+                    runtime::desired(&conn.context, &conn, true, &path.display().to_string());
+                let report = apply::apply(
+                    &ctx.client()?,
+                    loaded,
+                    &apply::ApplyOpts {
+                        dry_run: false,
+                        output: None,
+                        create_only: false,
+                    },
+                )
+                .await?;
+                if report.failed > 0 {
+                    bail!(
+                        "the control plane is up, but registering the runtime failed; retry with `tptctl runtime register`"
+                    );
+                }
+            }
             Ok(0)
+        }
+        Command::Runtime {
+            command:
+                RuntimeCommand::Register {
+                    name,
+                    kubeconfig,
+                    context,
+                    default,
+                },
+        } => {
+            let conn = runtime::read_kubeconfig(&kubeconfig, context.as_deref())?;
+            let loaded = runtime::desired(&name, &conn, default, &kubeconfig.display().to_string());
+            let report = apply::apply(
+                &ctx.client()?,
+                loaded,
+                &apply::ApplyOpts {
+                    dry_run: false,
+                    output: None,
+                    create_only: false,
+                },
+            )
+            .await?;
+            Ok(if report.failed > 0 { EXIT_ERROR } else { 0 })
         }
         Command::Down { name, purge } => {
             local::down(&ctx.config_path, &name, purge)?;

@@ -333,11 +333,16 @@ fn local_control_plane_lifecycle() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"WorkloadDefinition:\n  Name: from-stdin\n  YAMLDocument: samples/web-manifest.yaml\n")
+        .write_all(
+            b"WorkloadDefinition:\n  Name: from-stdin\n  YAMLDocument: samples/web-manifest.yaml\n",
+        )
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "workload-definition/from-stdin");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "workload-definition/from-stdin"
+    );
 
     // --wait with nothing to reconcile it ends with the timeout exit code.
     let tf = work.path().join("tf.yaml");
