@@ -62,6 +62,12 @@ enum Command {
         /// Objects each controller reconciles at the same time.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Seconds before an unacknowledged notification is redelivered (in-progress acks extend it).
+        #[arg(long, default_value_t = 30)]
+        ack_wait_secs: u64,
+        /// Seconds a crashed replica's per-object lock outlives it.
+        #[arg(long, default_value_t = 60)]
+        lock_ttl_secs: u64,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -89,12 +95,7 @@ async fn main() -> anyhow::Result<()> {
                 threeport_server::redact_url(&db.database_url)
             );
         }
-        Command::Controllers {
-            api_url,
-            nats_url,
-            tls_dir,
-            concurrency,
-        } => {
+        Command::Controllers { api_url, nats_url, tls_dir, concurrency, ack_wait_secs, lock_ttl_secs } => {
             let api = api_client(&api_url, tls_dir.as_deref())?;
             let nats = async_nats::ConnectOptions::new()
                 .retry_on_initial_connect()
@@ -104,6 +105,8 @@ async fn main() -> anyhow::Result<()> {
             shutdown_on_signal(token.clone());
             let mut opts = threeport_controllers::ControllerOptions::default();
             opts.runtime.concurrency = concurrency;
+            opts.runtime.ack_wait = std::time::Duration::from_secs(ack_wait_secs.max(1));
+            opts.runtime.lock_ttl = std::time::Duration::from_secs(lock_ttl_secs.max(1));
             threeport_controllers::run_all(
                 api,
                 threeport_controllers::Notifications::JetStream(nats),
