@@ -189,9 +189,18 @@ impl WorkloadReconciler {
         api: &Client,
         inst: &Value,
     ) -> Result<(u64, Value, kube::Client), ReconcileError> {
-        let rid = inst.get("KubernetesRuntimeInstanceID").and_then(Value::as_u64).ok_or_else(|| {
-            ReconcileError::Permanent("no Kubernetes runtime: name a KubernetesRuntimeInstance or mark one DefaultRuntime".into())
-        })?;
+        let rid = match inst.get("KubernetesRuntimeInstanceID").and_then(Value::as_u64) {
+            Some(id) => id,
+            // No runtime named: the default runtime, as upstream does.
+            None => api
+                .list(k("KubernetesRuntimeInstance"), &[("defaultruntime", "true".into())])
+                .await?
+                .first()
+                .and_then(object_id)
+                .ok_or_else(|| {
+                    ReconcileError::Permanent("no Kubernetes runtime: name a KubernetesRuntimeInstance or mark one DefaultRuntime".into())
+                })?,
+        };
         let runtime = api
             .get_revealed(k("KubernetesRuntimeInstance"), rid)
             .await?;
@@ -283,7 +292,8 @@ impl WorkloadReconciler {
                 api.delete(wri, *eid).await?;
             }
         }
-        let mut patch = json!({"Reconciled": true, "CreationConfirmed": now_rfc3339()});
+        // Record the runtime it went to (the default one when none was named).
+        let mut patch = json!({"Reconciled": true, "CreationConfirmed": now_rfc3339(), "KubernetesRuntimeInstanceID": rid});
         if inst
             .get("Status")
             .and_then(Value::as_str)
