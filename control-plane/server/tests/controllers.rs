@@ -162,7 +162,7 @@ async fn workload_flow(h: &Harness, double: &KubeDouble) {
     let bad = h.post("workload-instances", json!({"Name": "bad", "WorkloadDefinitionID": bad_def})).await.id();
     let o = wait_for(h, "workload-instances", bad, "Degraded", 30, |o| matches!(status(o), "Degraded" | "Failed")).await;
     assert!(o["StatusReason"].as_str().unwrap().contains("ImagePullBackOff"), "the reason is on the instance: {o}");
-    assert_eq!(o["KubernetesRuntimeInstanceID"].as_u64(), None, "it was created without a runtime…");
+    assert_eq!(o["KubernetesRuntimeInstanceID"].as_u64(), Some(runtime), "no runtime named: the default one is used and recorded");
     let events = h.get(&format!("/v0/workload-events?workloadinstanceid={bad}")).await;
     assert!(events.body["Meta"]["TotalCount"].as_u64().unwrap() >= 1, "{}", events.body);
 
