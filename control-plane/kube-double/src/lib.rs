@@ -1,1 +1,282 @@
+//! A test-only Kubernetes API server double.
+//!
+//! No real API server, kind or Docker can run where Threeport's tests run, so controllers are
+//! tested against this double through the *real* kube-rs client and the real `kubectl`. It
+//! speaks enough of the Kubernetes API for that — discovery (legacy and aggregated), CRUD,
+//! server-side apply with field ownership, merge/JSON patches, `/status` subresources, watches
+//! with bookmarks and `410 Gone`, Tables for kubectl — and simulates the controllers and the
+//! kubelet so workloads become ready (or fail on demand). See README.md for what differs from
+//! a real cluster.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+//! let double = kube_api_double::KubeDouble::start(Default::default()).await?;
+//! let kubeconfig = double.kubeconfig(); // give this to kube-rs or kubectl
+//! double.pause().await;                 // the cluster becomes unreachable...
+//! double.resume().await?;               // ...and comes back on the same port, same state
+//! double.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Module map: `discovery` (resource registry, discovery and OpenAPI documents), `store`
+//! (objects, resourceVersions, event history), `ops` (verb semantics), `apply` (patches,
+//! managedFields, server-side apply), `selector`, `watch` (streams), `kubelet` (simulated
+//! controllers), `server` (TLS, routing, lists, `/scale`), `table` (kubectl Tables), `proto`
+//! (kubectl's protobuf bodies), `errors` (`Status` objects).
 
+mod apply;
+mod discovery;
+mod errors;
+mod kubelet;
+mod ops;
+mod proto;
+mod selector;
+mod server;
+mod store;
+mod table;
+mod watch;
+
+pub use kubelet::{FAILURE_ANNOTATION, SIMULATED_LABEL};
+
+use base64::Engine;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use threeport_pki::TlsBundle;
+
+/// How to start the double.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How long after a create or spec change a workload becomes ready (or fails).
+    pub ready_delay: Duration,
+    /// Where to listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ready_delay: Duration::from_millis(300),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// A running double. Dropping it stops everything (tasks are aborted); `shutdown` does the
+/// same in an orderly way.
+pub struct KubeDouble {
+    app: Arc<server::App>,
+    tls: Arc<rustls::ServerConfig>,
+    bundle: TlsBundle,
+    addr: SocketAddr,
+    serving: tokio::sync::Mutex<Option<server::Serving>>,
+    epoch: tokio::sync::watch::Sender<u64>,
+    kubelet_stop: tokio::sync::watch::Sender<bool>,
+    kubelet: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Objects every cluster has.
+fn bootstrap(store: &store::Store) -> anyhow::Result<()> {
+    let mut g = store.lock();
+    let ctx = ops::WriteCtx::new("kube-apiserver");
+    let ns_rt = g
+        .registry
+        .find("", "v1", "namespaces")
+        .cloned()
+        .expect("built-in");
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        ops::create(&mut g, &ns_rt, "", json!({"metadata": {"name": ns}}), &ctx)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let node_rt = g
+        .registry
+        .find("", "v1", "nodes")
+        .cloned()
+        .expect("built-in");
+    let node = json!({"metadata": {"name": kubelet::NODE_NAME, "labels": {
+        "kubernetes.io/hostname": kubelet::NODE_NAME, "kubernetes.io/os": "linux",
+        "node-role.kubernetes.io/control-plane": ""}}});
+    ops::create(&mut g, &node_rt, "", node, &ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let status = json!({
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                        "message": "kubelet is posting ready status"}],
+        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                      {"type": "Hostname", "address": kubelet::NODE_NAME}],
+        "capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"},
+        "allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"},
+        "nodeInfo": {"kubeletVersion": "v1.34.0", "operatingSystem": "linux", "architecture": "amd64",
+                     "containerRuntimeVersion": "kube-double://0", "osImage": "kube-double"},
+    });
+    ops::set_status(&mut g, &node_rt, "", kubelet::NODE_NAME, status, "kubelet")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+impl KubeDouble {
+    pub async fn start(opts: Options) -> anyhow::Result<KubeDouble> {
+        let bundle = TlsBundle::generate(&[])?;
+        let tls = Arc::new(server::tls_config(&bundle)?);
+        let store = store::Store::new(discovery::Registry::builtin(), store::HISTORY_LIMIT);
+        bootstrap(&store)?;
+        let listener = server::bind(opts.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;
+        let addr = listener.local_addr()?;
+        let (epoch, epoch_rx) = tokio::sync::watch::channel(0u64);
+        let app = Arc::new(server::App {
+            store: store.clone(),
+            epoch: watch::Epoch(epoch_rx),
+            server_address: format!("{}:{}", host(addr), addr.port()),
+        });
+        let serving = server::Serving::start(app.clone(), tls.clone(), listener)?;
+        let (kubelet_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let kubelet = tokio::spawn(kubelet::run(store, opts.ready_delay, stop_rx));
+        tracing::info!(%addr, "kube-double listening");
+        Ok(KubeDouble {
+            app,
+            tls,
+            bundle,
+            addr,
+            serving: tokio::sync::Mutex::new(Some(serving)),
+            epoch,
+            kubelet_stop,
+            kubelet: Some(kubelet),
+        })
+    }
+
+    /// `https://127.0.0.1:PORT` (the listen address, with an unspecified IP shown as loopback).
+    pub fn url(&self) -> String {
+        format!("https://{}:{}", host(self.addr), self.addr.port())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn ca_pem(&self) -> String {
+        self.bundle.ca.pair.cert_pem.clone()
+    }
+
+    pub fn client_cert_pem(&self) -> String {
+        self.bundle.client.cert_pem.clone()
+    }
+
+    pub fn client_key_pem(&self) -> String {
+        self.bundle.client.key_pem.clone()
+    }
+
+    /// A kubeconfig (YAML) with one cluster, one client-certificate user and the context
+    /// `kube-double` (namespace `default`), which is the current context.
+    pub fn kubeconfig(&self) -> String {
+        let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: kube-double
+  cluster:
+    server: {url}
+    certificate-authority-data: {ca}
+users:
+- name: kube-double
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: kube-double
+  context:
+    cluster: kube-double
+    user: kube-double
+    namespace: default
+current-context: kube-double
+preferences: {{}}
+",
+            url = self.url(),
+            ca = b64(self.ca_pem()),
+            cert = b64(self.client_cert_pem()),
+            key = b64(self.client_key_pem()),
+        )
+    }
+
+    /// Write `kubeconfig()` to `path` (atomically, mode 0600: it holds a private key).
+    pub fn write_kubeconfig(&self, path: &Path) -> anyhow::Result<()> {
+        threeport_pki::write_file(path, self.kubeconfig().as_bytes(), true)?;
+        Ok(())
+    }
+
+    /// Stop listening and drop every connection (open watches included): clients get
+    /// "connection refused", as with an unreachable cluster. All state is kept, and the
+    /// simulated kubelet keeps running.
+    pub async fn pause(&self) {
+        let serving = self.serving.lock().await.take();
+        if let Some(s) = serving {
+            self.epoch.send_modify(|e| *e += 1);
+            s.stop().await;
+            tracing::info!(addr = %self.addr, "kube-double paused");
+        }
+    }
+
+    /// Listen again on the same port, with the same state and certificates.
+    pub async fn resume(&self) -> anyhow::Result<()> {
+        let mut serving = self.serving.lock().await;
+        if serving.is_some() {
+            return Ok(());
+        }
+        // The previous listener is closed by now; retry briefly in case the OS is slow to
+        // release the port.
+        let mut last_err = None;
+        for _ in 0..50 {
+            match server::bind(self.addr) {
+                Ok(l) => {
+                    *serving = Some(server::Serving::start(
+                        self.app.clone(),
+                        self.tls.clone(),
+                        l,
+                    )?);
+                    tracing::info!(addr = %self.addr, "kube-double resumed");
+                    return Ok(());
+                }
+                Err(e) => {
+                    last_err = Some(e);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        Err(anyhow::anyhow!(
+            "cannot listen on {} again: {}",
+            self.addr,
+            last_err.map(|e| e.to_string()).unwrap_or_default()
+        ))
+    }
+
+    pub async fn shutdown(mut self) {
+        self.pause().await;
+        let _ = self.kubelet_stop.send(true);
+        if let Some(k) = self.kubelet.take() {
+            let _ = k.await;
+        }
+    }
+}
+
+impl Drop for KubeDouble {
+    fn drop(&mut self) {
+        if let Some(s) = self.serving.get_mut().take() {
+            s.abort();
+        }
+        self.epoch.send_modify(|e| *e += 1);
+        if let Some(k) = self.kubelet.take() {
+            k.abort();
+        }
+    }
+}
+
+fn host(addr: SocketAddr) -> String {
+    match addr.ip() {
+        ip if ip.is_unspecified() && addr.is_ipv4() => "127.0.0.1".into(),
+        ip if ip.is_unspecified() => "[::1]".into(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    }
+}
