@@ -134,7 +134,7 @@ async fn workload_flow(h: &Harness, double: &KubeDouble) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let d = deployments.get("web").await.unwrap();
-        let image = d.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap_or_default();
+        let image = d.spec.template.spec.unwrap().containers[0].image.clone().unwrap_or_default();
         if image == "nginx:1.28" {
             break;
         }
