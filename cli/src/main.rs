@@ -153,6 +153,15 @@ enum Command {
         #[command(flatten)]
         inputs: Inputs,
     },
+    /// Live terminal dashboard (k9s-style): workloads, runtimes, events, any kind.
+    ///
+    /// `?` lists the keys. They can be rebound in dashboard.yaml next to the config file
+    /// (~/.threeport/dashboard.yaml), e.g. `keys: {describe: v, down: [j, down]}`.
+    Dashboard {
+        /// Refuse every change: deleting is disabled.
+        #[arg(long)]
+        readonly: bool,
+    },
     /// Inspect and switch control planes in the config.
     Config {
         #[command(subcommand)]
@@ -419,6 +428,19 @@ async fn run(cli: Cli) -> Result<u8> {
                 wait.then_some(timeout),
             )
             .await
+        }
+        Command::Dashboard { readonly } => {
+            let cfg = config::ThreeportConfig::load(&ctx.config_path)?;
+            let cp = cfg.select(ctx.control_plane.as_deref())?;
+            threeport_tui::run(threeport_tui::DashboardOptions {
+                client: ctx.client()?,
+                control_plane: cp.name.clone(),
+                api_url: cp.url(),
+                readonly,
+                keymap: Some(ctx.config_path.with_file_name("dashboard.yaml")),
+            })
+            .await?;
+            Ok(0)
         }
         Command::Config { command } => {
             let mut cfg = config::ThreeportConfig::load(&ctx.config_path)?;

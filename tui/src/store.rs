@@ -1,0 +1,347 @@
+//! The dashboard's copy of the control plane: objects per kind, filled by a list and kept current
+//! by watch events, with a reverse-reference index so drill-downs and "why" lookups do not scan.
+
+use crate::status::{self, Health};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use threeport_api::kinds::{self, FieldType, Kind};
+use threeport_api::{WatchEvent, object_id};
+use time::OffsetDateTime;
+
+/// An object with what every view shows of it, worked out once when it arrives (JSON field
+/// lookups are what rebuilding 10 000 rows would otherwise spend its time on).
+#[derive(Debug)]
+pub struct Obj {
+    pub value: Value,
+    pub name: String,
+    pub created: Option<OffsetDateTime>,
+    /// `✓ Healthy`, `✗ Failed`, `-`.
+    pub status: String,
+    pub health: Health,
+}
+
+impl Obj {
+    fn new(kind: &Kind, value: Value) -> Obj {
+        let (status, health) = status::status_label(kind, &value);
+        Obj {
+            name: display_name(&value),
+            created: status::parse_time(
+                value.get("CreatedAt").and_then(Value::as_str).unwrap_or(""),
+            ),
+            status,
+            health,
+            value,
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct KindData {
+    pub objects: BTreeMap<u64, Obj>,
+    /// A full list has arrived; before that the view shows "loading".
+    pub loaded: bool,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    /// One slot per entry of `KINDS`, in its order.
+    kinds: Vec<KindData>,
+    /// IDs of deleted objects: IDs are never reused, so a late event can never resurrect one.
+    tombstones: HashSet<u64>,
+    /// Target ID → (kind slot, ID) of every object with an ID field pointing at it.
+    referrers: HashMap<u64, BTreeSet<(usize, u64)>>,
+    /// Bumped on every change, so views know when to rebuild their rows.
+    version: u64,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store {
+            kinds: kinds::KINDS.iter().map(|_| KindData::default()).collect(),
+            tombstones: HashSet::new(),
+            referrers: HashMap::new(),
+            version: 0,
+        }
+    }
+}
+
+fn resource_version(o: &Value) -> Option<i64> {
+    o.get("ResourceVersion").and_then(Value::as_i64)
+}
+
+/// Every ID value an object points at (typed references and untyped ones such as `ObjectID`).
+fn outgoing(kind: &Kind, o: &Value) -> impl Iterator<Item = u64> {
+    kind.fields()
+        .filter(|f| f.ty == FieldType::Id && f.name != "ID")
+        .filter_map(|f| o.get(f.name).and_then(Value::as_u64))
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+/// A kind's position in `KINDS`. The registry is static, so the pointer identifies the kind
+/// (no string comparisons on the hot path).
+fn slot(kind: &Kind) -> usize {
+    kinds::KINDS
+        .iter()
+        .position(|k| std::ptr::eq(k, kind))
+        .or_else(|| kinds::KINDS.iter().position(|k| k.name == kind.name))
+        .expect("kinds come from the registry")
+}
+
+impl Store {
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    fn data(&self, kind: &Kind) -> &KindData {
+        &self.kinds[slot(kind)]
+    }
+
+    fn data_mut(&mut self, kind: &Kind) -> &mut KindData {
+        &mut self.kinds[slot(kind)]
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn is_loaded(&self, kind: &Kind) -> bool {
+        self.data(kind).loaded
+    }
+
+    pub fn objects(&self, kind: &Kind) -> impl Iterator<Item = (u64, &Value)> + '_ {
+        self.data(kind)
+            .objects
+            .iter()
+            .map(|(id, o)| (*id, &o.value))
+    }
+
+    /// Objects with their precomputed name, status and creation time.
+    pub fn entries(&self, kind: &Kind) -> impl Iterator<Item = (u64, &Obj)> + '_ {
+        self.data(kind).objects.iter().map(|(id, o)| (*id, o))
+    }
+
+    pub fn entry(&self, kind: &Kind, id: u64) -> Option<&Obj> {
+        self.data(kind).objects.get(&id)
+    }
+
+    pub fn len(&self, kind: &Kind) -> usize {
+        self.data(kind).objects.len()
+    }
+
+    pub fn total(&self) -> usize {
+        self.kinds.iter().map(|k| k.objects.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total() == 0
+    }
+
+    pub fn get(&self, kind: &Kind, id: u64) -> Option<&Value> {
+        self.entry(kind, id).map(|o| &o.value)
+    }
+
+    /// Objects of `kind` whose ID fields point at `target`.
+    pub fn referrers_of<'a>(
+        &'a self,
+        target: u64,
+        kind: &'a Kind,
+    ) -> impl Iterator<Item = (u64, &'a Value)> + 'a {
+        self.referrer_entries(target, kind)
+            .map(|(id, o)| (id, &o.value))
+    }
+
+    pub fn referrer_entries<'a>(
+        &'a self,
+        target: u64,
+        kind: &'a Kind,
+    ) -> impl Iterator<Item = (u64, &'a Obj)> + 'a {
+        let want = slot(kind);
+        let data = &self.kinds[want];
+        self.referrers
+            .get(&target)
+            .into_iter()
+            .flat_map(move |set| {
+                // The set is ordered by kind slot: jump to this kind's range.
+                set.range((want, 0)..=(want, u64::MAX))
+                    .filter_map(move |(_, id)| data.objects.get(id).map(|o| (*id, o)))
+            })
+    }
+
+    /// Kinds that have at least one object pointing at `target`.
+    pub fn referrer_kinds(&self, target: u64) -> Vec<&'static Kind> {
+        let mut out: Vec<&'static Kind> = Vec::new();
+        if let Some(set) = self.referrers.get(&target) {
+            for (k, _) in set {
+                if let Some(kind) = kinds::KINDS.get(*k)
+                    && !out.iter().any(|x| std::ptr::eq(*x, kind))
+                {
+                    out.push(kind);
+                }
+            }
+        }
+        out
+    }
+
+    fn index(&mut self, kind: &'static Kind, id: u64, o: &Value) {
+        let k = slot(kind);
+        for target in outgoing(kind, o) {
+            self.referrers.entry(target).or_default().insert((k, id));
+        }
+    }
+
+    fn unindex(&mut self, kind: &'static Kind, id: u64, o: &Value) {
+        let k = slot(kind);
+        for target in outgoing(kind, o) {
+            if let Some(set) = self.referrers.get_mut(&target) {
+                set.remove(&(k, id));
+                if set.is_empty() {
+                    self.referrers.remove(&target);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, kind: &'static Kind, id: u64) {
+        if let Some(old) = self.data_mut(kind).objects.remove(&id) {
+            self.unindex(kind, id, &old.value);
+        }
+    }
+
+    /// Insert or update; an older version never replaces a newer one.
+    fn upsert(&mut self, kind: &'static Kind, o: Value) -> bool {
+        let Some(id) = object_id(&o) else {
+            return false;
+        };
+        if self.tombstones.contains(&id) {
+            return false;
+        }
+        if let Some(old) = self.get(kind, id)
+            && let (Some(a), Some(b)) = (resource_version(old), resource_version(&o))
+            && b < a
+        {
+            return false;
+        }
+        self.remove(kind, id);
+        self.index(kind, id, &o);
+        self.data_mut(kind).objects.insert(id, Obj::new(kind, o));
+        true
+    }
+
+    /// A complete list of `kind`: replaces what was there.
+    pub fn replace(&mut self, kind: &'static Kind, objects: Vec<Value>) {
+        let old = std::mem::take(&mut self.data_mut(kind).objects);
+        for (id, o) in &old {
+            self.unindex(kind, *id, &o.value);
+        }
+        for o in objects {
+            self.upsert(kind, o);
+        }
+        self.data_mut(kind).loaded = true;
+        self.version += 1;
+    }
+
+    /// Apply one watch event. Events of kinds that were never listed are ignored: the list
+    /// that loads the kind will bring them.
+    pub fn apply(&mut self, ev: WatchEvent) -> bool {
+        let Some(kind) = kinds::by_name(&ev.kind) else {
+            return false;
+        };
+        if !self.is_loaded(kind) {
+            return false;
+        }
+        let changed = match ev.operation.as_str() {
+            "deleted" | "Deleted" | "delete" => match object_id(&ev.object) {
+                Some(id) => {
+                    self.tombstones.insert(id);
+                    let had = self.get(kind, id).is_some();
+                    self.remove(kind, id);
+                    had
+                }
+                None => false,
+            },
+            _ => self.upsert(kind, ev.object),
+        };
+        if changed {
+            self.version += 1;
+        }
+        changed
+    }
+
+    /// The name of any object by ID, given the kind it belongs to.
+    pub fn name_of(&self, kind: &Kind, id: u64) -> Option<String> {
+        self.entry(kind, id).map(|o| o.name.clone())
+    }
+}
+
+/// `Name`, or for unnamed kinds the Kubernetes object (`Deployment/web`) or the ID.
+pub fn display_name(o: &Value) -> String {
+    if let Some(n) = o
+        .get("Name")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        return n.to_string();
+    }
+    if let Some(def) = o.get("JSONDefinition") {
+        let k = def.get("kind").and_then(Value::as_str);
+        let n = def
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str);
+        if let (Some(k), Some(n)) = (k, n) {
+            return format!("{k}/{n}");
+        }
+    }
+    o.get("ID").map(|v| v.to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn wi() -> &'static Kind {
+        kinds::by_name("WorkloadInstance").unwrap()
+    }
+
+    #[test]
+    fn events_apply_in_order_and_never_go_back() {
+        let mut s = Store::new();
+        s.replace(
+            wi(),
+            vec![json!({"ID": 1, "Name": "a", "ResourceVersion": 2, "WorkloadDefinitionID": 9})],
+        );
+        let ev = |op: &str, o: Value| WatchEvent {
+            operation: op.into(),
+            kind: "WorkloadInstance".into(),
+            object: o,
+        };
+        // An older update (from before the list) is ignored.
+        assert!(!s.apply(ev(
+            "updated",
+            json!({"ID": 1, "Name": "old", "ResourceVersion": 1})
+        )));
+        assert_eq!(s.name_of(wi(), 1).unwrap(), "a");
+        assert!(s.apply(ev(
+            "updated",
+            json!({"ID": 1, "Name": "b", "ResourceVersion": 3, "WorkloadDefinitionID": 9})
+        )));
+        assert_eq!(s.referrers_of(9, wi()).count(), 1);
+        assert!(s.apply(ev("deleted", json!({"ID": 1}))));
+        assert_eq!(s.referrers_of(9, wi()).count(), 0);
+        // A late "created" does not resurrect it.
+        assert!(!s.apply(ev(
+            "created",
+            json!({"ID": 1, "Name": "b", "ResourceVersion": 3})
+        )));
+        assert_eq!(s.len(wi()), 0);
+        // Kinds never listed are ignored.
+        let other = WatchEvent {
+            operation: "created".into(),
+            kind: "AwsAccount".into(),
+            object: json!({"ID": 5, "Name": "x"}),
+        };
+        assert!(!s.apply(other));
+    }
+}
