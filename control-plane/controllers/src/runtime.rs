@@ -499,8 +499,10 @@ async fn consume<R: Reconciler>(
                 filter_subjects: subjects,
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: shared.opts.ack_wait,
-                // One more than our own limit: our last attempt marks the object Failed itself.
-                max_deliver: shared.opts.max_attempts as i64 + 1,
+                // Unlimited: a crash mid-reconcile or a busy lock also counts as a delivery, and
+                // a message JetStream stops delivering would leave its object stuck without a
+                // reason. Our own limit ends real failures in a visible `Failed` instead.
+                max_deliver: -1,
                 max_ack_pending: (shared.opts.concurrency * 4) as i64,
                 ..Default::default()
             },

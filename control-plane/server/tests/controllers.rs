@@ -262,7 +262,15 @@ async fn kill_dash_nine_twenty_times_while_reconciling_two_hundred_workloads() {
             .spawn()
             .expect("threeport controllers starts")
     };
-    let mut child = spawn();
+    /// Kill the controller process even when an assertion fails.
+    struct Reaper(std::process::Child);
+    impl Drop for Reaper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reaper(spawn());
     let runtime = register_runtime(&h, &double, "chaos").await;
     let def = h.post("workload-definitions", json!({"Name": "chaos", "YAMLDocument": MANIFEST})).await.id();
     let mut ids = Vec::new();
@@ -273,21 +281,21 @@ async fn kill_dash_nine_twenty_times_while_reconciling_two_hundred_workloads() {
     }
     for round in 0..20 {
         tokio::time::sleep(Duration::from_millis(300 + (round % 5) * 150)).await;
-        child.kill().unwrap(); // SIGKILL: no cleanup, locks and unacked messages left behind
-        child.wait().unwrap();
-        child = spawn();
+        child.0.kill().unwrap(); // SIGKILL: no cleanup, locks and unacked messages left behind
+        child.0.wait().unwrap();
+        child = Reaper(spawn());
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     loop {
-        let healthy = h.get("/v0/workload-instances?status=Healthy&size=1").await.body["Meta"]["TotalCount"].as_u64().unwrap_or(0);
+        // Healthy in the cluster, and the last reconcile finished (its records are complete).
+        let healthy = h.get("/v0/workload-instances?status=Healthy&reconciled=true&size=1").await.body["Meta"]["TotalCount"].as_u64().unwrap_or(0);
         if healthy as usize == N {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "only {healthy}/{N} Healthy after the crashes");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     // Nothing duplicated in the API…
     for id in &ids {
         let n = h.get(&format!("/v0/workload-resource-instances?workloadinstanceid={id}&size=1")).await.body["Meta"]["TotalCount"].clone();
