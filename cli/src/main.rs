@@ -2,6 +2,7 @@
 
 mod apply;
 mod config;
+mod kind;
 mod local;
 mod output;
 mod runtime;
@@ -85,6 +86,23 @@ enum Command {
         /// Register the cluster of this kubeconfig (current context) as the default runtime.
         #[arg(long)]
         runtime_from_kubeconfig: Option<PathBuf>,
+        /// Image repository for the threeport image (kind and EKS).
+        #[arg(long, default_value = "ghcr.io/threeport")]
+        image_repo: String,
+        /// Image tag for the threeport image (default: this version).
+        #[arg(long)]
+        image_tag: Option<String>,
+        /// Keep what a failed `up` created, for debugging (kind and EKS).
+        #[arg(long)]
+        retain: bool,
+        /// Show the output of the tools tptctl runs (kind).
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Check what `up --provider kind` needs: docker, kind, a free port.
+    Doctor {
+        #[arg(long, default_value_t = 1323)]
+        port: u16,
     },
     /// Kubernetes runtimes.
     Runtime {
@@ -290,6 +308,10 @@ async fn run(cli: Cli) -> Result<u8> {
             provider,
             port,
             runtime_from_kubeconfig,
+            image_repo,
+            image_tag,
+            retain,
+            verbose,
         } => {
             // Read it first: a bad kubeconfig fails before anything is started.
             let conn = match &runtime_from_kubeconfig {
@@ -298,7 +320,14 @@ async fn run(cli: Cli) -> Result<u8> {
             };
             match provider.as_str() {
                 local::PROVIDER => local::up(&ctx.config_path, &name, port).await?,
-                "kind" | "eks" => bail!(
+                kind::PROVIDER => {
+                    let mut images = threeport_installers::manifests::Images { repo: image_repo, ..Default::default() };
+                    if let Some(t) = image_tag {
+                        images.tag = t;
+                    }
+                    kind::up(&ctx.config_path, &name, port.unwrap_or(threeport_server::DEFAULT_PORT), images, retain, verbose).await?;
+                }
+                "eks" => bail!(
                     "provider {provider:?} is not available in this version of tptctl; use --provider local"
                 ),
                 other => bail!("unknown provider {other:?}; use local"),
@@ -352,8 +381,20 @@ async fn run(cli: Cli) -> Result<u8> {
             Ok(if report.failed > 0 { EXIT_ERROR } else { 0 })
         }
         Command::Down { name, purge } => {
-            local::down(&ctx.config_path, &name, purge)?;
+            let cfg = config::ThreeportConfig::load(&ctx.config_path)?;
+            match cfg.get(&name).map(|c| c.provider.as_str()) {
+                Some(kind::PROVIDER) => kind::down(&ctx.config_path, &name)?,
+                _ => local::down(&ctx.config_path, &name, purge)?,
+            }
             Ok(0)
+        }
+        Command::Doctor { port } => {
+            let mut ok = true;
+            for c in threeport_installers::kind::doctor(Some(port)) {
+                println!("{} {:<10} {}", if c.ok { "✓" } else { "✗" }, c.name, c.detail);
+                ok &= c.ok;
+            }
+            Ok(if ok { 0 } else { EXIT_ERROR })
         }
         Command::Validate { inputs } => {
             if inputs.is_empty() {

@@ -1,0 +1,263 @@
+//! `down`: delete exactly what the inventory lists, in reverse order.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use aws_sdk_ec2::types::Filter;
+
+use crate::aws::{Clients, err, is_not_found};
+use crate::wait::{EksStatusSource, StatusSource, Target, WaitOptions, wait_until};
+use crate::{Inventory, InventoryItem, Progress};
+
+/// What `down` did.
+#[derive(Debug, Default)]
+pub struct DownReport {
+    /// Items deleted (or found already gone), in deletion order.
+    pub deleted: Vec<InventoryItem>,
+    /// Items that could not be deleted, with the error. They stay in the inventory.
+    pub failed: Vec<(InventoryItem, String)>,
+}
+
+/// Options for [`down_with`].
+#[derive(Clone, Default)]
+pub struct DownOptions {
+    pub wait: WaitOptions,
+}
+
+/// Deletes everything in the inventory at `inventory_path` with default options.
+/// A missing inventory file means there is nothing to delete.
+pub async fn down(
+    aws: &aws_config::SdkConfig,
+    inventory_path: &Path,
+    progress: &dyn Progress,
+) -> Result<DownReport> {
+    down_with(aws, inventory_path, progress, &DownOptions::default()).await
+}
+
+/// Deletes everything in the inventory, newest first. Failures do not stop the
+/// walk: they are reported in [`DownReport::failed`] and kept in the inventory
+/// file, which is rewritten after every deletion and removed once empty.
+pub async fn down_with(
+    aws: &aws_config::SdkConfig,
+    inventory_path: &Path,
+    progress: &dyn Progress,
+    opts: &DownOptions,
+) -> Result<DownReport> {
+    let Some(mut inv) = Inventory::load(inventory_path)? else {
+        return Ok(DownReport::default());
+    };
+    let clients = Clients::new(aws, &inv.region);
+    let status: Arc<dyn StatusSource> = match &opts.wait.status {
+        Some(s) => s.clone(),
+        None => Arc::new(EksStatusSource { client: clients.eks.clone() }),
+    };
+    let report =
+        delete_items(&clients, &mut inv, inventory_path, progress, &opts.wait, &*status, "Deleting", |_| true).await;
+    Ok(report)
+}
+
+/// Deletes the selected items of `inv` in reverse order, saving the inventory
+/// after each deletion. Used by `down` and by `up`'s rollback.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn delete_items(
+    c: &Clients,
+    inv: &mut Inventory,
+    path: &Path,
+    progress: &dyn Progress,
+    wait: &WaitOptions,
+    status: &dyn StatusSource,
+    verb: &str,
+    select: impl Fn(&InventoryItem) -> bool,
+) -> DownReport {
+    let mut report = DownReport::default();
+    let items: Vec<InventoryItem> = inv.resources.iter().rev().filter(|i| select(i)).cloned().collect();
+    let vpc = inv.resources.iter().find(|i| i.kind == "Vpc").map(|i| i.id.clone());
+    let mut swept = false;
+    for item in items {
+        // Once the cluster is gone, clear network interfaces left in the VPC
+        // (they block security group, subnet and VPC deletion).
+        if !swept && matches!(item.kind.as_str(), "SecurityGroup" | "Subnet" | "Vpc")
+            && let Some(vpc) = &vpc
+        {
+            swept = true;
+            let title = format!("Deleting network interfaces in {vpc}");
+            progress.start(&title);
+            let t = Instant::now();
+            match sweep_network_interfaces(c, vpc).await {
+                Ok(()) => progress.done(&title, t.elapsed()),
+                Err(e) => progress.failed(&title, &format!("{e:#}")),
+            }
+        }
+        let title = format!("{verb} {} {}", item.kind, item.id);
+        progress.start(&title);
+        let t = Instant::now();
+        match delete_one(c, &item, wait, status).await {
+            Ok(()) => {
+                progress.done(&title, t.elapsed());
+                if let Some(pos) = inv.resources.iter().position(|i| *i == item) {
+                    inv.resources.remove(pos);
+                }
+                if let Err(e) = inv.save_or_remove(path) {
+                    tracing::error!("saving inventory {}: {e:#}", path.display());
+                }
+                report.deleted.push(item);
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                progress.failed(&title, &msg);
+                report.failed.push((item, msg));
+            }
+        }
+    }
+    report
+}
+
+/// Deletes one resource; "already gone" counts as success.
+async fn delete_one(c: &Clients, item: &InventoryItem, wait: &WaitOptions, status: &dyn StatusSource) -> Result<()> {
+    let id = item.id.as_str();
+    macro_rules! gone_ok {
+        ($call:expr, $op:expr) => {
+            match $call.send().await {
+                Ok(_) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(err(e, $op)),
+            }
+        };
+    }
+    match item.kind.as_str() {
+        "NodeGroup" => {
+            let cluster = item.extra_str("cluster").to_string();
+            gone_ok!(c.eks.delete_nodegroup().cluster_name(&cluster).nodegroup_name(id), "DeleteNodegroup")?;
+            wait_until(
+                &format!("node group {id} to be deleted"),
+                Target::Gone,
+                || {
+                    let cluster = cluster.clone();
+                    Box::pin(async move { status.nodegroup_status(&cluster, id).await })
+                },
+                &*wait.clock,
+                wait.interval,
+                wait.nodegroup_timeout,
+                None,
+            )
+            .await
+        }
+        "EksCluster" => {
+            gone_ok!(c.eks.delete_cluster().name(id), "DeleteCluster")?;
+            wait_until(
+                &format!("EKS cluster {id} to be deleted"),
+                Target::Gone,
+                || Box::pin(async move { status.cluster_status(id).await }),
+                &*wait.clock,
+                wait.interval,
+                wait.cluster_timeout,
+                None,
+            )
+            .await
+        }
+        "SecurityGroup" => gone_ok!(c.ec2.delete_security_group().group_id(id), "DeleteSecurityGroup"),
+        "RouteTableAssociation" => {
+            gone_ok!(c.ec2.disassociate_route_table().association_id(id), "DisassociateRouteTable")
+        }
+        "Route" => gone_ok!(
+            c.ec2.delete_route().route_table_id(item.extra_str("route_table_id")).destination_cidr_block(id),
+            "DeleteRoute"
+        ),
+        "RouteTable" => gone_ok!(c.ec2.delete_route_table().route_table_id(id), "DeleteRouteTable"),
+        "InternetGatewayAttachment" => gone_ok!(
+            c.ec2.detach_internet_gateway().internet_gateway_id(id).vpc_id(item.extra_str("vpc_id")),
+            "DetachInternetGateway"
+        ),
+        "InternetGateway" => gone_ok!(c.ec2.delete_internet_gateway().internet_gateway_id(id), "DeleteInternetGateway"),
+        "Subnet" => gone_ok!(c.ec2.delete_subnet().subnet_id(id), "DeleteSubnet"),
+        "Vpc" => gone_ok!(c.ec2.delete_vpc().vpc_id(id), "DeleteVpc"),
+        "IamRolePolicyAttachment" => gone_ok!(
+            c.iam.detach_role_policy().role_name(item.extra_str("role")).policy_arn(id),
+            "DetachRolePolicy"
+        ),
+        "IamRole" => delete_role(c, id).await,
+        other => anyhow::bail!("unknown inventory kind {other:?}; delete {id} by hand"),
+    }
+}
+
+/// Detaches every managed policy, deletes inline policies, removes the role from
+/// instance profiles, then deletes the role.
+async fn delete_role(c: &Clients, name: &str) -> Result<()> {
+    let attached = match c.iam.list_attached_role_policies().role_name(name).send().await {
+        Ok(out) => out,
+        Err(e) if is_not_found(&e) => return Ok(()),
+        Err(e) => return Err(err(e, "ListAttachedRolePolicies")),
+    };
+    for p in attached.attached_policies() {
+        if let Some(arn) = p.policy_arn() {
+            match c.iam.detach_role_policy().role_name(name).policy_arn(arn).send().await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(err(e, "DetachRolePolicy")),
+            }
+        }
+    }
+    let inline = c.iam.list_role_policies().role_name(name).send().await.map_err(|e| err(e, "ListRolePolicies"))?;
+    for p in inline.policy_names() {
+        c.iam
+            .delete_role_policy()
+            .role_name(name)
+            .policy_name(p)
+            .send()
+            .await
+            .map_err(|e| err(e, "DeleteRolePolicy"))?;
+    }
+    let profiles = c
+        .iam
+        .list_instance_profiles_for_role()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| err(e, "ListInstanceProfilesForRole"))?;
+    for p in profiles.instance_profiles() {
+        c.iam
+            .remove_role_from_instance_profile()
+            .instance_profile_name(p.instance_profile_name())
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| err(e, "RemoveRoleFromInstanceProfile"))?;
+    }
+    match c.iam.delete_role().role_name(name).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(err(e, "DeleteRole")),
+    }
+}
+
+/// Deletes the network interfaces left in the VPC (detaching those that are
+/// attached). Interfaces owned by other services (load balancers) cannot be
+/// deleted this way; the error names them.
+async fn sweep_network_interfaces(c: &Clients, vpc: &str) -> Result<()> {
+    let out = c
+        .ec2
+        .describe_network_interfaces()
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .send()
+        .await
+        .map_err(|e| err(e, "DescribeNetworkInterfaces"))?;
+    let mut failures = Vec::new();
+    for eni in out.network_interfaces() {
+        let Some(id) = eni.network_interface_id() else { continue };
+        if let Some(att) = eni.attachment().and_then(|a| a.attachment_id())
+            && let Err(e) = c.ec2.detach_network_interface().attachment_id(att).force(true).send().await
+            && !is_not_found(&e)
+        {
+            failures.push(format!("{id}: {:#}", err(e, "DetachNetworkInterface")));
+            continue;
+        }
+        if let Err(e) = c.ec2.delete_network_interface().network_interface_id(id).send().await
+            && !is_not_found(&e)
+        {
+            failures.push(format!("{id}: {:#}", err(e, "DeleteNetworkInterface")));
+        }
+    }
+    if failures.is_empty() { Ok(()) } else { Err(anyhow::anyhow!(failures.join("; "))).context("network interfaces remain") }
+}

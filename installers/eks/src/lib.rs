@@ -1,0 +1,122 @@
+//! Provision and tear down what an EKS control plane needs (IAM roles, VPC,
+//! subnets, internet gateway, routes, security group, EKS cluster, node group),
+//! recording every resource in a crash-safe [`Inventory`] the moment it exists.
+//!
+//! * [`up`] creates, resumes from an existing inventory, and rolls back what the
+//!   current run created on error or cancellation (unless [`UpOptions::retain`]).
+//! * [`down`] deletes exactly the inventory, in reverse order, and reports what
+//!   it could not delete (those items stay in the inventory file).
+//!
+//! See README.md for the inventory format and the creation/deletion order.
+
+mod aws;
+mod down;
+mod inventory;
+mod up;
+pub mod wait;
+
+use std::time::Duration;
+
+pub use aws::CONTROL_PLANE_TAG;
+pub use down::{DownOptions, DownReport, down, down_with};
+pub use inventory::{Inventory, InventoryItem};
+pub use up::{UpOptions, up, up_with};
+pub use wait::{Clock, StatusSource, TokioClock, WaitOptions};
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct EksSpec {
+    /// Control plane name: lowercase letters, digits and `-`, starting with a
+    /// letter, at most 32 characters. Resources are named `threeport-<name>-…`.
+    pub name: String,
+    pub region: String,
+    /// Availability zones to spread subnets over (EKS needs at least 2).
+    pub zone_count: usize,
+    pub instance_type: String,
+    pub node_min: i32,
+    pub node_max: i32,
+    pub node_desired: i32,
+}
+
+impl EksSpec {
+    /// A spec with the defaults: 2 zones, `t3.medium`, 1–3 nodes, 2 desired.
+    pub fn new(name: &str, region: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            region: region.to_string(),
+            zone_count: 2,
+            instance_type: "t3.medium".to_string(),
+            node_min: 1,
+            node_max: 3,
+            node_desired: 2,
+        }
+    }
+
+    /// Checks that every name derived from the spec is valid for AWS
+    /// (IAM role names ≤ 64 chars, EKS names `[A-Za-z0-9][A-Za-z0-9_-]*`, …).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let n = &self.name;
+        let ok = !n.is_empty()
+            && n.len() <= 32
+            && n.starts_with(|c: char| c.is_ascii_lowercase())
+            && !n.ends_with('-')
+            && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        anyhow::ensure!(
+            ok,
+            "invalid control plane name {n:?}: use 1-32 lowercase letters, digits and '-', starting with a letter"
+        );
+        anyhow::ensure!(!self.region.is_empty(), "region is empty");
+        anyhow::ensure!(
+            (2..=6).contains(&self.zone_count),
+            "zone_count must be between 2 and 6 (EKS needs subnets in at least two zones)"
+        );
+        anyhow::ensure!(!self.instance_type.is_empty(), "instance_type is empty");
+        anyhow::ensure!(
+            self.node_min >= 0 && self.node_max >= 1 && self.node_min <= self.node_desired
+                && self.node_desired <= self.node_max,
+            "node sizes must satisfy 0 <= min <= desired <= max and max >= 1"
+        );
+        Ok(())
+    }
+
+    /// `threeport-<name>-<suffix>`.
+    pub fn resource_name(&self, suffix: &str) -> String {
+        format!("threeport-{}-{suffix}", self.name)
+    }
+
+    /// The EKS cluster name: `threeport-<name>`.
+    pub fn cluster_name(&self) -> String {
+        format!("threeport-{}", self.name)
+    }
+}
+
+/// Receives one start and one done/failed call per phase.
+pub trait Progress: Send + Sync {
+    fn start(&self, phase: &str);
+    fn done(&self, phase: &str, elapsed: Duration);
+    fn failed(&self, phase: &str, error: &str);
+}
+
+/// A progress sink that prints plain ` • phase …` lines (for non-TTY output).
+pub struct PlainProgress;
+
+impl Progress for PlainProgress {
+    fn start(&self, phase: &str) {
+        eprintln!(" • {phase} …");
+    }
+    fn done(&self, phase: &str, elapsed: Duration) {
+        eprintln!(" ✓ {phase} ({:.1}s)", elapsed.as_secs_f64());
+    }
+    fn failed(&self, phase: &str, error: &str) {
+        eprintln!(" ✗ {phase}: {error}");
+    }
+}
+
+/// How to reach the cluster `up` created.
+#[derive(Debug, Clone)]
+pub struct ClusterAccess {
+    pub endpoint: String,
+    /// The cluster CA, PEM-encoded.
+    pub ca_pem: String,
+    pub cluster_name: String,
+}

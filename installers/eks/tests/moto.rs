@@ -1,0 +1,585 @@
+//! `up`/`down` against a real moto_server (started per test on a free port).
+//!
+//! moto_server must be installed (`pip install 'moto[server]'`); the tests fail,
+//! never skip, when it is missing.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_ec2::types::Filter;
+use threeport_eks::wait::{BoxFuture, EksStatusSource};
+use threeport_eks::{
+    Clock, DownOptions, EksSpec, Inventory, InventoryItem, Progress, StatusSource, UpOptions, WaitOptions,
+    down_with, up_with,
+};
+use tokio_util::sync::CancellationToken;
+
+const TAG: &str = "threeport.io/control-plane";
+
+// ---------------------------------------------------------------- moto server
+
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_moto() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-tools/bin"));
+    for d in dirs {
+        let p = d.join("moto_server");
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("moto_server not found in PATH or .venv-tools/bin: install it with `pip install 'moto[server]'`");
+}
+
+fn start_moto() -> Moto {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(find_moto())
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning moto_server (install it with `pip install 'moto[server]'`)");
+    let mut moto = Moto { child, url: format!("http://127.0.0.1:{port}") };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return moto;
+        }
+        if let Ok(Some(status)) = moto.child.try_wait() {
+            panic!("moto_server exited with {status}; install it with `pip install 'moto[server]'`");
+        }
+        assert!(Instant::now() < deadline, "moto_server did not listen on port {port} within 60s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(&moto.url)
+        .region("us-east-1")
+        .credentials_provider(aws_sdk_sts::config::Credentials::new("test", "test", None, None, "static"))
+        .load()
+        .await
+}
+
+// ---------------------------------------------------------------- seams
+
+/// Records every progress event and prints it; optionally cancels a token when
+/// a phase containing `cancel_after` completes.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<String>>,
+    cancel_after: Option<(String, CancellationToken)>,
+}
+
+impl Recorder {
+    fn done_phases(&self) -> Vec<String> {
+        self.events.lock().unwrap().iter().filter_map(|e| e.strip_prefix("done: ").map(str::to_string)).collect()
+    }
+    fn failed_phases(&self) -> Vec<String> {
+        self.events.lock().unwrap().iter().filter(|e| e.starts_with("failed: ")).cloned().collect()
+    }
+}
+
+impl Progress for Recorder {
+    fn start(&self, phase: &str) {
+        println!(" • {phase} …");
+        self.events.lock().unwrap().push(format!("start: {phase}"));
+    }
+    fn done(&self, phase: &str, elapsed: Duration) {
+        println!(" ✓ {phase} ({elapsed:?})");
+        self.events.lock().unwrap().push(format!("done: {phase}"));
+        if let Some((needle, token)) = &self.cancel_after
+            && phase.contains(needle.as_str())
+        {
+            token.cancel();
+        }
+    }
+    fn failed(&self, phase: &str, error: &str) {
+        println!(" ✗ {phase}: {error}");
+        self.events.lock().unwrap().push(format!("failed: {phase}: {error}"));
+    }
+}
+
+/// Virtual time: sleeps return at once.
+#[derive(Default)]
+struct FakeClock {
+    now: Mutex<Duration>,
+    sleeps: AtomicU32,
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Duration {
+        *self.now.lock().unwrap()
+    }
+    fn sleep(&self, d: Duration) -> BoxFuture<'_, ()> {
+        *self.now.lock().unwrap() += d;
+        self.sleeps.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {})
+    }
+}
+
+/// Reports CREATING for the first `creating` cluster polls (moto clusters are
+/// ACTIVE at once), then asks moto.
+struct SlowCluster {
+    inner: EksStatusSource,
+    creating: AtomicU32,
+}
+
+impl StatusSource for SlowCluster {
+    fn cluster_status<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, anyhow::Result<Option<String>>> {
+        Box::pin(async move {
+            if self.creating.load(Ordering::SeqCst) > 0 {
+                self.creating.fetch_sub(1, Ordering::SeqCst);
+                return Ok(Some("CREATING".to_string()));
+            }
+            self.inner.cluster_status(cluster).await
+        })
+    }
+    fn nodegroup_status<'a>(&'a self, c: &'a str, n: &'a str) -> BoxFuture<'a, anyhow::Result<Option<String>>> {
+        self.inner.nodegroup_status(c, n)
+    }
+}
+
+fn fast_wait(clock: Arc<FakeClock>) -> WaitOptions {
+    WaitOptions { interval: Duration::from_secs(15), clock, ..WaitOptions::default() }
+}
+
+fn opts() -> UpOptions {
+    UpOptions { wait: fast_wait(Arc::new(FakeClock::default())), ..UpOptions::default() }
+}
+
+fn down_opts() -> DownOptions {
+    DownOptions { wait: fast_wait(Arc::new(FakeClock::default())) }
+}
+
+// ---------------------------------------------------------------- checks
+
+struct Aws {
+    iam: aws_sdk_iam::Client,
+    ec2: aws_sdk_ec2::Client,
+    eks: aws_sdk_eks::Client,
+}
+
+impl Aws {
+    fn new(cfg: &aws_config::SdkConfig) -> Self {
+        Self {
+            iam: aws_sdk_iam::Client::new(cfg),
+            ec2: aws_sdk_ec2::Client::new(cfg),
+            eks: aws_sdk_eks::Client::new(cfg),
+        }
+    }
+
+    fn tag(name: &str) -> Filter {
+        Filter::builder().name(format!("tag:{TAG}")).values(name).build()
+    }
+
+    /// Counts of tagged resources: (vpcs, subnets, igws, route tables, security groups, clusters, node groups, roles).
+    async fn counts(&self, name: &str) -> [usize; 8] {
+        let ec2 = &self.ec2;
+        let vpcs = ec2.describe_vpcs().filters(Self::tag(name)).send().await.unwrap().vpcs().len();
+        let subnets = ec2.describe_subnets().filters(Self::tag(name)).send().await.unwrap().subnets().len();
+        let igws =
+            ec2.describe_internet_gateways().filters(Self::tag(name)).send().await.unwrap().internet_gateways().len();
+        let rtbs = ec2.describe_route_tables().filters(Self::tag(name)).send().await.unwrap().route_tables().len();
+        let sgs = ec2.describe_security_groups().filters(Self::tag(name)).send().await.unwrap().security_groups().len();
+        let clusters = self.eks.list_clusters().send().await.unwrap();
+        let ours: Vec<&String> = clusters.clusters().iter().filter(|c| **c == format!("threeport-{name}")).collect();
+        let nodegroups = if ours.is_empty() {
+            0
+        } else {
+            self.eks.list_nodegroups().cluster_name(ours[0]).send().await.unwrap().nodegroups().len()
+        };
+        let roles = self.iam.list_roles().send().await.unwrap();
+        let prefix = format!("threeport-{name}-");
+        let roles = roles.roles().iter().filter(|r| r.role_name().starts_with(&prefix)).count();
+        [vpcs, subnets, igws, rtbs, sgs, ours.len(), nodegroups, roles]
+    }
+
+    /// Asserts that the resource an inventory item names exists.
+    async fn assert_exists(&self, item: &InventoryItem) {
+        let id = item.id.as_str();
+        match item.kind.as_str() {
+            "IamRole" => {
+                let role = self.iam.get_role().role_name(id).send().await.unwrap();
+                let r = role.role().unwrap();
+                assert!(r.tags().iter().any(|t| t.key() == TAG), "role {id} is tagged");
+                let attached = self.iam.list_attached_role_policies().role_name(id).send().await.unwrap();
+                let want = if id.ends_with("cluster-role") { 1 } else { 3 };
+                assert_eq!(attached.attached_policies().len(), want, "policies on {id}");
+            }
+            "IamRolePolicyAttachment" => {
+                let attached =
+                    self.iam.list_attached_role_policies().role_name(item.extra_str("role")).send().await.unwrap();
+                assert!(attached.attached_policies().iter().any(|p| p.policy_arn() == Some(id)), "{id} attached");
+            }
+            "Vpc" => assert_eq!(self.ec2.describe_vpcs().vpc_ids(id).send().await.unwrap().vpcs().len(), 1),
+            "Subnet" => {
+                let out = self.ec2.describe_subnets().subnet_ids(id).send().await.unwrap();
+                assert_eq!(out.subnets()[0].availability_zone(), Some(item.extra_str("zone")));
+            }
+            "InternetGateway" => {
+                let out = self.ec2.describe_internet_gateways().internet_gateway_ids(id).send().await.unwrap();
+                assert_eq!(out.internet_gateways().len(), 1);
+            }
+            "InternetGatewayAttachment" => {
+                let out = self.ec2.describe_internet_gateways().internet_gateway_ids(id).send().await.unwrap();
+                let vpc = item.extra_str("vpc_id");
+                assert!(out.internet_gateways()[0].attachments().iter().any(|a| a.vpc_id() == Some(vpc)));
+            }
+            "RouteTable" => {
+                let out = self.ec2.describe_route_tables().route_table_ids(id).send().await.unwrap();
+                assert_eq!(out.route_tables().len(), 1);
+            }
+            "Route" => {
+                let out = self
+                    .ec2
+                    .describe_route_tables()
+                    .route_table_ids(item.extra_str("route_table_id"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(out.route_tables()[0].routes().iter().any(|r| r.destination_cidr_block() == Some(id)));
+            }
+            "RouteTableAssociation" => {
+                let out = self
+                    .ec2
+                    .describe_route_tables()
+                    .route_table_ids(item.extra_str("route_table_id"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    out.route_tables()[0]
+                        .associations()
+                        .iter()
+                        .any(|a| a.route_table_association_id() == Some(id))
+                );
+            }
+            "SecurityGroup" => {
+                let out = self.ec2.describe_security_groups().group_ids(id).send().await.unwrap();
+                assert_eq!(out.security_groups().len(), 1);
+            }
+            "EksCluster" => {
+                let out = self.eks.describe_cluster().name(id).send().await.unwrap();
+                assert_eq!(out.cluster().unwrap().status().unwrap().as_str(), "ACTIVE");
+            }
+            "NodeGroup" => {
+                let out = self
+                    .eks
+                    .describe_nodegroup()
+                    .cluster_name(item.extra_str("cluster"))
+                    .nodegroup_name(id)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(out.nodegroup().unwrap().status().unwrap().as_str(), "ACTIVE");
+            }
+            other => panic!("unexpected kind {other}"),
+        }
+    }
+
+    /// Asserts that nothing of the control plane is left: by tag, by name, and
+    /// item by item for `items` (an inventory snapshot).
+    async fn assert_nothing_left(&self, name: &str, items: &[InventoryItem]) {
+        assert_eq!(self.counts(name).await, [0; 8], "tagged resources left for {name}");
+        for item in items {
+            let id = item.id.as_str();
+            let gone = match item.kind.as_str() {
+                "IamRole" => self.iam.get_role().role_name(id).send().await.is_err(),
+                "Vpc" => self.ec2.describe_vpcs().vpc_ids(id).send().await.map(|o| o.vpcs().is_empty()).unwrap_or(true),
+                "Subnet" => {
+                    self.ec2.describe_subnets().subnet_ids(id).send().await.map(|o| o.subnets().is_empty()).unwrap_or(true)
+                }
+                "InternetGateway" => self
+                    .ec2
+                    .describe_internet_gateways()
+                    .internet_gateway_ids(id)
+                    .send()
+                    .await
+                    .map(|o| o.internet_gateways().is_empty())
+                    .unwrap_or(true),
+                "RouteTable" => self
+                    .ec2
+                    .describe_route_tables()
+                    .route_table_ids(id)
+                    .send()
+                    .await
+                    .map(|o| o.route_tables().is_empty())
+                    .unwrap_or(true),
+                "SecurityGroup" => self
+                    .ec2
+                    .describe_security_groups()
+                    .group_ids(id)
+                    .send()
+                    .await
+                    .map(|o| o.security_groups().is_empty())
+                    .unwrap_or(true),
+                "EksCluster" => self.eks.describe_cluster().name(id).send().await.is_err(),
+                "NodeGroup" => self
+                    .eks
+                    .describe_nodegroup()
+                    .cluster_name(item.extra_str("cluster"))
+                    .nodegroup_name(id)
+                    .send()
+                    .await
+                    .is_err(),
+                _ => true, // attachments, routes, associations go with their parents
+            };
+            assert!(gone, "{} {id} still exists", item.kind);
+        }
+    }
+}
+
+fn spec(name: &str) -> EksSpec {
+    EksSpec::new(name, "us-east-1")
+}
+
+fn kinds(inv: &Inventory) -> Vec<&str> {
+    inv.resources.iter().map(|i| i.kind.as_str()).collect()
+}
+
+const ALL_KINDS: &[&str] = &[
+    "IamRole",
+    "IamRolePolicyAttachment",
+    "IamRole",
+    "IamRolePolicyAttachment",
+    "IamRolePolicyAttachment",
+    "IamRolePolicyAttachment",
+    "Vpc",
+    "Subnet",
+    "Subnet",
+    "InternetGateway",
+    "InternetGatewayAttachment",
+    "RouteTable",
+    "Route",
+    "RouteTableAssociation",
+    "RouteTableAssociation",
+    "SecurityGroup",
+    "EksCluster",
+    "NodeGroup",
+];
+
+// ---------------------------------------------------------------- tests
+
+/// 1. `up` creates everything the inventory lists; the cluster wait goes
+/// through the seam (CREATING twice, in virtual time).
+#[tokio::test]
+async fn up_creates_every_inventory_resource() {
+    let moto = start_moto();
+    let cfg = sdk_config(&moto).await;
+    let aws = Aws::new(&cfg);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.json");
+    let clock = Arc::new(FakeClock::default());
+    let status = Arc::new(SlowCluster {
+        inner: EksStatusSource { client: aws.eks.clone() },
+        creating: AtomicU32::new(2),
+    });
+    let mut opts = opts();
+    opts.wait = WaitOptions { status: Some(status), ..fast_wait(clock.clone()) };
+    let progress = Recorder::default();
+
+    let access = up_with(&cfg, &spec("alpha"), &path, &progress, CancellationToken::new(), &opts).await.unwrap();
+
+    assert_eq!(access.cluster_name, "threeport-alpha");
+    assert!(!access.endpoint.is_empty());
+    assert!(access.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(clock.sleeps.load(Ordering::SeqCst), 2, "two polls saw CREATING");
+    let inv = Inventory::load(&path).unwrap().expect("inventory written");
+    assert_eq!(kinds(&inv), ALL_KINDS);
+    for item in &inv.resources {
+        aws.assert_exists(item).await;
+    }
+    assert_eq!(aws.counts("alpha").await, [1, 2, 1, 1, 1, 1, 1, 2]);
+    let subnets: Vec<&str> = inv.resources.iter().filter(|i| i.kind == "Subnet").map(|i| i.extra_str("zone")).collect();
+    assert_ne!(subnets[0], subnets[1], "subnets are in different zones");
+    let done = progress.done_phases();
+    assert_eq!(done.len(), 12, "{done:#?}");
+    assert!(done[0].contains("identity"));
+    assert!(done.iter().any(|p| p.contains("Waiting for EKS cluster threeport-alpha")));
+    assert!(progress.failed_phases().is_empty());
+}
+
+/// 2. `down` deletes all of it and removes the inventory file.
+#[tokio::test]
+async fn down_leaves_nothing() {
+    let moto = start_moto();
+    let cfg = sdk_config(&moto).await;
+    let aws = Aws::new(&cfg);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.json");
+    let progress = Recorder::default();
+    up_with(&cfg, &spec("beta"), &path, &progress, CancellationToken::new(), &opts()).await.unwrap();
+    let snapshot = Inventory::load(&path).unwrap().unwrap().resources;
+
+    let report = down_with(&cfg, &path, &progress, &down_opts()).await.unwrap();
+
+    assert!(report.failed.is_empty(), "{:#?}", report.failed);
+    assert_eq!(report.deleted.len(), snapshot.len());
+    // Reverse order of creation.
+    let mut reversed = snapshot.clone();
+    reversed.reverse();
+    assert_eq!(report.deleted, reversed);
+    assert!(!path.exists(), "inventory removed once empty");
+    aws.assert_nothing_left("beta", &snapshot).await;
+    // A second down is a no-op.
+    let again = down_with(&cfg, &path, &progress, &down_opts()).await.unwrap();
+    assert!(again.deleted.is_empty() && again.failed.is_empty());
+}
+
+/// 3a. Cancellation right after the cluster is created, with `retain`: the
+/// inventory keeps everything up to the cluster, and `down` removes it all.
+#[tokio::test]
+async fn cancel_after_cluster_with_retain_then_down_leaves_nothing() {
+    let moto = start_moto();
+    let cfg = sdk_config(&moto).await;
+    let aws = Aws::new(&cfg);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.json");
+    let token = CancellationToken::new();
+    let progress = Recorder {
+        cancel_after: Some(("Creating EKS cluster".to_string(), token.clone())),
+        ..Recorder::default()
+    };
+    let mut opts = opts();
+    opts.retain = true;
+
+    let err = up_with(&cfg, &spec("gamma"), &path, &progress, token, &opts).await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("cancelled"), "{msg}");
+    assert!(msg.contains("tptctl down"), "error says how to clean up: {msg}");
+
+    let inv = Inventory::load(&path).unwrap().unwrap();
+    assert_eq!(kinds(&inv), &ALL_KINDS[..ALL_KINDS.len() - 1], "everything up to the cluster, no node group");
+    for item in &inv.resources {
+        if item.kind != "EksCluster" {
+            aws.assert_exists(item).await;
+        }
+    }
+    let report = down_with(&cfg, &path, &progress, &down_opts()).await.unwrap();
+    assert!(report.failed.is_empty(), "{:#?}", report.failed);
+    assert!(!path.exists());
+    aws.assert_nothing_left("gamma", &inv.resources).await;
+}
+
+/// 3b. An injected failure after the cluster step without `retain`: this run's
+/// resources are rolled back, nothing is left, and `down` has nothing to do.
+#[tokio::test]
+async fn failure_after_cluster_rolls_back() {
+    let moto = start_moto();
+    let cfg = sdk_config(&moto).await;
+    let aws = Aws::new(&cfg);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.json");
+    let progress = Recorder::default();
+    let mut opts = opts();
+    opts.fail_after = Some("cluster-active".to_string());
+
+    let err = up_with(&cfg, &spec("delta"), &path, &progress, CancellationToken::new(), &opts).await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("injected failure after step cluster-active"), "{msg}");
+    assert!(msg.contains("rolled back 17 resource(s)"), "{msg}");
+    assert!(!path.exists(), "inventory removed after a full rollback");
+    assert!(progress.done_phases().iter().any(|p| p.starts_with("Rolling back EksCluster")));
+    aws.assert_nothing_left("delta", &[]).await;
+
+    let report = down_with(&cfg, &path, &progress, &down_opts()).await.unwrap();
+    assert!(report.deleted.is_empty() && report.failed.is_empty());
+}
+
+/// 4. Re-running `up` after failures resumes instead of duplicating — also when
+/// a crash lost the inventory records of resources that exist (they are
+/// adopted by tag). Then `down` leaves nothing.
+#[tokio::test]
+async fn rerun_resumes_without_duplicates() {
+    let moto = start_moto();
+    let cfg = sdk_config(&moto).await;
+    let aws = Aws::new(&cfg);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.json");
+    let s = spec("epsilon");
+
+    // Run 1 fails after the subnets, keeping what it made.
+    let progress = Recorder::default();
+    let mut o = opts();
+    o.retain = true;
+    o.fail_after = Some("subnets".to_string());
+    up_with(&cfg, &s, &path, &progress, CancellationToken::new(), &o).await.unwrap_err();
+    assert_eq!(aws.counts("epsilon").await, [1, 2, 0, 0, 0, 0, 0, 2]);
+
+    // Run 2 resumes and fails after the cluster.
+    o.fail_after = Some("cluster".to_string());
+    up_with(&cfg, &s, &path, &progress, CancellationToken::new(), &o).await.unwrap_err();
+    assert_eq!(aws.counts("epsilon").await, [1, 2, 1, 1, 1, 1, 0, 2]);
+    let inv = Inventory::load(&path).unwrap().unwrap();
+    assert_eq!(kinds(&inv), &ALL_KINDS[..ALL_KINDS.len() - 1]);
+
+    // Simulate a crash that lost every record from the VPC on: the resources
+    // exist, the inventory does not list them.
+    let mut truncated = inv.clone();
+    let vpc_pos = truncated.resources.iter().position(|i| i.kind == "Vpc").unwrap();
+    truncated.resources.truncate(vpc_pos);
+    truncated.save(&path).unwrap();
+
+    // Run 3 adopts them, completes, and creates nothing twice.
+    let progress3 = Recorder::default();
+    up_with(&cfg, &s, &path, &progress3, CancellationToken::new(), &opts()).await.unwrap();
+    assert_eq!(aws.counts("epsilon").await, [1, 2, 1, 1, 1, 1, 1, 2]);
+    let inv = Inventory::load(&path).unwrap().unwrap();
+    assert_eq!(kinds(&inv), ALL_KINDS);
+    let before: Vec<&str> = inv.resources.iter().map(|i| i.id.as_str()).collect();
+    for item in &inv.resources {
+        aws.assert_exists(item).await;
+    }
+
+    // Run 4 on a complete inventory changes nothing.
+    up_with(&cfg, &s, &path, &Recorder::default(), CancellationToken::new(), &opts()).await.unwrap();
+    let again = Inventory::load(&path).unwrap().unwrap();
+    assert_eq!(again.resources.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), before);
+    assert_eq!(aws.counts("epsilon").await, [1, 2, 1, 1, 1, 1, 1, 2]);
+
+    let report = down_with(&cfg, &path, &Recorder::default(), &down_opts()).await.unwrap();
+    assert!(report.failed.is_empty(), "{:#?}", report.failed);
+    aws.assert_nothing_left("epsilon", &again.resources).await;
+}
+
+/// `down` keeps what it cannot delete in the inventory and reports it.
+#[tokio::test]
+async fn down_reports_and_keeps_failures() {
+    let moto = start_moto();
+    let cfg = sdk_config(&moto).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.json");
+    let mut inv = Inventory::new("zeta", "us-east-1");
+    inv.resources.push(InventoryItem::new("Mystery", "thing-1", serde_json::json!({"step": "x"})));
+    inv.resources.push(InventoryItem::new("Vpc", "vpc-00000000", serde_json::json!({"step": "vpc"})));
+    inv.save(&path).unwrap();
+
+    let report = down_with(&cfg, &path, &Recorder::default(), &down_opts()).await.unwrap();
+    // The missing VPC counts as deleted; the unknown kind fails and stays.
+    assert_eq!(report.deleted.len(), 1);
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].0.kind, "Mystery");
+    let left = Inventory::load(&path).unwrap().unwrap();
+    assert_eq!(left.resources.len(), 1);
+    assert_eq!(left.resources[0].id, "thing-1");
+}
