@@ -328,28 +328,17 @@ async fn run(cli: Cli) -> Result<u8> {
                     kind::up(&ctx.config_path, &name, port.unwrap_or(threeport_server::DEFAULT_PORT), images, retain, verbose).await?;
                 }
                 "eks" => bail!(
-                    "provider {provider:?} is not available in this version of tptctl; use --provider local"
+                    "provider {provider:?} is not available in this version of tptctl; use --provider local or kind"
                 ),
-                other => bail!("unknown provider {other:?}; use local"),
+                other => bail!("unknown provider {other:?}; use local or kind"),
             }
             if let (Some(conn), Some(path)) = (conn, &runtime_from_kubeconfig) {
                 let ctx = Ctx {
                     config_path: ctx.config_path.clone(),
                     control_plane: Some(name.clone()),
                 };
-                let loaded =
-                    runtime::desired(&conn.context, &conn, true, &path.display().to_string());
-                let report = apply::apply(
-                    &ctx.client()?,
-                    loaded,
-                    &apply::ApplyOpts {
-                        dry_run: false,
-                        output: None,
-                        create_only: false,
-                    },
-                )
-                .await?;
-                if report.failed > 0 {
+                let failed = register_runtime(&ctx, &conn.context, &conn, true, path).await?;
+                if failed {
                     bail!(
                         "the control plane is up, but registering the runtime failed; retry with `tptctl runtime register`"
                     );
@@ -367,18 +356,8 @@ async fn run(cli: Cli) -> Result<u8> {
                 },
         } => {
             let conn = runtime::read_kubeconfig(&kubeconfig, context.as_deref())?;
-            let loaded = runtime::desired(&name, &conn, default, &kubeconfig.display().to_string());
-            let report = apply::apply(
-                &ctx.client()?,
-                loaded,
-                &apply::ApplyOpts {
-                    dry_run: false,
-                    output: None,
-                    create_only: false,
-                },
-            )
-            .await?;
-            Ok(if report.failed > 0 { EXIT_ERROR } else { 0 })
+            let failed = register_runtime(&ctx, &name, &conn, default, &kubeconfig).await?;
+            Ok(if failed { EXIT_ERROR } else { 0 })
         }
         Command::Down { name, purge } => {
             let cfg = config::ThreeportConfig::load(&ctx.config_path)?;
@@ -553,6 +532,13 @@ async fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// Create or update a runtime for a kubeconfig context, through the apply path. Returns whether it failed.
+async fn register_runtime(ctx: &Ctx, name: &str, conn: &runtime::Connection, default: bool, source: &Path) -> Result<bool> {
+    let loaded = runtime::desired(name, conn, default, &source.display().to_string());
+    let opts = apply::ApplyOpts { dry_run: false, output: None, create_only: false };
+    Ok(apply::apply(&ctx.client()?, loaded, &opts).await?.failed > 0)
 }
 
 async fn apply_cmd(
