@@ -8,8 +8,8 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Field manager for every server-side apply: Threeport owns what it applied.
@@ -62,14 +62,29 @@ pub async fn client_for(runtime: &Value) -> Result<kube::Client, ReconcileError>
         .map_err(|e| ReconcileError::Permanent(format!("runtime client: {e}")))
 }
 
-/// Clients by runtime (ID, ResourceVersion): a changed runtime gets a fresh client.
+/// A runtime's client plus what is worth remembering about its cluster: which kinds it serves
+/// (discovery is a round trip per apply otherwise) and which namespaces already exist.
+#[derive(Clone)]
+pub struct Cluster {
+    pub client: kube::Client,
+    kinds: Arc<Mutex<HashMap<String, (ApiResource, ApiCapabilities)>>>,
+    namespaces: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Cluster {
+    pub fn new(client: kube::Client) -> Cluster {
+        Cluster { client, kinds: Arc::default(), namespaces: Arc::default() }
+    }
+}
+
+/// Clusters by runtime (ID, ResourceVersion): a changed runtime gets a fresh client.
 #[derive(Default)]
 pub struct Clients {
-    cache: Mutex<HashMap<(u64, i64), kube::Client>>,
+    cache: Mutex<HashMap<(u64, i64), Cluster>>,
 }
 
 impl Clients {
-    pub async fn get(&self, runtime: &Value) -> Result<kube::Client, ReconcileError> {
+    pub async fn get(&self, runtime: &Value) -> Result<Cluster, ReconcileError> {
         let key = (
             runtime
                 .get("ID")
@@ -88,7 +103,7 @@ impl Clients {
         {
             return Ok(c.clone());
         }
-        let c = client_for(runtime).await?;
+        let c = Cluster::new(client_for(runtime).await?);
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -140,10 +155,14 @@ impl std::fmt::Display for ObjectRef {
 }
 
 async fn resolve(
-    client: &kube::Client,
+    cluster: &Cluster,
     r: &ObjectRef,
 ) -> Result<(ApiResource, ApiCapabilities), ReconcileError> {
-    kube::discovery::pinned_kind(client, &r.gvk())
+    let key = format!("{}/{}", r.api_version, r.kind);
+    if let Some(hit) = cluster.kinds.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(hit.clone());
+    }
+    let found = kube::discovery::pinned_kind(&cluster.client, &r.gvk())
         .await
         .map_err(|e| match e {
             kube::Error::Discovery(_) => ReconcileError::Retryable(format!(
@@ -151,7 +170,9 @@ async fn resolve(
                 r
             )),
             other => ReconcileError::from(other),
-        })
+        })?;
+    cluster.kinds.lock().unwrap_or_else(|e| e.into_inner()).insert(key, found.clone());
+    Ok(found)
 }
 
 fn api_for(
@@ -169,20 +190,20 @@ fn api_for(
 /// Server-side apply `obj` (namespaced objects without a namespace go to `default_ns`), creating
 /// the namespace when missing. Returns the object as the cluster holds it.
 pub async fn apply(
-    client: &kube::Client,
+    cluster: &Cluster,
     mut obj: Value,
     default_ns: &str,
     labels: &[(&str, String)],
 ) -> Result<Value, ReconcileError> {
     let r = ObjectRef::of(&obj).map_err(ReconcileError::Permanent)?;
-    let (ar, caps) = resolve(client, &r).await?;
+    let (ar, caps) = resolve(cluster, &r).await?;
     let ns = r
         .namespace
         .clone()
         .unwrap_or_else(|| default_ns.to_string());
     if caps.scope == Scope::Namespaced {
         obj["metadata"]["namespace"] = json!(ns);
-        ensure_namespace(client, &ns).await?;
+        ensure_namespace(cluster, &ns).await?;
     }
     let meta = obj["metadata"]
         .as_object_mut()
@@ -191,7 +212,7 @@ pub async fn apply(
     for (k, v) in labels {
         label_map[*k] = json!(v);
     }
-    let api = api_for(client, &ar, &caps, &ns);
+    let api = api_for(&cluster.client, &ar, &caps, &ns);
     let applied = api
         .patch(
             &r.name,
@@ -199,28 +220,42 @@ pub async fn apply(
             &Patch::Apply(&obj),
         )
         .await
-        .map_err(|e| ReconcileError::Retryable(format!("apply {r}: {e}")))?;
+        .map_err(|e| {
+            // Someone deleted the namespace behind our back: look again next time.
+            if matches!(&e, kube::Error::Api(s) if s.code == 404) {
+                cluster.namespaces.lock().unwrap_or_else(|e| e.into_inner()).remove(&ns);
+            }
+            ReconcileError::Retryable(format!("apply {r}: {e}"))
+        })?;
     serde_json::to_value(applied).map_err(|e| ReconcileError::Retryable(e.to_string()))
 }
 
-async fn ensure_namespace(client: &kube::Client, ns: &str) -> Result<(), ReconcileError> {
-    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+async fn ensure_namespace(cluster: &Cluster, ns: &str) -> Result<(), ReconcileError> {
+    if cluster.namespaces.lock().unwrap_or_else(|e| e.into_inner()).contains(ns) {
+        return Ok(());
+    }
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
     if api.get_opt(ns).await?.is_some() {
+        cluster.namespaces.lock().unwrap_or_else(|e| e.into_inner()).insert(ns.to_string());
         return Ok(());
     }
     let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"app.kubernetes.io/managed-by": "threeport"}}});
     api.patch(ns, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&obj))
         .await?;
+    cluster.namespaces.lock().unwrap_or_else(|e| e.into_inner()).insert(ns.to_string());
     Ok(())
 }
 
 /// Delete an object; already gone is fine.
 pub async fn delete(
-    client: &kube::Client,
+    cluster: &Cluster,
     r: &ObjectRef,
     default_ns: &str,
 ) -> Result<(), ReconcileError> {
-    let (ar, caps) = match resolve(client, r).await {
+    if r.kind == "Namespace" {
+        cluster.namespaces.lock().unwrap_or_else(|e| e.into_inner()).remove(&r.name);
+    }
+    let (ar, caps) = match resolve(cluster, r).await {
         Ok(x) => x,
         // The kind itself is gone (CRD deleted): so is the object.
         Err(ReconcileError::Retryable(m)) if m.contains("does not serve") => return Ok(()),
@@ -230,7 +265,7 @@ pub async fn delete(
         .namespace
         .clone()
         .unwrap_or_else(|| default_ns.to_string());
-    match api_for(client, &ar, &caps, &ns)
+    match api_for(&cluster.client, &ar, &caps, &ns)
         .delete(&r.name, &DeleteParams::background())
         .await
     {
@@ -242,15 +277,15 @@ pub async fn delete(
 
 /// Fetch an object, `None` if it does not exist.
 pub async fn get(
-    client: &kube::Client,
+    cluster: &Cluster,
     r: &ObjectRef,
     default_ns: &str,
 ) -> Result<Option<Value>, ReconcileError> {
-    let (ar, caps) = resolve(client, r).await?;
+    let (ar, caps) = resolve(cluster, r).await?;
     let ns = r
         .namespace
         .clone()
         .unwrap_or_else(|| default_ns.to_string());
-    let got = api_for(client, &ar, &caps, &ns).get_opt(&r.name).await?;
+    let got = api_for(&cluster.client, &ar, &caps, &ns).get_opt(&r.name).await?;
     Ok(got.map(|o| serde_json::to_value(o).unwrap_or(Value::Null)))
 }

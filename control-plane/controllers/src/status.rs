@@ -177,7 +177,7 @@ pub async fn watch_all(api: &Client, clients: &crate::cluster::Clients, watchers
         }
         let Ok(revealed) = api.get_revealed(kri, rid).await else { continue };
         let Ok(client) = clients.get(&revealed).await else { continue };
-        watchers.ensure(rid, client, api.clone()).await;
+        watchers.ensure(rid, client.client.clone(), api.clone()).await;
         for i in instances.iter().filter_map(threeport_api::object_id) {
             watchers.touch(rid, i).await;
         }

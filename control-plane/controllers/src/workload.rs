@@ -188,7 +188,7 @@ impl WorkloadReconciler {
         &self,
         api: &Client,
         inst: &Value,
-    ) -> Result<(u64, Value, kube::Client), ReconcileError> {
+    ) -> Result<(u64, Value, cluster::Cluster), ReconcileError> {
         let rid = match inst.get("KubernetesRuntimeInstanceID").and_then(Value::as_u64) {
             Some(id) => id,
             // No runtime named: the default runtime, as upstream does.
@@ -303,7 +303,7 @@ impl WorkloadReconciler {
             patch["StatusReason"] = json!("applied to the cluster; waiting for readiness");
         }
         api.patch(wi, id, &patch).await?;
-        self.watchers.ensure(rid, client, api.clone()).await;
+        self.watchers.ensure(rid, client.client.clone(), api.clone()).await;
         self.watchers.touch(rid, id).await;
         Ok(Outcome::Done)
     }
