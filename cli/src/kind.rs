@@ -11,15 +11,28 @@ use tokio_util::sync::CancellationToken;
 
 pub const PROVIDER: &str = "kind";
 
-pub async fn up(config_path: &Path, name: &str, port: u16, images: Images, retain: bool, verbose: bool) -> Result<()> {
+pub async fn up(
+    config_path: &Path,
+    name: &str,
+    port: u16,
+    images: Images,
+    retain: bool,
+    verbose: bool,
+) -> Result<()> {
     let mut cfg = ThreeportConfig::load(config_path)?;
     if let Some(existing) = cfg.get(name) {
         if existing.provider == PROVIDER && existing.client()?.version().await.is_ok() {
-            eprintln!("control plane {name:?} is already running at {}", existing.url());
+            eprintln!(
+                "control plane {name:?} is already running at {}",
+                existing.url()
+            );
             return Ok(());
         }
         if existing.provider != PROVIDER {
-            bail!("control plane {name:?} already exists with provider {:?}; pick another --name", existing.provider);
+            bail!(
+                "control plane {name:?} already exists with provider {:?}; pick another --name",
+                existing.provider
+            );
         }
     }
     let opts = KindOptions {
@@ -48,25 +61,52 @@ pub async fn up(config_path: &Path, name: &str, port: u16, images: Images, retai
         auth_enabled: true,
         api_server: installed.api_server,
         ca_cert: b64(&installed.ca_pem),
-        credentials: vec![Credential { name: name.to_string(), client_cert: b64(&installed.client_cert_pem), client_key: b64(&installed.client_key_pem) }],
+        credentials: vec![Credential {
+            name: name.to_string(),
+            client_cert: b64(&installed.client_cert_pem),
+            client_key: b64(&installed.client_key_pem),
+        }],
         encryption_key: installed.encryption_key,
         kube_api: KubeApi {
             api_endpoint: installed.kube_api.server.clone(),
-            ca_certificate: installed.kube_api.ca_pem.as_deref().map(b64).unwrap_or_default(),
-            certificate: installed.kube_api.cert_pem.as_deref().map(b64).unwrap_or_default(),
-            key: installed.kube_api.key_pem.as_deref().map(b64).unwrap_or_default(),
+            ca_certificate: installed
+                .kube_api
+                .ca_pem
+                .as_deref()
+                .map(b64)
+                .unwrap_or_default(),
+            certificate: installed
+                .kube_api
+                .cert_pem
+                .as_deref()
+                .map(b64)
+                .unwrap_or_default(),
+            key: installed
+                .kube_api
+                .key_pem
+                .as_deref()
+                .map(b64)
+                .unwrap_or_default(),
         },
         ..Default::default()
     });
     cfg.current_control_plane = name.to_string();
     cfg.save(config_path)?;
-    eprintln!("\ncontrol plane {name:?} is ready on kind cluster {}\n\nNext:\n  tptctl apply -f testdata/samples/api-split.yaml\n  tptctl dashboard\n  tptctl down --name {name}", kind::cluster_name(name));
+    eprintln!(
+        "\ncontrol plane {name:?} is ready on kind cluster {}\n\nNext:\n  tptctl apply -f testdata/samples/api-split.yaml\n  tptctl dashboard\n  tptctl down --name {name}",
+        kind::cluster_name(name)
+    );
     Ok(())
 }
 
 pub fn down(config_path: &Path, name: &str) -> Result<()> {
     let progress = threeport_installers::Progress::new();
-    kind::down(name, &crate::local::data_dir(config_path, name), false, &progress)?;
+    kind::down(
+        name,
+        &crate::local::data_dir(config_path, name),
+        false,
+        &progress,
+    )?;
     let mut cfg = ThreeportConfig::load(config_path)?;
     if cfg.remove(name) {
         cfg.save(config_path)?;

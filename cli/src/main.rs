@@ -321,11 +321,22 @@ async fn run(cli: Cli) -> Result<u8> {
             match provider.as_str() {
                 local::PROVIDER => local::up(&ctx.config_path, &name, port).await?,
                 kind::PROVIDER => {
-                    let mut images = threeport_installers::manifests::Images { repo: image_repo, ..Default::default() };
+                    let mut images = threeport_installers::manifests::Images {
+                        repo: image_repo,
+                        ..Default::default()
+                    };
                     if let Some(t) = image_tag {
                         images.tag = t;
                     }
-                    kind::up(&ctx.config_path, &name, port.unwrap_or(threeport_server::DEFAULT_PORT), images, retain, verbose).await?;
+                    kind::up(
+                        &ctx.config_path,
+                        &name,
+                        port.unwrap_or(threeport_server::DEFAULT_PORT),
+                        images,
+                        retain,
+                        verbose,
+                    )
+                    .await?;
                 }
                 "eks" => bail!(
                     "provider {provider:?} is not available in this version of tptctl; use --provider local or kind"
@@ -370,7 +381,12 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Doctor { port } => {
             let mut ok = true;
             for c in threeport_installers::kind::doctor(Some(port)) {
-                println!("{} {:<10} {}", if c.ok { "✓" } else { "✗" }, c.name, c.detail);
+                println!(
+                    "{} {:<10} {}",
+                    if c.ok { "✓" } else { "✗" },
+                    c.name,
+                    c.detail
+                );
                 ok &= c.ok;
             }
             Ok(if ok { 0 } else { EXIT_ERROR })
@@ -535,9 +551,19 @@ async fn run(cli: Cli) -> Result<u8> {
 }
 
 /// Create or update a runtime for a kubeconfig context, through the apply path. Returns whether it failed.
-async fn register_runtime(ctx: &Ctx, name: &str, conn: &runtime::Connection, default: bool, source: &Path) -> Result<bool> {
+async fn register_runtime(
+    ctx: &Ctx,
+    name: &str,
+    conn: &runtime::Connection,
+    default: bool,
+    source: &Path,
+) -> Result<bool> {
     let loaded = runtime::desired(name, conn, default, &source.display().to_string());
-    let opts = apply::ApplyOpts { dry_run: false, output: None, create_only: false };
+    let opts = apply::ApplyOpts {
+        dry_run: false,
+        output: None,
+        create_only: false,
+    };
     Ok(apply::apply(&ctx.client()?, loaded, &opts).await?.failed > 0)
 }
 

@@ -3,8 +3,8 @@
 
 use serde_json::{Map, json};
 use threeport_api::kinds;
-pub use threeport_installers::kubeconfig::{Connection, read_kubeconfig};
 use threeport_api::manifest::{Desired, Loaded, Ref};
+pub use threeport_installers::kubeconfig::{Connection, read_kubeconfig};
 
 /// A KubernetesRuntimeDefinition and Instance for the cluster, ready for `apply::apply`.
 pub fn desired(name: &str, conn: &Connection, default: bool, source: &str) -> Loaded {

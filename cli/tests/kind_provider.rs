@@ -69,11 +69,20 @@ impl Fixture {
         let kubeconfig = home.path().join("double.kubeconfig");
         double.write_kubeconfig(&kubeconfig).unwrap();
         let log = home.path().join("kind.log");
-        Fixture { home, bin, kubeconfig, log }
+        Fixture {
+            home,
+            bin,
+            kubeconfig,
+            log,
+        }
     }
 
     fn run(&self, args: &[&str], fail_at: Option<&str>) -> (i32, String, String) {
-        let path = format!("{}:{}", self.bin.display(), std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         let out = Command::new(BIN)
             .args(args)
             .env("HOME", self.home.path())
@@ -85,7 +94,11 @@ impl Fixture {
             .env("TPTCTL", BIN)
             .output()
             .unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
     }
 
     fn kind_log(&self) -> String {
@@ -111,7 +124,12 @@ impl Drop for Fixture {
 
 async fn kube(double: &KubeDouble) -> kube::Client {
     let kc = kube::config::Kubeconfig::from_yaml(&double.kubeconfig()).unwrap();
-    kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap()).unwrap()
+    kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 fn port() -> String {
@@ -120,60 +138,155 @@ fn port() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_and_down_with_kind() {
-    let double = KubeDouble::start(Options { ready_delay: std::time::Duration::from_millis(100), ..Default::default() }).await.unwrap();
+    let double = KubeDouble::start(Options {
+        ready_delay: std::time::Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let f = Fixture::new(&double);
     let p = port();
-    let (code, _, err) = tokio::task::block_in_place(|| f.run(&["up", "--provider", "kind", "--name", "dev", "--port", &p, "--image-tag", "test"], None));
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        f.run(
+            &[
+                "up",
+                "--provider",
+                "kind",
+                "--name",
+                "dev",
+                "--port",
+                &p,
+                "--image-tag",
+                "test",
+            ],
+            None,
+        )
+    });
     assert_eq!(code, 0, "up failed:\n{err}");
-    for phase in ["Creating kind cluster threeport-dev", "Installing the control plane", "Waiting for rollouts", "Waiting for the API", "Registering"] {
-        assert!(err.contains(&format!("✓ {phase}")), "phase {phase:?} in:\n{err}");
+    for phase in [
+        "Creating kind cluster threeport-dev",
+        "Installing the control plane",
+        "Waiting for rollouts",
+        "Waiting for the API",
+        "Registering",
+    ] {
+        assert!(
+            err.contains(&format!("✓ {phase}")),
+            "phase {phase:?} in:\n{err}"
+        );
     }
     let log = f.kind_log();
-    assert!(log.contains("create cluster --name threeport-dev --config"), "{log}");
+    assert!(
+        log.contains("create cluster --name threeport-dev --config"),
+        "{log}"
+    );
     let kind_config = std::fs::read_to_string(f.data_dir("dev").join("kind-config.yaml")).unwrap();
-    assert!(kind_config.contains(&format!("hostPort: {p}")) && kind_config.contains("containerPort: 30323"), "{kind_config}");
+    assert!(
+        kind_config.contains(&format!("hostPort: {p}"))
+            && kind_config.contains("containerPort: 30323"),
+        "{kind_config}"
+    );
 
     // Every control-plane object exists in the cluster, through the real kube-rs client.
     let k = kube(&double).await;
     let ns = "threeport-control-plane";
-    assert!(Api::<Namespace>::all(k.clone()).get_opt(ns).await.unwrap().is_some());
+    assert!(
+        Api::<Namespace>::all(k.clone())
+            .get_opt(ns)
+            .await
+            .unwrap()
+            .is_some()
+    );
     for s in ["crdb", "nats"] {
-        let sts = Api::<StatefulSet>::namespaced(k.clone(), ns).get(s).await.unwrap_or_else(|e| panic!("statefulset {s}: {e}"));
-        assert!(sts.status.unwrap().ready_replicas.unwrap_or(0) >= 1, "rollout of {s} was waited on");
+        let sts = Api::<StatefulSet>::namespaced(k.clone(), ns)
+            .get(s)
+            .await
+            .unwrap_or_else(|e| panic!("statefulset {s}: {e}"));
+        assert!(
+            sts.status.unwrap().ready_replicas.unwrap_or(0) >= 1,
+            "rollout of {s} was waited on"
+        );
     }
-    for d in ["threeport-api-server", "threeport-workload-controller", "threeport-kubernetes-runtime-controller"] {
-        let dep = Api::<Deployment>::namespaced(k.clone(), ns).get(d).await.unwrap_or_else(|e| panic!("deployment {d}: {e}"));
-        assert!(dep.status.unwrap().ready_replicas.unwrap_or(0) >= 1, "rollout of {d} was waited on");
-        let image = dep.spec.template.spec.unwrap().containers[0].image.clone().unwrap();
+    for d in [
+        "threeport-api-server",
+        "threeport-workload-controller",
+        "threeport-kubernetes-runtime-controller",
+    ] {
+        let dep = Api::<Deployment>::namespaced(k.clone(), ns)
+            .get(d)
+            .await
+            .unwrap_or_else(|e| panic!("deployment {d}: {e}"));
+        assert!(
+            dep.status.unwrap().ready_replicas.unwrap_or(0) >= 1,
+            "rollout of {d} was waited on"
+        );
+        let image = dep.spec.template.spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap();
         assert_eq!(image, "ghcr.io/threeport/threeport:test");
     }
-    let svc = Api::<Service>::namespaced(k.clone(), ns).get("threeport-api-server").await.unwrap();
+    let svc = Api::<Service>::namespaced(k.clone(), ns)
+        .get("threeport-api-server")
+        .await
+        .unwrap();
     assert_eq!(svc.spec.unwrap().type_.as_deref(), Some("NodePort"));
-    for s in ["threeport-encryption-key", "threeport-api-tls", "crdb-tls", "threeport-workload-controller-tls"] {
-        assert!(Api::<Secret>::namespaced(k.clone(), ns).get_opt(s).await.unwrap().is_some(), "secret {s}");
+    for s in [
+        "threeport-encryption-key",
+        "threeport-api-tls",
+        "crdb-tls",
+        "threeport-workload-controller-tls",
+    ] {
+        assert!(
+            Api::<Secret>::namespaced(k.clone(), ns)
+                .get_opt(s)
+                .await
+                .unwrap()
+                .is_some(),
+            "secret {s}"
+        );
     }
 
     // The runtime and the control plane are registered, and the config is written.
-    let (code, out, err) = tokio::task::block_in_place(|| f.run(&["get", "kubernetes-runtime-instances", "-o", "json"], None));
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        f.run(&["get", "kubernetes-runtime-instances", "-o", "json"], None)
+    });
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["Name"], "threeport-dev");
     assert_eq!(v["DefaultRuntime"], true);
-    let (_, out, _) = tokio::task::block_in_place(|| f.run(&["get", "control-plane-instances", "-o", "json"], None));
+    let (_, out, _) = tokio::task::block_in_place(|| {
+        f.run(&["get", "control-plane-instances", "-o", "json"], None)
+    });
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((v["Name"].as_str(), v["Genesis"].as_bool()), (Some("dev"), Some(true)));
+    assert_eq!(
+        (v["Name"].as_str(), v["Genesis"].as_bool()),
+        (Some("dev"), Some(true))
+    );
     let cfg = f.config();
-    assert!(cfg.contains("Provider: kind") && cfg.contains(&format!("APIServer: 127.0.0.1:{p}")), "{cfg}");
+    assert!(
+        cfg.contains("Provider: kind") && cfg.contains(&format!("APIServer: 127.0.0.1:{p}")),
+        "{cfg}"
+    );
 
     // Re-running up says so.
-    let (code, _, err) = tokio::task::block_in_place(|| f.run(&["up", "--provider", "kind", "--name", "dev", "--port", &p], None));
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        f.run(
+            &["up", "--provider", "kind", "--name", "dev", "--port", &p],
+            None,
+        )
+    });
     assert_eq!(code, 0);
     assert!(err.contains("already running"), "{err}");
 
     let (code, _, err) = tokio::task::block_in_place(|| f.run(&["down", "--name", "dev"], None));
     assert_eq!(code, 0, "{err}");
     assert!(f.kind_log().contains("delete cluster --name threeport-dev"));
-    assert!(!f.config().contains("Name: dev"), "entry removed: {}", f.config());
+    assert!(
+        !f.config().contains("Name: dev"),
+        "entry removed: {}",
+        f.config()
+    );
     assert!(!f.data_dir("dev").exists());
     double.shutdown().await;
 }
@@ -182,35 +295,92 @@ async fn up_and_down_with_kind() {
 async fn a_failure_at_each_phase_leaves_no_config_entry() {
     let double = KubeDouble::start(Options::default()).await.unwrap();
     // (where it fails, what the log must say)
-    for (fail_at, expect) in [("create", "failed to create cluster"), ("kubeconfig", "get kubeconfig"), ("install", "Installing the control plane")] {
+    for (fail_at, expect) in [
+        ("create", "failed to create cluster"),
+        ("kubeconfig", "get kubeconfig"),
+        ("install", "Installing the control plane"),
+    ] {
         let f = Fixture::new(&double);
         if fail_at == "install" {
             // The cluster's API server goes away after the cluster is created.
-            std::fs::write(&f.kubeconfig, double.kubeconfig().replace(&double.url(), "https://127.0.0.1:9")).unwrap();
+            std::fs::write(
+                &f.kubeconfig,
+                double
+                    .kubeconfig()
+                    .replace(&double.url(), "https://127.0.0.1:9"),
+            )
+            .unwrap();
         }
         let p = port();
-        let (code, _, err) = tokio::task::block_in_place(|| f.run(&["up", "--provider", "kind", "--name", "bad", "--port", &p], Some(fail_at)));
+        let (code, _, err) = tokio::task::block_in_place(|| {
+            f.run(
+                &["up", "--provider", "kind", "--name", "bad", "--port", &p],
+                Some(fail_at),
+            )
+        });
         assert_eq!(code, 1, "{fail_at}: {err}");
         assert!(err.contains(expect), "{fail_at}: {err}");
-        assert!(err.contains("nothing was left behind") || err.contains("left behind:"), "{fail_at}: the log says what was left:\n{err}");
-        assert!(!f.config().contains("Name: bad"), "{fail_at}: no config entry");
+        assert!(
+            err.contains("nothing was left behind") || err.contains("left behind:"),
+            "{fail_at}: the log says what was left:\n{err}"
+        );
+        assert!(
+            !f.config().contains("Name: bad"),
+            "{fail_at}: no config entry"
+        );
         assert!(!f.data_dir("bad").exists(), "{fail_at}: data dir removed");
         let created = f.kind_log().contains("create cluster");
         let deleted = f.kind_log().contains("delete cluster --name threeport-bad");
-        assert_eq!(created && fail_at != "create", deleted, "{fail_at}: a created cluster is rolled back:\n{}", f.kind_log());
+        assert_eq!(
+            created && fail_at != "create",
+            deleted,
+            "{fail_at}: a created cluster is rolled back:\n{}",
+            f.kind_log()
+        );
     }
     // --retain keeps the failed cluster and says how to resume or clean up.
     let f = Fixture::new(&double);
     let p = port();
-    let (code, _, err) = tokio::task::block_in_place(|| f.run(&["up", "--provider", "kind", "--name", "keep", "--port", &p, "--retain"], Some("kubeconfig")));
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        f.run(
+            &[
+                "up",
+                "--provider",
+                "kind",
+                "--name",
+                "keep",
+                "--port",
+                &p,
+                "--retain",
+            ],
+            Some("kubeconfig"),
+        )
+    });
     assert_eq!(code, 1);
-    assert!(err.contains("tptctl up --provider kind --name keep") && err.contains("tptctl down --name keep"), "{err}");
+    assert!(
+        err.contains("tptctl up --provider kind --name keep")
+            && err.contains("tptctl down --name keep"),
+        "{err}"
+    );
     assert!(!f.kind_log().contains("delete cluster"));
-    assert!(f.data_dir("keep").join("install-state.json").exists(), "state kept for resume");
+    assert!(
+        f.data_dir("keep").join("install-state.json").exists(),
+        "state kept for resume"
+    );
     // Resume: the cluster is not created again.
-    let (code, _, err) = tokio::task::block_in_place(|| f.run(&["up", "--provider", "kind", "--name", "keep", "--port", &p], None));
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        f.run(
+            &["up", "--provider", "kind", "--name", "keep", "--port", &p],
+            None,
+        )
+    });
     assert_eq!(code, 0, "{err}");
-    assert_eq!(f.kind_log().matches("create cluster").count(), 1, "resumed, not recreated:\n{}", f.kind_log());
+    assert_eq!(
+        f.kind_log().matches("create cluster").count(),
+        1,
+        "resumed, not recreated:\n{}",
+        f.kind_log()
+    );
     assert!(f.config().contains("Name: keep"));
     let _ = tokio::task::block_in_place(|| f.run(&["down", "--name", "keep"], None));
     double.shutdown().await;
@@ -219,8 +389,16 @@ async fn a_failure_at_each_phase_leaves_no_config_entry() {
 #[test]
 fn doctor_reports_missing_tools() {
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN).args(["doctor"]).env("HOME", home.path()).env("PATH", home.path()).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["doctor"])
+        .env("HOME", home.path())
+        .env("PATH", home.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("✗ docker") && text.contains("✗ kind") && text.contains("kind.sigs.k8s.io"), "{text}");
+    assert!(
+        text.contains("✗ docker") && text.contains("✗ kind") && text.contains("kind.sigs.k8s.io"),
+        "{text}"
+    );
 }

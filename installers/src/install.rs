@@ -14,26 +14,49 @@ pub const FIELD_MANAGER: &str = "threeport-installer";
 /// Apply `objects` in order with server-side apply.
 pub async fn apply_all(client: &kube::Client, objects: &[Value]) -> Result<()> {
     for o in objects {
-        let api_version = o["apiVersion"].as_str().context("object without apiVersion")?;
+        let api_version = o["apiVersion"]
+            .as_str()
+            .context("object without apiVersion")?;
         let kind = o["kind"].as_str().context("object without kind")?;
-        let name = o["metadata"]["name"].as_str().context("object without a name")?;
+        let name = o["metadata"]["name"]
+            .as_str()
+            .context("object without a name")?;
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         let gvk = kube::core::GroupVersionKind::gvk(group, version, kind);
-        let (ar, caps): (ApiResource, _) = kube::discovery::pinned_kind(client, &gvk).await.with_context(|| format!("{kind}: not served by the cluster"))?;
+        let (ar, caps): (ApiResource, _) = kube::discovery::pinned_kind(client, &gvk)
+            .await
+            .with_context(|| format!("{kind}: not served by the cluster"))?;
         let api: Api<DynamicObject> = match caps.scope {
-            Scope::Namespaced => Api::namespaced_with(client.clone(), o["metadata"]["namespace"].as_str().unwrap_or(NAMESPACE), &ar),
+            Scope::Namespaced => Api::namespaced_with(
+                client.clone(),
+                o["metadata"]["namespace"].as_str().unwrap_or(NAMESPACE),
+                &ar,
+            ),
             Scope::Cluster => Api::all_with(client.clone(), &ar),
         };
-        api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(o)).await.with_context(|| format!("apply {kind}/{name}"))?;
+        api.patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(o),
+        )
+        .await
+        .with_context(|| format!("apply {kind}/{name}"))?;
     }
     Ok(())
 }
 
 /// Wait until every Deployment and StatefulSet of the control plane has its replicas ready.
-pub async fn wait_rollouts(client: &kube::Client, objects: &[Value], timeout: Duration) -> Result<Vec<String>> {
+pub async fn wait_rollouts(
+    client: &kube::Client,
+    objects: &[Value],
+    timeout: Duration,
+) -> Result<Vec<String>> {
     let deadline = Instant::now() + timeout;
     let mut waited = Vec::new();
-    for o in objects.iter().filter(|o| matches!(o["kind"].as_str(), Some("Deployment" | "StatefulSet"))) {
+    for o in objects
+        .iter()
+        .filter(|o| matches!(o["kind"].as_str(), Some("Deployment" | "StatefulSet")))
+    {
         let kind = o["kind"].as_str().unwrap_or_default();
         let name = o["metadata"]["name"].as_str().unwrap_or_default();
         let ar = if kind == "Deployment" {
@@ -44,13 +67,22 @@ pub async fn wait_rollouts(client: &kube::Client, objects: &[Value], timeout: Du
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NAMESPACE, &ar);
         loop {
             let cur = serde_json::to_value(api.get(name).await?)?;
-            let want = cur.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
-            let ready = cur.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0);
+            let want = cur
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let ready = cur
+                .pointer("/status/readyReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             if ready >= want {
                 break;
             }
             if Instant::now() > deadline {
-                bail!("{kind} {name} not ready after {}s ({ready}/{want} replicas)", timeout.as_secs());
+                bail!(
+                    "{kind} {name} not ready after {}s ({ready}/{want} replicas)",
+                    timeout.as_secs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -65,7 +97,11 @@ pub async fn wait_api(client: &Client, timeout: Duration) -> Result<String> {
     loop {
         match client.version().await {
             Ok(v) => return Ok(v),
-            Err(e) if Instant::now() > deadline => bail!("the API at {} did not answer within {}s: {e}", client.base_url(), timeout.as_secs()),
+            Err(e) if Instant::now() > deadline => bail!(
+                "the API at {} did not answer within {}s: {e}",
+                client.base_url(),
+                timeout.as_secs()
+            ),
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
@@ -87,7 +123,10 @@ async fn upsert(client: &Client, kind: &'static threeport_api::Kind, body: Value
     if let Some(existing) = client.find_by_name(kind, &name).await? {
         return threeport_api::object_id(&existing).context("object without ID");
     }
-    let created = client.create(kind, &body).await.with_context(|| format!("register {} {name}", kind.name))?;
+    let created = client
+        .create(kind, &body)
+        .await
+        .with_context(|| format!("register {} {name}", kind.name))?;
     threeport_api::object_id(&created).context("object without ID")
 }
 
@@ -95,18 +134,33 @@ async fn upsert(client: &Client, kind: &'static threeport_api::Kind, body: Value
 /// reconciled: they exist, nothing needs creating). Idempotent, so a resumed `up` can redo it.
 pub async fn register(client: &Client, cluster: &ClusterInfo, control_plane: &str) -> Result<()> {
     let k = |n: &str| kinds::by_name(n).expect("registered kind");
-    let krd = upsert(client, k("KubernetesRuntimeDefinition"), json!({"Name": cluster.name, "InfraProvider": cluster.provider, "Reconciled": true})).await?;
+    let krd = upsert(
+        client,
+        k("KubernetesRuntimeDefinition"),
+        json!({"Name": cluster.name, "InfraProvider": cluster.provider, "Reconciled": true}),
+    )
+    .await?;
     let mut inst = json!({
         "Name": cluster.name, "KubernetesRuntimeDefinitionID": krd, "Location": "Local", "DefaultRuntime": true, "Reconciled": true,
         "APIEndpoint": cluster.endpoint, "ThreeportControlPlaneHost": format!("{}.{NAMESPACE}.svc", manifests::API_NAME),
     });
-    for (f, v) in [("CACertificate", &cluster.ca_pem), ("Certificate", &cluster.cert_pem), ("CertificateKey", &cluster.key_pem), ("ConnectionToken", &cluster.token)] {
+    for (f, v) in [
+        ("CACertificate", &cluster.ca_pem),
+        ("Certificate", &cluster.cert_pem),
+        ("CertificateKey", &cluster.key_pem),
+        ("ConnectionToken", &cluster.token),
+    ] {
         if let Some(v) = v {
             inst[f] = json!(v);
         }
     }
     let kri = upsert(client, k("KubernetesRuntimeInstance"), inst).await?;
-    let cpd = upsert(client, k("ControlPlaneDefinition"), json!({"Name": control_plane, "AuthEnabled": true, "Reconciled": true})).await?;
+    let cpd = upsert(
+        client,
+        k("ControlPlaneDefinition"),
+        json!({"Name": control_plane, "AuthEnabled": true, "Reconciled": true}),
+    )
+    .await?;
     upsert(
         client,
         k("ControlPlaneInstance"),

@@ -6,10 +6,10 @@
 //! cluster and the data dir) unless `retain` is set, and never leaves a config entry: writing
 //! it is the caller's last step.
 
+use crate::Progress;
 use crate::install::{self, ClusterInfo};
 use crate::kubeconfig;
 use crate::manifests::{self, Exposure, Images, Secrets};
-use crate::Progress;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -62,7 +62,12 @@ impl State {
         serde_json::from_str(&std::fs::read_to_string(State::path(dir)).ok()?).ok()
     }
     fn save(&self, dir: &Path) -> Result<()> {
-        threeport_pki::write_file(&State::path(dir), serde_json::to_string_pretty(self)?.as_bytes(), true).map_err(|e| anyhow::anyhow!("{e}"))
+        threeport_pki::write_file(
+            &State::path(dir),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+            true,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
 
@@ -94,21 +99,36 @@ impl SavedSecrets {
                 s.db_root.cert_pem.clone(),
                 s.db_root.key_pem.clone(),
             ],
-            controllers: s.controllers.iter().map(|(n, p)| (n.clone(), p.cert_pem.clone(), p.key_pem.clone())).collect(),
+            controllers: s
+                .controllers
+                .iter()
+                .map(|(n, p)| (n.clone(), p.cert_pem.clone(), p.key_pem.clone()))
+                .collect(),
             encryption_key: s.encryption_key.clone(),
         }
     }
     fn into_secrets(self) -> Secrets {
         use threeport_pki::{CertAuthority, CertPair, TlsBundle};
-        let pair = |c: &str, k: &str| CertPair { cert_pem: c.into(), key_pem: k.into() };
+        let pair = |c: &str, k: &str| CertPair {
+            cert_pem: c.into(),
+            key_pem: k.into(),
+        };
         let [a0, a1, a2, a3, a4, a5] = self.api;
         let [d0, d1, d2, d3, d4, d5] = self.db;
         Secrets {
-            api: TlsBundle { ca: CertAuthority::from_pem(&a0, &a1), server: pair(&a2, &a3), client: pair(&a4, &a5) },
+            api: TlsBundle {
+                ca: CertAuthority::from_pem(&a0, &a1),
+                server: pair(&a2, &a3),
+                client: pair(&a4, &a5),
+            },
             db_ca: CertAuthority::from_pem(&d0, &d1),
             db_node: pair(&d2, &d3),
             db_root: pair(&d4, &d5),
-            controllers: self.controllers.into_iter().map(|(n, c, k)| (n, pair(&c, &k))).collect(),
+            controllers: self
+                .controllers
+                .into_iter()
+                .map(|(n, c, k)| (n, pair(&c, &k)))
+                .collect(),
             encryption_key: self.encryption_key,
         }
     }
@@ -122,23 +142,58 @@ pub struct Check {
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(bin)).find(|p| p.is_file())
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(bin))
+        .find(|p| p.is_file())
 }
 
 pub fn doctor(port: Option<u16>) -> Vec<Check> {
     let mut checks = Vec::new();
     for (bin, args, hint) in [
-        ("docker", vec!["info", "--format", "{{.ServerVersion}}"], "install Docker and start its daemon"),
-        ("kind", vec!["version"], "install kind: https://kind.sigs.k8s.io/docs/user/quick-start/#installation"),
+        (
+            "docker",
+            vec!["info", "--format", "{{.ServerVersion}}"],
+            "install Docker and start its daemon",
+        ),
+        (
+            "kind",
+            vec!["version"],
+            "install kind: https://kind.sigs.k8s.io/docs/user/quick-start/#installation",
+        ),
     ] {
         let check = match which(bin) {
-            None => Check { name: bin.into(), ok: false, detail: format!("not found on PATH; {hint}") },
-            Some(path) => match duct::cmd(&path, &args).stdout_capture().stderr_capture().unchecked().run() {
-                Ok(out) if out.status.success() => {
-                    Check { name: bin.into(), ok: true, detail: String::from_utf8_lossy(&out.stdout).trim().to_string() }
-                }
-                Ok(out) => Check { name: bin.into(), ok: false, detail: format!("{} failed: {}; {hint}", bin, String::from_utf8_lossy(&out.stderr).trim()) },
-                Err(e) => Check { name: bin.into(), ok: false, detail: format!("cannot run {}: {e}", path.display()) },
+            None => Check {
+                name: bin.into(),
+                ok: false,
+                detail: format!("not found on PATH; {hint}"),
+            },
+            Some(path) => match duct::cmd(&path, &args)
+                .stdout_capture()
+                .stderr_capture()
+                .unchecked()
+                .run()
+            {
+                Ok(out) if out.status.success() => Check {
+                    name: bin.into(),
+                    ok: true,
+                    detail: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                },
+                Ok(out) => Check {
+                    name: bin.into(),
+                    ok: false,
+                    detail: format!(
+                        "{} failed: {}; {hint}",
+                        bin,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                },
+                Err(e) => Check {
+                    name: bin.into(),
+                    ok: false,
+                    detail: format!("cannot run {}: {e}", path.display()),
+                },
             },
         };
         checks.push(check);
@@ -148,7 +203,11 @@ pub fn doctor(port: Option<u16>) -> Vec<Check> {
         checks.push(Check {
             name: format!("port {port}"),
             ok: free,
-            detail: if free { "free".into() } else { format!("in use; pick another with --port or stop what listens on {port}") },
+            detail: if free {
+                "free".into()
+            } else {
+                format!("in use; pick another with --port or stop what listens on {port}")
+            },
         });
     }
     checks
@@ -172,25 +231,41 @@ fn kind(args: &[&str], verbose: bool) -> Result<String> {
     if !verbose {
         cmd = cmd.stderr_capture();
     }
-    let out = cmd.run().with_context(|| "cannot run kind (is it installed? see `tptctl doctor`)")?;
+    let out = cmd
+        .run()
+        .with_context(|| "cannot run kind (is it installed? see `tptctl doctor`)")?;
     if !out.status.success() {
-        bail!("kind {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "kind {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-async fn cancellable<T>(cancel: &CancellationToken, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+async fn cancellable<T>(
+    cancel: &CancellationToken,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     tokio::select! {
         r = f => r,
         _ = cancel.cancelled() => bail!("interrupted"),
     }
 }
 
-pub async fn up(opts: &KindOptions, progress: &Progress, cancel: CancellationToken) -> Result<Installed> {
+pub async fn up(
+    opts: &KindOptions,
+    progress: &Progress,
+    cancel: CancellationToken,
+) -> Result<Installed> {
     let dir = &opts.data_dir;
     let resumed = State::load(dir);
     let fresh = resumed.is_none();
-    let mut state = resumed.unwrap_or(State { port: opts.port, ..Default::default() });
+    let mut state = resumed.unwrap_or(State {
+        port: opts.port,
+        ..Default::default()
+    });
     let result = run(opts, &mut state, progress, &cancel).await;
     if let Err(e) = &result {
         if opts.retain {
@@ -205,8 +280,15 @@ pub async fn up(opts: &KindOptions, progress: &Progress, cancel: CancellationTok
             progress.start("Rolling back");
             let mut left = Vec::new();
             if state.cluster_created {
-                if let Err(err) = kind(&["delete", "cluster", "--name", &cluster_name(&opts.name)], opts.verbose) {
-                    left.push(format!("kind cluster {} ({err}); delete it with `kind delete cluster --name {}`", cluster_name(&opts.name), cluster_name(&opts.name)));
+                if let Err(err) = kind(
+                    &["delete", "cluster", "--name", &cluster_name(&opts.name)],
+                    opts.verbose,
+                ) {
+                    left.push(format!(
+                        "kind cluster {} ({err}); delete it with `kind delete cluster --name {}`",
+                        cluster_name(&opts.name),
+                        cluster_name(&opts.name)
+                    ));
                 }
             }
             if let Err(err) = std::fs::remove_dir_all(dir) {
@@ -226,13 +308,22 @@ pub async fn up(opts: &KindOptions, progress: &Progress, cancel: CancellationTok
     result
 }
 
-async fn run(opts: &KindOptions, state: &mut State, progress: &Progress, cancel: &CancellationToken) -> Result<Installed> {
+async fn run(
+    opts: &KindOptions,
+    state: &mut State,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<Installed> {
     let dir = &opts.data_dir;
     let cluster = cluster_name(&opts.name);
     progress
         .phase("Checking prerequisites", async {
             let checks = doctor((!state.cluster_created).then_some(state.port));
-            let failed: Vec<String> = checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();
+            let failed: Vec<String> = checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect();
             if !failed.is_empty() {
                 bail!("{}", failed.join("; "));
             }
@@ -248,10 +339,22 @@ async fn run(opts: &KindOptions, state: &mut State, progress: &Progress, cancel:
             }
             let key = base64_key();
             let s = Secrets::generate(&[], key)?;
-            threeport_pki::write_file(&path, serde_json::to_string(&SavedSecrets::from(&s))?.as_bytes(), true).map_err(|e| anyhow::anyhow!("{e}"))?;
+            threeport_pki::write_file(
+                &path,
+                serde_json::to_string(&SavedSecrets::from(&s))?.as_bytes(),
+                true,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             // The API's certificates where a local process can use them (the config entry, resume).
-            s.api.write_dir(&dir.join("tls")).map_err(|e| anyhow::anyhow!("{e}"))?;
-            threeport_pki::write_file(&dir.join("encryption.key"), s.encryption_key.as_bytes(), true).map_err(|e| anyhow::anyhow!("{e}"))?;
+            s.api
+                .write_dir(&dir.join("tls"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            threeport_pki::write_file(
+                &dir.join("encryption.key"),
+                s.encryption_key.as_bytes(),
+                true,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             Ok(s)
         })
         .await?;
@@ -263,27 +366,54 @@ async fn run(opts: &KindOptions, state: &mut State, progress: &Progress, cancel:
         let verbose = opts.verbose;
         let c = cluster.clone();
         progress
-            .phase(&format!("Creating kind cluster {cluster}"), cancellable(cancel, async move {
-                tokio::task::spawn_blocking(move || kind(&["create", "cluster", "--name", &c, "--config", &config_arg], verbose)).await??;
-                Ok(())
-            }))
+            .phase(
+                &format!("Creating kind cluster {cluster}"),
+                cancellable(cancel, async move {
+                    tokio::task::spawn_blocking(move || {
+                        kind(
+                            &["create", "cluster", "--name", &c, "--config", &config_arg],
+                            verbose,
+                        )
+                    })
+                    .await??;
+                    Ok(())
+                }),
+            )
             .await?;
         state.cluster_created = true;
         state.save(dir)?;
     }
     let kubeconfig_text = progress
-        .phase("Getting the cluster's kubeconfig", async { kind(&["get", "kubeconfig", "--name", &cluster], opts.verbose) })
+        .phase("Getting the cluster's kubeconfig", async {
+            kind(&["get", "kubeconfig", "--name", &cluster], opts.verbose)
+        })
         .await?;
     let kc_path = dir.join("kubeconfig");
-    threeport_pki::write_file(&kc_path, kubeconfig_text.as_bytes(), true).map_err(|e| anyhow::anyhow!("{e}"))?;
+    threeport_pki::write_file(&kc_path, kubeconfig_text.as_bytes(), true)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let conn = kubeconfig::read_kubeconfig(&kc_path, None)?;
     let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig_text)?;
-    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)?;
+    let client = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?,
+    )?;
     let objects = manifests::control_plane(&opts.images, &secrets, Exposure::NodePort);
-    progress.phase("Installing the control plane", cancellable(cancel, install::apply_all(&client, &objects))).await?;
+    progress
+        .phase(
+            "Installing the control plane",
+            cancellable(cancel, install::apply_all(&client, &objects)),
+        )
+        .await?;
     state.installed = true;
     state.save(dir)?;
-    progress.phase("Waiting for rollouts", cancellable(cancel, install::wait_rollouts(&client, &objects, opts.rollout_timeout))).await?;
+    progress
+        .phase(
+            "Waiting for rollouts",
+            cancellable(
+                cancel,
+                install::wait_rollouts(&client, &objects, opts.rollout_timeout),
+            ),
+        )
+        .await?;
     let tls = threeport_api::ClientTls {
         ca_pem: secrets.api.ca.pair.cert_pem.clone(),
         cert_pem: secrets.api.client.cert_pem.clone(),
@@ -291,7 +421,12 @@ async fn run(opts: &KindOptions, state: &mut State, progress: &Progress, cancel:
     };
     let api_server = format!("127.0.0.1:{}", state.port);
     let api = threeport_api::Client::new(&format!("https://{api_server}"), Some(&tls))?;
-    progress.phase("Waiting for the API", cancellable(cancel, install::wait_api(&api, opts.rollout_timeout))).await?;
+    progress
+        .phase(
+            "Waiting for the API",
+            cancellable(cancel, install::wait_api(&api, opts.rollout_timeout)),
+        )
+        .await?;
     let info = ClusterInfo {
         name: cluster.clone(),
         provider: "kind".into(),
@@ -303,7 +438,10 @@ async fn run(opts: &KindOptions, state: &mut State, progress: &Progress, cancel:
         token: conn.token.clone(),
     };
     progress
-        .phase("Registering the cluster and the control plane", cancellable(cancel, install::register(&api, &info, &opts.name)))
+        .phase(
+            "Registering the cluster and the control plane",
+            cancellable(cancel, install::register(&api, &info, &opts.name)),
+        )
         .await?;
     state.registered = true;
     state.save(dir)?;
@@ -325,7 +463,10 @@ fn base64_key() -> String {
 /// `tptctl down` for kind: delete the cluster and the data dir.
 pub fn down(name: &str, data_dir: &Path, verbose: bool, progress: &Progress) -> Result<()> {
     progress.start(&format!("Deleting kind cluster {}", cluster_name(name)));
-    match kind(&["delete", "cluster", "--name", &cluster_name(name)], verbose) {
+    match kind(
+        &["delete", "cluster", "--name", &cluster_name(name)],
+        verbose,
+    ) {
         Ok(_) => progress.done(),
         Err(e) => {
             progress.failed(&e.to_string());
@@ -335,4 +476,3 @@ pub fn down(name: &str, data_dir: &Path, verbose: bool, progress: &Progress) -> 
     let _ = std::fs::remove_dir_all(data_dir);
     Ok(())
 }
-

@@ -109,4 +109,3 @@ pub fn read_kubeconfig(path: &Path, context: Option<&str>) -> Result<Connection>
     }
     Ok(conn)
 }
-

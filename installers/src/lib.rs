@@ -27,14 +27,21 @@ impl Default for Progress {
 
 impl Progress {
     pub fn new() -> Progress {
-        let tty = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        Progress { tty, current: Mutex::new(None) }
+        let tty = std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        Progress {
+            tty,
+            current: Mutex::new(None),
+        }
     }
 
     pub fn start(&self, phase: &str) {
         let bar = if self.tty {
             let b = ProgressBar::new_spinner();
-            b.set_style(ProgressStyle::with_template(" {spinner} {msg} ({elapsed})").expect("valid template"));
+            b.set_style(
+                ProgressStyle::with_template(" {spinner} {msg} ({elapsed})")
+                    .expect("valid template"),
+            );
             b.set_message(phase.to_string());
             b.enable_steady_tick(Duration::from_millis(100));
             Some(b)
@@ -42,13 +49,22 @@ impl Progress {
             eprintln!(" • {phase} …");
             None
         };
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((phase.to_string(), Instant::now(), bar));
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((phase.to_string(), Instant::now(), bar));
     }
 
     fn finish(&self, ok: bool, detail: &str) {
-        if let Some((phase, t, bar)) = self.current.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some((phase, t, bar)) = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             let mark = if ok { "✓" } else { "✗" };
-            let line = format!(" {mark} {phase} ({:.1}s){detail}", t.elapsed().as_secs_f64());
+            let line = format!(
+                " {mark} {phase} ({:.1}s){detail}",
+                t.elapsed().as_secs_f64()
+            );
             match bar {
                 Some(b) => b.finish_with_message(String::new()),
                 None => {}
@@ -69,7 +85,11 @@ impl Progress {
     }
 
     /// Run `f` as a phase.
-    pub async fn phase<T, F: std::future::Future<Output = anyhow::Result<T>>>(&self, name: &str, f: F) -> anyhow::Result<T> {
+    pub async fn phase<T, F: std::future::Future<Output = anyhow::Result<T>>>(
+        &self,
+        name: &str,
+        f: F,
+    ) -> anyhow::Result<T> {
         self.start(name);
         match f.await {
             Ok(v) => {

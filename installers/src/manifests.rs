@@ -3,8 +3,9 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, Namespace, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec,
-    SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    Container, ContainerPort, EnvVar, Namespace, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSpec, PodTemplateSpec, SecretVolumeSource, Service, ServiceAccount, ServicePort,
+    ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -73,11 +74,28 @@ impl Secrets {
         let api = TlsBundle::generate(api_hosts).map_err(e)?;
         let db_ca = CertAuthority::generate("Threeport CockroachDB CA").map_err(e)?;
         let db_node = db_ca
-            .issue_server(&["localhost", "127.0.0.1", "crdb", "crdb.threeport-control-plane", "crdb.threeport-control-plane.svc", "crdb-0.crdb"])
+            .issue_server(&[
+                "localhost",
+                "127.0.0.1",
+                "crdb",
+                "crdb.threeport-control-plane",
+                "crdb.threeport-control-plane.svc",
+                "crdb-0.crdb",
+            ])
             .map_err(e)?;
         let db_root = db_ca.issue_client("root").map_err(e)?;
-        let controllers = CONTROLLERS.iter().map(|c| Ok((c.to_string(), api.ca.issue_client(c).map_err(e)?))).collect::<anyhow::Result<_>>()?;
-        Ok(Secrets { api, db_ca, db_node, db_root, controllers, encryption_key })
+        let controllers = CONTROLLERS
+            .iter()
+            .map(|c| Ok((c.to_string(), api.ca.issue_client(c).map_err(e)?)))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Secrets {
+            api,
+            db_ca,
+            db_node,
+            db_root,
+            controllers,
+            encryption_key,
+        })
     }
 }
 
@@ -91,14 +109,21 @@ fn meta(name: &str) -> ObjectMeta {
 }
 
 fn labels(app: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([("app.kubernetes.io/name".into(), app.into()), ("app.kubernetes.io/part-of".into(), "threeport".into())])
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), app.into()),
+        ("app.kubernetes.io/part-of".into(), "threeport".into()),
+    ])
 }
 
 fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
     Secret {
         metadata: meta(name),
         type_: Some("Opaque".into()),
-        data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
         ..Default::default()
     }
 }
@@ -106,20 +131,39 @@ fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
 fn secret_volume(name: &str, secret: &str) -> Volume {
     Volume {
         name: name.into(),
-        secret: Some(SecretVolumeSource { secret_name: Some(secret.into()), default_mode: Some(0o400), ..Default::default() }),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.into()),
+            default_mode: Some(0o400),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
 
 fn mount(name: &str, path: &str) -> VolumeMount {
-    VolumeMount { name: name.into(), mount_path: path.into(), read_only: Some(true), ..Default::default() }
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(true),
+        ..Default::default()
+    }
 }
 
 fn port(name: &str, port: i32) -> ContainerPort {
-    ContainerPort { name: Some(name.into()), container_port: port, ..Default::default() }
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        ..Default::default()
+    }
 }
 
-fn service(name: &str, selector: &str, ports: Vec<ServicePort>, type_: &str, headless: bool) -> Service {
+fn service(
+    name: &str,
+    selector: &str,
+    ports: Vec<ServicePort>,
+    type_: &str,
+    headless: bool,
+) -> Service {
     Service {
         metadata: meta(name),
         spec: Some(ServiceSpec {
@@ -134,16 +178,28 @@ fn service(name: &str, selector: &str, ports: Vec<ServicePort>, type_: &str, hea
 }
 
 fn sport(name: &str, port: i32, node_port: Option<i32>) -> ServicePort {
-    ServicePort { name: Some(name.into()), port, target_port: Some(IntOrString::Int(port)), node_port, ..Default::default() }
+    ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(IntOrString::Int(port)),
+        node_port,
+        ..Default::default()
+    }
 }
 
 fn volume_claim(name: &str, size: &str) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
-        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".to_string(), Quantity(size.into()))])),
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(size.into()),
+                )])),
                 ..Default::default()
             }),
             ..Default::default()
@@ -152,16 +208,31 @@ fn volume_claim(name: &str, size: &str) -> PersistentVolumeClaim {
     }
 }
 
-fn stateful_set(name: &str, container: Container, volumes: Vec<Volume>, claim: PersistentVolumeClaim) -> StatefulSet {
+fn stateful_set(
+    name: &str,
+    container: Container,
+    volumes: Vec<Volume>,
+    claim: PersistentVolumeClaim,
+) -> StatefulSet {
     StatefulSet {
         metadata: meta(name),
         spec: StatefulSetSpec {
             replicas: Some(1),
             service_name: Some(name.into()),
-            selector: LabelSelector { match_labels: Some(labels(name)), ..Default::default() },
+            selector: LabelSelector {
+                match_labels: Some(labels(name)),
+                ..Default::default()
+            },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels(name)), ..Default::default() }),
-                spec: Some(PodSpec { containers: vec![container], volumes: Some(volumes), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(name)),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..Default::default()
+                }),
             },
             volume_claim_templates: Some(vec![claim]),
             ..Default::default()
@@ -170,14 +241,26 @@ fn stateful_set(name: &str, container: Container, volumes: Vec<Volume>, claim: P
     }
 }
 
-fn deployment(name: &str, sa: &str, init: Option<Container>, container: Container, volumes: Vec<Volume>) -> Deployment {
+fn deployment(
+    name: &str,
+    sa: &str,
+    init: Option<Container>,
+    container: Container,
+    volumes: Vec<Volume>,
+) -> Deployment {
     Deployment {
         metadata: meta(name),
         spec: DeploymentSpec {
             replicas: Some(1),
-            selector: LabelSelector { match_labels: Some(labels(name)), ..Default::default() },
+            selector: LabelSelector {
+                match_labels: Some(labels(name)),
+                ..Default::default()
+            },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels(name)), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(name)),
+                    ..Default::default()
+                }),
                 spec: Some(PodSpec {
                     service_account_name: Some(sa.into()),
                     init_containers: init.map(|c| vec![c]),
@@ -200,35 +283,70 @@ pub fn control_plane(images: &Images, secrets: &Secrets, exposure: Exposure) -> 
     let mut push = |v: Value| out.push(v);
     let to = |o: &dyn erased::Ser| o.to_json();
 
-    push(to(&Namespace { metadata: ObjectMeta { name: Some(NAMESPACE.into()), labels: Some(labels("threeport")), ..Default::default() }, ..Default::default() }));
+    push(to(&Namespace {
+        metadata: ObjectMeta {
+            name: Some(NAMESPACE.into()),
+            labels: Some(labels("threeport")),
+            ..Default::default()
+        },
+        ..Default::default()
+    }));
 
     // RBAC: the control plane reads its own namespace; clusters are reached with runtime credentials.
-    push(to(&ServiceAccount { metadata: meta("threeport"), ..Default::default() }));
+    push(to(&ServiceAccount {
+        metadata: meta("threeport"),
+        ..Default::default()
+    }));
     push(to(&Role {
         metadata: meta("threeport"),
         rules: Some(vec![PolicyRule {
             api_groups: Some(vec!["".into(), "apps".into()]),
-            resources: Some(vec!["pods".into(), "services".into(), "deployments".into(), "statefulsets".into()]),
+            resources: Some(vec![
+                "pods".into(),
+                "services".into(),
+                "deployments".into(),
+                "statefulsets".into(),
+            ]),
             verbs: vec!["get".into(), "list".into(), "watch".into()],
             ..Default::default()
         }]),
     }));
     push(to(&RoleBinding {
         metadata: meta("threeport"),
-        role_ref: RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: "Role".into(), name: "threeport".into() },
-        subjects: Some(vec![Subject { kind: "ServiceAccount".into(), name: "threeport".into(), namespace: Some(NAMESPACE.into()), ..Default::default() }]),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: "threeport".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: "threeport".into(),
+            namespace: Some(NAMESPACE.into()),
+            ..Default::default()
+        }]),
     }));
 
     // Secrets.
-    push(to(&secret("threeport-encryption-key", &[("key", &secrets.encryption_key)])));
+    push(to(&secret(
+        "threeport-encryption-key",
+        &[("key", &secrets.encryption_key)],
+    )));
     push(to(&secret(
         "threeport-api-tls",
-        &[("ca.crt", &secrets.api.ca.pair.cert_pem), ("server.crt", &secrets.api.server.cert_pem), ("server.key", &secrets.api.server.key_pem)],
+        &[
+            ("ca.crt", &secrets.api.ca.pair.cert_pem),
+            ("server.crt", &secrets.api.server.cert_pem),
+            ("server.key", &secrets.api.server.key_pem),
+        ],
     )));
     for (name, pair) in &secrets.controllers {
         push(to(&secret(
             &format!("threeport-{name}-tls"),
-            &[("ca.crt", &secrets.api.ca.pair.cert_pem), ("client.crt", &pair.cert_pem), ("client.key", &pair.key_pem)],
+            &[
+                ("ca.crt", &secrets.api.ca.pair.cert_pem),
+                ("client.crt", &pair.cert_pem),
+                ("client.key", &pair.key_pem),
+            ],
         )));
     }
     push(to(&secret(
@@ -243,15 +361,32 @@ pub fn control_plane(images: &Images, secrets: &Secrets, exposure: Exposure) -> 
     )));
 
     // CockroachDB, single node, TLS, on a volume.
-    push(to(&service("crdb", "crdb", vec![sport("sql", 26257, None), sport("http", 8080, None)], "ClusterIP", true)));
+    push(to(&service(
+        "crdb",
+        "crdb",
+        vec![sport("sql", 26257, None), sport("http", 8080, None)],
+        "ClusterIP",
+        true,
+    )));
     push(to(&stateful_set(
         "crdb",
         Container {
             name: "cockroach".into(),
             image: Some(images.cockroach.clone()),
-            args: Some(vec!["start-single-node".into(), "--certs-dir=/cockroach/certs".into(), "--store=/cockroach/data".into()]),
+            args: Some(vec![
+                "start-single-node".into(),
+                "--certs-dir=/cockroach/certs".into(),
+                "--store=/cockroach/data".into(),
+            ]),
             ports: Some(vec![port("sql", 26257), port("http", 8080)]),
-            volume_mounts: Some(vec![mount("certs", "/cockroach/certs"), VolumeMount { name: "data".into(), mount_path: "/cockroach/data".into(), ..Default::default() }]),
+            volume_mounts: Some(vec![
+                mount("certs", "/cockroach/certs"),
+                VolumeMount {
+                    name: "data".into(),
+                    mount_path: "/cockroach/data".into(),
+                    ..Default::default()
+                },
+            ]),
             ..Default::default()
         },
         vec![secret_volume("certs", "crdb-tls")],
@@ -259,7 +394,13 @@ pub fn control_plane(images: &Images, secrets: &Secrets, exposure: Exposure) -> 
     )));
 
     // NATS with JetStream, on a volume.
-    push(to(&service("nats", "nats", vec![sport("client", 4222, None)], "ClusterIP", false)));
+    push(to(&service(
+        "nats",
+        "nats",
+        vec![sport("client", 4222, None)],
+        "ClusterIP",
+        false,
+    )));
     push(to(&stateful_set(
         "nats",
         Container {
@@ -267,7 +408,11 @@ pub fn control_plane(images: &Images, secrets: &Secrets, exposure: Exposure) -> 
             image: Some(images.nats.clone()),
             args: Some(vec!["-js".into(), "-sd".into(), "/data".into()]),
             ports: Some(vec![port("client", 4222)]),
-            volume_mounts: Some(vec![VolumeMount { name: "data".into(), mount_path: "/data".into(), ..Default::default() }]),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "data".into(),
+                mount_path: "/data".into(),
+                ..Default::default()
+            }]),
             ..Default::default()
         },
         vec![],
@@ -282,7 +427,11 @@ pub fn control_plane(images: &Images, secrets: &Secrets, exposure: Exposure) -> 
         Some(Container {
             name: "migrate".into(),
             image: Some(images.threeport()),
-            args: Some(vec!["migrate".into(), "--database-url".into(), DB_URL.into()]),
+            args: Some(vec![
+                "migrate".into(),
+                "--database-url".into(),
+                DB_URL.into(),
+            ]),
             volume_mounts: Some(vec![mount("db-certs", "/certs/db")]),
             ..Default::default()
         }),
@@ -291,24 +440,49 @@ pub fn control_plane(images: &Images, secrets: &Secrets, exposure: Exposure) -> 
             image: Some(images.threeport()),
             args: Some(
                 [
-                    "serve", "--listen", "0.0.0.0:1323", "--tls-dir", "/certs/api", "--encryption-key-file", "/secrets/key/key", "--nats-url",
-                    "nats://nats:4222", "--no-controllers", "--no-migrate", "--database-url", DB_URL,
+                    "serve",
+                    "--listen",
+                    "0.0.0.0:1323",
+                    "--tls-dir",
+                    "/certs/api",
+                    "--encryption-key-file",
+                    "/secrets/key/key",
+                    "--nats-url",
+                    "nats://nats:4222",
+                    "--no-controllers",
+                    "--no-migrate",
+                    "--database-url",
+                    DB_URL,
                 ]
                 .map(String::from)
                 .to_vec(),
             ),
             ports: Some(vec![port("api", API_PORT)]),
-            volume_mounts: Some(vec![mount("api-tls", "/certs/api"), mount("db-certs", "/certs/db"), mount("key", "/secrets/key")]),
+            volume_mounts: Some(vec![
+                mount("api-tls", "/certs/api"),
+                mount("db-certs", "/certs/db"),
+                mount("key", "/secrets/key"),
+            ]),
             ..Default::default()
         },
-        vec![secret_volume("api-tls", "threeport-api-tls"), db_volume, secret_volume("key", "threeport-encryption-key")],
+        vec![
+            secret_volume("api-tls", "threeport-api-tls"),
+            db_volume,
+            secret_volume("key", "threeport-encryption-key"),
+        ],
     );
     push(to(&api));
     let (svc_type, node_port) = match exposure {
         Exposure::NodePort => ("NodePort", Some(NODE_PORT)),
         Exposure::LoadBalancer => ("LoadBalancer", None),
     };
-    push(to(&service(API_NAME, API_NAME, vec![sport("api", API_PORT, node_port)], svc_type, false)));
+    push(to(&service(
+        API_NAME,
+        API_NAME,
+        vec![sport("api", API_PORT, node_port)],
+        svc_type,
+        false,
+    )));
 
     // One Deployment per controller, each with its own client certificate.
     for name in CONTROLLERS {
@@ -320,15 +494,30 @@ pub fn control_plane(images: &Images, secrets: &Secrets, exposure: Exposure) -> 
                 name: name.to_string(),
                 image: Some(images.threeport()),
                 args: Some(
-                    ["controllers", "--api-url", "https://threeport-api-server:1323", "--nats-url", "nats://nats:4222", "--tls-dir", "/certs/client"]
-                        .map(String::from)
-                        .to_vec(),
+                    [
+                        "controllers",
+                        "--api-url",
+                        "https://threeport-api-server:1323",
+                        "--nats-url",
+                        "nats://nats:4222",
+                        "--tls-dir",
+                        "/certs/client",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
                 ),
-                env: Some(vec![EnvVar { name: "THREEPORT_LOG".into(), value: Some("info".into()), ..Default::default() }]),
+                env: Some(vec![EnvVar {
+                    name: "THREEPORT_LOG".into(),
+                    value: Some("info".into()),
+                    ..Default::default()
+                }]),
                 volume_mounts: Some(vec![mount("client-tls", "/certs/client")]),
                 ..Default::default()
             },
-            vec![secret_volume("client-tls", &format!("threeport-{name}-tls"))],
+            vec![secret_volume(
+                "client-tls",
+                &format!("threeport-{name}-tls"),
+            )],
         )));
     }
     out
@@ -359,7 +548,16 @@ mod tests {
         let s = Secrets::generate(&[], "k".into()).unwrap();
         let objs = control_plane(&Images::default(), &s, Exposure::NodePort);
         let kinds: Vec<&str> = objs.iter().map(|o| o["kind"].as_str().unwrap()).collect();
-        for k in ["Namespace", "StatefulSet", "Deployment", "Service", "Secret", "Role", "RoleBinding", "ServiceAccount"] {
+        for k in [
+            "Namespace",
+            "StatefulSet",
+            "Deployment",
+            "Service",
+            "Secret",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount",
+        ] {
             assert!(kinds.contains(&k), "{k} missing");
         }
         for o in &objs {
@@ -368,10 +566,21 @@ mod tests {
                 assert_eq!(o["metadata"]["namespace"], NAMESPACE);
             }
         }
-        let api = objs.iter().find(|o| o["kind"] == "Service" && o["metadata"]["name"] == API_NAME).unwrap();
+        let api = objs
+            .iter()
+            .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == API_NAME)
+            .unwrap();
         assert_eq!(api["spec"]["ports"][0]["nodePort"], NODE_PORT);
-        let custom = Images { repo: "registry.local/tp".into(), tag: "dev".into(), ..Default::default() };
+        let custom = Images {
+            repo: "registry.local/tp".into(),
+            tag: "dev".into(),
+            ..Default::default()
+        };
         let objs = control_plane(&custom, &s, Exposure::LoadBalancer);
-        assert!(serde_json::to_string(&objs).unwrap().contains("registry.local/tp/threeport:dev"));
+        assert!(
+            serde_json::to_string(&objs)
+                .unwrap()
+                .contains("registry.local/tp/threeport:dev")
+        );
     }
 }

@@ -73,7 +73,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(client: kube::Client) -> Cluster {
-        Cluster { client, kinds: Arc::default(), namespaces: Arc::default() }
+        Cluster {
+            client,
+            kinds: Arc::default(),
+            namespaces: Arc::default(),
+        }
     }
 }
 
@@ -159,7 +163,12 @@ async fn resolve(
     r: &ObjectRef,
 ) -> Result<(ApiResource, ApiCapabilities), ReconcileError> {
     let key = format!("{}/{}", r.api_version, r.kind);
-    if let Some(hit) = cluster.kinds.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some(hit) = cluster
+        .kinds
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+    {
         return Ok(hit.clone());
     }
     let found = kube::discovery::pinned_kind(&cluster.client, &r.gvk())
@@ -171,7 +180,11 @@ async fn resolve(
             )),
             other => ReconcileError::from(other),
         })?;
-    cluster.kinds.lock().unwrap_or_else(|e| e.into_inner()).insert(key, found.clone());
+    cluster
+        .kinds
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, found.clone());
     Ok(found)
 }
 
@@ -223,7 +236,11 @@ pub async fn apply(
         .map_err(|e| {
             // Someone deleted the namespace behind our back: look again next time.
             if matches!(&e, kube::Error::Api(s) if s.code == 404) {
-                cluster.namespaces.lock().unwrap_or_else(|e| e.into_inner()).remove(&ns);
+                cluster
+                    .namespaces
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&ns);
             }
             ReconcileError::Retryable(format!("apply {r}: {e}"))
         })?;
@@ -231,18 +248,31 @@ pub async fn apply(
 }
 
 async fn ensure_namespace(cluster: &Cluster, ns: &str) -> Result<(), ReconcileError> {
-    if cluster.namespaces.lock().unwrap_or_else(|e| e.into_inner()).contains(ns) {
+    if cluster
+        .namespaces
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(ns)
+    {
         return Ok(());
     }
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
     if api.get_opt(ns).await?.is_some() {
-        cluster.namespaces.lock().unwrap_or_else(|e| e.into_inner()).insert(ns.to_string());
+        cluster
+            .namespaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ns.to_string());
         return Ok(());
     }
     let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"app.kubernetes.io/managed-by": "threeport"}}});
     api.patch(ns, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&obj))
         .await?;
-    cluster.namespaces.lock().unwrap_or_else(|e| e.into_inner()).insert(ns.to_string());
+    cluster
+        .namespaces
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(ns.to_string());
     Ok(())
 }
 
@@ -253,7 +283,11 @@ pub async fn delete(
     default_ns: &str,
 ) -> Result<(), ReconcileError> {
     if r.kind == "Namespace" {
-        cluster.namespaces.lock().unwrap_or_else(|e| e.into_inner()).remove(&r.name);
+        cluster
+            .namespaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&r.name);
     }
     let (ar, caps) = match resolve(cluster, r).await {
         Ok(x) => x,
@@ -286,6 +320,8 @@ pub async fn get(
         .namespace
         .clone()
         .unwrap_or_else(|| default_ns.to_string());
-    let got = api_for(&cluster.client, &ar, &caps, &ns).get_opt(&r.name).await?;
+    let got = api_for(&cluster.client, &ar, &caps, &ns)
+        .get_opt(&r.name)
+        .await?;
     Ok(got.map(|o| serde_json::to_value(o).unwrap_or(Value::Null)))
 }

@@ -68,7 +68,11 @@ pub async fn run_all(
     // Status follows the cluster even for workloads this process never reconciled (a restart,
     // another replica): watch every runtime that has workloads from the start.
     {
-        let (api, clients, watchers) = (api.clone(), workload.clients.clone(), workload.watchers.clone());
+        let (api, clients, watchers) = (
+            api.clone(),
+            workload.clients.clone(),
+            workload.watchers.clone(),
+        );
         tokio::spawn(async move { status::watch_all(&api, &clients, &watchers).await });
     }
     let (a, b) = tokio::join!(

@@ -168,16 +168,31 @@ impl StatusWatchers {
 pub async fn watch_all(api: &Client, clients: &crate::cluster::Clients, watchers: &StatusWatchers) {
     let kri = kinds::by_name("KubernetesRuntimeInstance").expect("registered");
     let wi = kinds::by_name("WorkloadInstance").expect("registered");
-    let Ok(runtimes) = api.list(kri, &[]).await else { return };
+    let Ok(runtimes) = api.list(kri, &[]).await else {
+        return;
+    };
     for r in runtimes {
-        let Some(rid) = threeport_api::object_id(&r) else { continue };
-        let Ok(instances) = api.list(wi, &[("kubernetesruntimeinstanceid", rid.to_string())]).await else { continue };
+        let Some(rid) = threeport_api::object_id(&r) else {
+            continue;
+        };
+        let Ok(instances) = api
+            .list(wi, &[("kubernetesruntimeinstanceid", rid.to_string())])
+            .await
+        else {
+            continue;
+        };
         if instances.is_empty() {
             continue;
         }
-        let Ok(revealed) = api.get_revealed(kri, rid).await else { continue };
-        let Ok(client) = clients.get(&revealed).await else { continue };
-        watchers.ensure(rid, client.client.clone(), api.clone()).await;
+        let Ok(revealed) = api.get_revealed(kri, rid).await else {
+            continue;
+        };
+        let Ok(client) = clients.get(&revealed).await else {
+            continue;
+        };
+        watchers
+            .ensure(rid, client.client.clone(), api.clone())
+            .await;
         for i in instances.iter().filter_map(threeport_api::object_id) {
             watchers.touch(rid, i).await;
         }

@@ -303,7 +303,9 @@ impl WorkloadReconciler {
             patch["StatusReason"] = json!("applied to the cluster; waiting for readiness");
         }
         api.patch(wi, id, &patch).await?;
-        self.watchers.ensure(rid, client.client.clone(), api.clone()).await;
+        self.watchers
+            .ensure(rid, client.client.clone(), api.clone())
+            .await;
         self.watchers.touch(rid, id).await;
         Ok(Outcome::Done)
     }

@@ -22,10 +22,21 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     threeport_server::install_crypto_provider();
-    let rate: u64 = std::env::var("BENCH_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
-    let double = KubeDouble::start(Options { ready_delay: Duration::ZERO, ..Default::default() }).await.expect("double");
+    let rate: u64 = std::env::var("BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let double = KubeDouble::start(Options {
+        ready_delay: Duration::ZERO,
+        ..Default::default()
+    })
+    .await
+    .expect("double");
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServeConfig::new("127.0.0.1:0".parse().unwrap(), format!("sqlite://{}", dir.path().join("db").display()));
+    let mut cfg = ServeConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        format!("sqlite://{}", dir.path().join("db").display()),
+    );
     cfg.encryption_key = Some(b"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_vec());
     let server = threeport_server::start(cfg).await.expect("server");
     let api = Client::new(&server.url(), None).unwrap();
@@ -33,10 +44,21 @@ async fn main() {
     let bus = server.local_bus.as_ref().unwrap().forward(stop.clone());
     let mut opts = threeport_controllers::ControllerOptions::default();
     opts.runtime.concurrency = 16;
-    tokio::spawn(threeport_controllers::run_all(api.clone(), threeport_controllers::Notifications::Local(bus), opts, stop.clone()));
+    tokio::spawn(threeport_controllers::run_all(
+        api.clone(),
+        threeport_controllers::Notifications::Local(bus),
+        opts,
+        stop.clone(),
+    ));
 
     let k = |n: &str| kinds::by_name(n).unwrap();
-    let krd = api.create(k("KubernetesRuntimeDefinition"), &json!({"Name": "double", "InfraProvider": "kind"})).await.unwrap();
+    let krd = api
+        .create(
+            k("KubernetesRuntimeDefinition"),
+            &json!({"Name": "double", "InfraProvider": "kind"}),
+        )
+        .await
+        .unwrap();
     let kri = api
         .create(
             k("KubernetesRuntimeInstance"),
@@ -45,10 +67,21 @@ async fn main() {
         )
         .await
         .unwrap();
-    let def = api.create(k("WorkloadDefinition"), &json!({"Name": "bench", "YAMLDocument": MANIFEST})).await.unwrap();
+    let def = api
+        .create(
+            k("WorkloadDefinition"),
+            &json!({"Name": "bench", "YAMLDocument": MANIFEST}),
+        )
+        .await
+        .unwrap();
     // Let the definition reconcile first: the figure is about instances.
     loop {
-        if api.get(k("WorkloadDefinition"), def["ID"].as_u64().unwrap()).await.unwrap()["Reconciled"] == true {
+        if api
+            .get(k("WorkloadDefinition"), def["ID"].as_u64().unwrap())
+            .await
+            .unwrap()["Reconciled"]
+            == true
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -96,7 +129,10 @@ async fn main() {
     }
     lat.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!("apply→reconciled for {} of {N} workload instances (3 resources each, Kubernetes API double, readiness delay 0, {rate}/s offered)", lat.len());
+    println!(
+        "apply→reconciled for {} of {N} workload instances (3 resources each, Kubernetes API double, readiness delay 0, {rate}/s offered)",
+        lat.len()
+    );
     if !lat.is_empty() {
         println!(
             "  p50 {:.1} ms   p90 {:.1} ms   p99 {:.1} ms   max {:.1} ms   (targets: p50 < 50 ms, p99 < 250 ms)",
@@ -106,7 +142,9 @@ async fn main() {
             ms(*lat.last().unwrap())
         );
     }
-    println!("  embedded control plane (SQLite, in-process bus), controllers in process with concurrency 16, 2 cores shared with the double");
+    println!(
+        "  embedded control plane (SQLite, in-process bus), controllers in process with concurrency 16, 2 cores shared with the double"
+    );
     stop.cancel();
     server.shutdown().await;
     double.shutdown().await;

@@ -17,7 +17,6 @@ use threeport_api::envelope::{Envelope, Meta};
 use threeport_api::kinds::{self, KINDS};
 use threeport_api::validate::{Mode, check_body};
 use threeport_api::{Kind, Operation, REDACTED};
-use tokio::sync::Notify;
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 1000;
@@ -27,7 +26,7 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub cipher: Option<Arc<Cipher>>,
     /// Poked after every commit so the relay and the watch tailer do not wait for their poll.
-    pub wake: Arc<Notify>,
+    pub wake: Arc<crate::Wake>,
     pub watcher: Watcher,
     pub nats: Option<async_nats::Client>,
     /// Ends watch streams so a graceful shutdown does not wait on them forever.
@@ -333,7 +332,7 @@ async fn create(
         .insert(kind, &body, notify)
         .await
         .map_err(|e| ApiError::store(kind, 0, e))?;
-    st.wake.notify_waiters();
+    st.wake.poke();
     one(kind, StatusCode::CREATED, st.render(&stored, false))
 }
 
@@ -548,7 +547,7 @@ async fn write(
                     Err(StoreError::StaleVersion { .. }) if expected.is_none() => continue,
                     other => {
                         let gone = other.map_err(|e| ApiError::store(kind, id, e))?;
-                        st.wake.notify_waiters();
+                        st.wake.poke();
                         return one(kind, StatusCode::OK, st.render(&gone, false));
                     }
                 }
@@ -577,7 +576,7 @@ async fn write(
             .await
         {
             Ok(stored) => {
-                st.wake.notify_waiters();
+                st.wake.poke();
                 return one(kind, StatusCode::OK, st.render(&stored, false));
             }
             Err(StoreError::StaleVersion { .. }) if expected.is_none() => continue,
@@ -609,7 +608,7 @@ async fn delete(
         if immediate {
             match st.store.remove(kind, id, Some(current.version)).await {
                 Ok(gone) => {
-                    st.wake.notify_waiters();
+                    st.wake.poke();
                     return one(kind, StatusCode::OK, st.render(&gone, false));
                 }
                 Err(StoreError::StaleVersion { .. }) => continue,
@@ -650,7 +649,7 @@ async fn delete(
             .await
         {
             Ok(stored) => {
-                st.wake.notify_waiters();
+                st.wake.poke();
                 return one(kind, StatusCode::OK, st.render(&stored, false));
             }
             Err(StoreError::StaleVersion { .. }) => continue,

@@ -146,7 +146,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         }
     };
     let shutdown = CancellationToken::new();
-    let wake = Arc::new(Notify::new());
+    let wake = Arc::new(Wake::default());
     let watcher = watch::Watcher::new();
     let state = http::AppState {
         store: store.clone(),
@@ -161,10 +161,14 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         tokio::spawn(relay::run(
             store.clone(),
             Arc::new(bus),
-            wake.clone(),
+            Arc::new(wake.relay_handle()),
             shutdown.clone(),
         )),
-        tokio::spawn(watcher.tail(store.clone(), wake, shutdown.clone())),
+        tokio::spawn(watcher.tail(
+            store.clone(),
+            Arc::new(wake.watch_handle()),
+            shutdown.clone(),
+        )),
     ];
     let addr;
     match tls_config {
@@ -217,6 +221,37 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         shutdown,
         tasks,
     })
+}
+
+/// Wakes the outbox relay and the watch tailer after a commit. Each has its own `Notify` and is
+/// poked with `notify_one`, which keeps a permit when the task is busy: a commit that lands while
+/// the relay is mid-query is still seen at once, not after the next poll.
+#[derive(Default)]
+pub struct Wake {
+    relay: Arc<Notify>,
+    watch: Arc<Notify>,
+}
+
+impl Wake {
+    pub fn poke(&self) {
+        self.relay.notify_one();
+        self.watch.notify_one();
+    }
+    fn relay_handle(&self) -> NotifyHandle {
+        NotifyHandle(self.relay.clone())
+    }
+    fn watch_handle(&self) -> NotifyHandle {
+        NotifyHandle(self.watch.clone())
+    }
+}
+
+/// One side of [`Wake`], for the task that waits on it.
+pub struct NotifyHandle(Arc<Notify>);
+
+impl NotifyHandle {
+    pub async fn notified(&self) {
+        self.0.notified().await
+    }
 }
 
 /// A database URL without its password, for messages and logs.

@@ -95,7 +95,14 @@ async fn main() -> anyhow::Result<()> {
                 threeport_server::redact_url(&db.database_url)
             );
         }
-        Command::Controllers { api_url, nats_url, tls_dir, concurrency, ack_wait_secs, lock_ttl_secs } => {
+        Command::Controllers {
+            api_url,
+            nats_url,
+            tls_dir,
+            concurrency,
+            ack_wait_secs,
+            lock_ttl_secs,
+        } => {
             let api = api_client(&api_url, tls_dir.as_deref())?;
             let nats = async_nats::ConnectOptions::new()
                 .retry_on_initial_connect()

@@ -8,7 +8,6 @@ use crate::ids::now_ms;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const BATCH: i64 = 256;
@@ -18,7 +17,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long changes stay in the outbox for watch clients to resume from.
 pub const RETENTION: Duration = Duration::from_secs(3600);
 
-pub async fn run(store: Arc<Store>, bus: Arc<Bus>, wake: Arc<Notify>, shutdown: CancellationToken) {
+pub async fn run(
+    store: Arc<Store>,
+    bus: Arc<Bus>,
+    wake: Arc<crate::NotifyHandle>,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Duration::from_secs(1);
     let mut last_prune = 0u64;
     loop {

@@ -333,7 +333,8 @@ impl Store {
         event: Operation,
         notify: Option<Operation>,
     ) -> Result<(), StoreError> {
-        let (seq, event_name, stream, subject, payload, created) = self.outbox_values(stored, event, notify);
+        let (seq, event_name, stream, subject, payload, created) =
+            self.outbox_values(stored, event, notify);
         sqlx::query(
             "INSERT INTO outbox (seq, kind, object_id, event, stream, subject, payload, created_at, published_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
@@ -359,7 +360,14 @@ impl Store {
         stored: &Stored,
         event: Operation,
         notify: Option<Operation>,
-    ) -> (i64, &'static str, Option<String>, Option<String>, String, i64) {
+    ) -> (
+        i64,
+        &'static str,
+        Option<String>,
+        Option<String>,
+        String,
+        i64,
+    ) {
         let kind = stored.kind;
         let operation = notify.unwrap_or(event);
         let payload = json!({
@@ -369,10 +377,20 @@ impl Store {
             "ObjectVersion": threeport_api::API_VERSION,
         });
         let (stream, subject) = match notify {
-            Some(op) => (Some(kind.group.stream().to_string()), Some(kind.subject(op))),
+            Some(op) => (
+                Some(kind.group.stream().to_string()),
+                Some(kind.subject(op)),
+            ),
             None => (None, None),
         };
-        (self.ids.next(), event.event_name(), stream, subject, payload.to_string(), now_ms() as i64)
+        (
+            self.ids.next(),
+            event.event_name(),
+            stream,
+            subject,
+            payload.to_string(),
+            now_ms() as i64,
+        )
     }
 
     /// Insert a new object. `notify` publishes `<kind>.create` to the controllers.
@@ -444,9 +462,21 @@ impl Store {
     /// row in ONE statement (data-modifying CTEs). A single statement is atomic without
     /// BEGIN/COMMIT, so a create costs one round trip instead of six. A missing reference makes
     /// every insert select zero rows; the slow path then says which field is wrong.
-    async fn try_insert_one_statement(&self, kind: &'static Kind, body: &Map<String, Value>, notify: bool) -> Result<Stored, StoreError> {
+    async fn try_insert_one_statement(
+        &self,
+        kind: &'static Kind,
+        body: &Map<String, Value>,
+        notify: bool,
+    ) -> Result<Stored, StoreError> {
         let now = now_micros();
-        let stored = Stored { id: self.ids.next(), kind, version: 1, created_at: now, updated_at: now, body: body.clone() };
+        let stored = Stored {
+            id: self.ids.next(),
+            kind,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            body: body.clone(),
+        };
         // Every value is bound as text and cast where a number is needed: one parameter type
         // keeps the statement builder simple and works the same on PostgreSQL and CockroachDB.
         let mut params: Vec<Option<String>> = Vec::new();
@@ -472,7 +502,11 @@ impl Store {
             if i > 0 {
                 sql.push_str(" OR ");
             }
-            sql.push_str(&format!("(id = CAST({} AS BIGINT) AND kind = {})", p(Some(id.to_string())), p(Some(target.to_string()))));
+            sql.push_str(&format!(
+                "(id = CAST({} AS BIGINT) AND kind = {})",
+                p(Some(id.to_string())),
+                p(Some(target.to_string()))
+            ));
         }
         sql.push_str("), o AS (INSERT INTO objects (id, kind, name, version, created_at, updated_at, body) SELECT ");
         let id_p = p(Some(stored.id.to_string()));
@@ -484,19 +518,28 @@ impl Store {
             "CAST({id_p} AS BIGINT), {kind_p}, {name_p}, 1, CAST({now_p} AS BIGINT), CAST({now_p} AS BIGINT), {body_p} FROM ok WHERE ok.n = {} RETURNING id)",
             refs.len()
         ));
-        let index: Vec<(&str, String)> =
-            indexed_fields(kind).filter_map(|f| body.get(f.name).and_then(index_value).map(|v| (f.name, v))).collect();
+        let index: Vec<(&str, String)> = indexed_fields(kind)
+            .filter_map(|f| body.get(f.name).and_then(index_value).map(|v| (f.name, v)))
+            .collect();
         if !index.is_empty() {
             sql.push_str(", i AS (INSERT INTO object_index (kind, field, value, object_id) ");
             for (n, (field, value)) in index.iter().enumerate() {
                 if n > 0 {
                     sql.push_str(" UNION ALL ");
                 }
-                sql.push_str(&format!("SELECT {kind_p}, {}, {}, o.id FROM o", p(Some(field.to_string())), p(Some(value.clone()))));
+                sql.push_str(&format!(
+                    "SELECT {kind_p}, {}, {}, o.id FROM o",
+                    p(Some(field.to_string())),
+                    p(Some(value.clone()))
+                ));
             }
             sql.push(')');
         }
-        let (seq, event, stream, subject, payload, created) = self.outbox_values(&stored, Operation::Created, notify.then_some(Operation::Created));
+        let (seq, event, stream, subject, payload, created) = self.outbox_values(
+            &stored,
+            Operation::Created,
+            notify.then_some(Operation::Created),
+        );
         sql.push_str(&format!(
             " INSERT INTO outbox (seq, kind, object_id, event, stream, subject, payload, created_at, published_at) \
              SELECT CAST({} AS BIGINT), {kind_p}, o.id, {}, {}, {}, {}, CAST({} AS BIGINT), NULL FROM o",

@@ -16,7 +16,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use threeport_api::{Kind, WatchEvent};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 /// A change ready to send: `data` is the serialized [`WatchEvent`].
@@ -78,7 +78,12 @@ impl Watcher {
     }
 
     /// Tail the outbox until shutdown. Starts at "now": history is served per client on resume.
-    pub async fn tail(self, store: Arc<Store>, wake: Arc<Notify>, shutdown: CancellationToken) {
+    pub async fn tail(
+        self,
+        store: Arc<Store>,
+        wake: Arc<crate::NotifyHandle>,
+        shutdown: CancellationToken,
+    ) {
         let mut cursor = floor_for_ms(now_ms());
         let mut seen: BTreeSet<i64> = BTreeSet::new();
         loop {

@@ -505,8 +505,12 @@ async fn misc_endpoints(h: &Harness) {
         "{{\"Name\":\"big\",\"YAMLDocument\":\"{}\"}}",
         "a".repeat(2 * 1024 * 1024)
     );
-    let r = h
-        .http
+    // A connection of its own: the server closes it after the 413.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let r = fresh
         .post(format!("{}/v0/workload-definitions", h.base))
         .header("content-type", "application/json")
         .body(huge)

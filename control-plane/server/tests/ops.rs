@@ -162,8 +162,13 @@ async fn hostile_input(h: &Harness) {
         } else {
             "/v0/workload-definitions/1".to_string()
         };
-        let r = h
-            .http
+        // A connection of its own: the server closes it after the 413, and a pooled one would
+        // then fail the next request of this test.
+        let fresh = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let r = fresh
             .request(method, format!("{}{path}", h.base))
             .body(vec![b'{'; 3 * 1024 * 1024])
             .send()

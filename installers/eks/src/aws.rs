@@ -15,7 +15,10 @@ pub(crate) struct Clients {
 impl Clients {
     /// Clients for `region`, whatever region `cfg` was loaded with.
     pub fn new(cfg: &aws_config::SdkConfig, region: &str) -> Self {
-        let cfg = cfg.to_builder().region(aws_config::Region::new(region.to_string())).build();
+        let cfg = cfg
+            .to_builder()
+            .region(aws_config::Region::new(region.to_string()))
+            .build();
         Self {
             sts: aws_sdk_sts::Client::new(&cfg),
             iam: aws_sdk_iam::Client::new(&cfg),

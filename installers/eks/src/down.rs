@@ -51,10 +51,21 @@ pub async fn down_with(
     let clients = Clients::new(aws, &inv.region);
     let status: Arc<dyn StatusSource> = match &opts.wait.status {
         Some(s) => s.clone(),
-        None => Arc::new(EksStatusSource { client: clients.eks.clone() }),
+        None => Arc::new(EksStatusSource {
+            client: clients.eks.clone(),
+        }),
     };
-    let report =
-        delete_items(&clients, &mut inv, inventory_path, progress, &opts.wait, &*status, "Deleting", |_| true).await;
+    let report = delete_items(
+        &clients,
+        &mut inv,
+        inventory_path,
+        progress,
+        &opts.wait,
+        &*status,
+        "Deleting",
+        |_| true,
+    )
+    .await;
     Ok(report)
 }
 
@@ -72,13 +83,24 @@ pub(crate) async fn delete_items(
     select: impl Fn(&InventoryItem) -> bool,
 ) -> DownReport {
     let mut report = DownReport::default();
-    let items: Vec<InventoryItem> = inv.resources.iter().rev().filter(|i| select(i)).cloned().collect();
-    let vpc = inv.resources.iter().find(|i| i.kind == "Vpc").map(|i| i.id.clone());
+    let items: Vec<InventoryItem> = inv
+        .resources
+        .iter()
+        .rev()
+        .filter(|i| select(i))
+        .cloned()
+        .collect();
+    let vpc = inv
+        .resources
+        .iter()
+        .find(|i| i.kind == "Vpc")
+        .map(|i| i.id.clone());
     let mut swept = false;
     for item in items {
         // Once the cluster is gone, clear network interfaces left in the VPC
         // (they block security group, subnet and VPC deletion).
-        if !swept && matches!(item.kind.as_str(), "SecurityGroup" | "Subnet" | "Vpc")
+        if !swept
+            && matches!(item.kind.as_str(), "SecurityGroup" | "Subnet" | "Vpc")
             && let Some(vpc) = &vpc
         {
             swept = true;
@@ -115,7 +137,12 @@ pub(crate) async fn delete_items(
 }
 
 /// Deletes one resource; "already gone" counts as success.
-async fn delete_one(c: &Clients, item: &InventoryItem, wait: &WaitOptions, status: &dyn StatusSource) -> Result<()> {
+async fn delete_one(
+    c: &Clients,
+    item: &InventoryItem,
+    wait: &WaitOptions,
+    status: &dyn StatusSource,
+) -> Result<()> {
     let id = item.id.as_str();
     macro_rules! gone_ok {
         ($call:expr, $op:expr) => {
@@ -129,7 +156,13 @@ async fn delete_one(c: &Clients, item: &InventoryItem, wait: &WaitOptions, statu
     match item.kind.as_str() {
         "NodeGroup" => {
             let cluster = item.extra_str("cluster").to_string();
-            gone_ok!(c.eks.delete_nodegroup().cluster_name(&cluster).nodegroup_name(id), "DeleteNodegroup")?;
+            gone_ok!(
+                c.eks
+                    .delete_nodegroup()
+                    .cluster_name(&cluster)
+                    .nodegroup_name(id),
+                "DeleteNodegroup"
+            )?;
             wait_until(
                 &format!("node group {id} to be deleted"),
                 Target::Gone,
@@ -157,24 +190,45 @@ async fn delete_one(c: &Clients, item: &InventoryItem, wait: &WaitOptions, statu
             )
             .await
         }
-        "SecurityGroup" => gone_ok!(c.ec2.delete_security_group().group_id(id), "DeleteSecurityGroup"),
+        "SecurityGroup" => gone_ok!(
+            c.ec2.delete_security_group().group_id(id),
+            "DeleteSecurityGroup"
+        ),
         "RouteTableAssociation" => {
-            gone_ok!(c.ec2.disassociate_route_table().association_id(id), "DisassociateRouteTable")
+            gone_ok!(
+                c.ec2.disassociate_route_table().association_id(id),
+                "DisassociateRouteTable"
+            )
         }
         "Route" => gone_ok!(
-            c.ec2.delete_route().route_table_id(item.extra_str("route_table_id")).destination_cidr_block(id),
+            c.ec2
+                .delete_route()
+                .route_table_id(item.extra_str("route_table_id"))
+                .destination_cidr_block(id),
             "DeleteRoute"
         ),
-        "RouteTable" => gone_ok!(c.ec2.delete_route_table().route_table_id(id), "DeleteRouteTable"),
+        "RouteTable" => gone_ok!(
+            c.ec2.delete_route_table().route_table_id(id),
+            "DeleteRouteTable"
+        ),
         "InternetGatewayAttachment" => gone_ok!(
-            c.ec2.detach_internet_gateway().internet_gateway_id(id).vpc_id(item.extra_str("vpc_id")),
+            c.ec2
+                .detach_internet_gateway()
+                .internet_gateway_id(id)
+                .vpc_id(item.extra_str("vpc_id")),
             "DetachInternetGateway"
         ),
-        "InternetGateway" => gone_ok!(c.ec2.delete_internet_gateway().internet_gateway_id(id), "DeleteInternetGateway"),
+        "InternetGateway" => gone_ok!(
+            c.ec2.delete_internet_gateway().internet_gateway_id(id),
+            "DeleteInternetGateway"
+        ),
         "Subnet" => gone_ok!(c.ec2.delete_subnet().subnet_id(id), "DeleteSubnet"),
         "Vpc" => gone_ok!(c.ec2.delete_vpc().vpc_id(id), "DeleteVpc"),
         "IamRolePolicyAttachment" => gone_ok!(
-            c.iam.detach_role_policy().role_name(item.extra_str("role")).policy_arn(id),
+            c.iam
+                .detach_role_policy()
+                .role_name(item.extra_str("role"))
+                .policy_arn(id),
             "DetachRolePolicy"
         ),
         "IamRole" => delete_role(c, id).await,
@@ -185,21 +239,40 @@ async fn delete_one(c: &Clients, item: &InventoryItem, wait: &WaitOptions, statu
 /// Detaches every managed policy, deletes inline policies, removes the role from
 /// instance profiles, then deletes the role.
 async fn delete_role(c: &Clients, name: &str) -> Result<()> {
-    let attached = match c.iam.list_attached_role_policies().role_name(name).send().await {
+    let attached = match c
+        .iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+    {
         Ok(out) => out,
         Err(e) if is_not_found(&e) => return Ok(()),
         Err(e) => return Err(err(e, "ListAttachedRolePolicies")),
     };
     for p in attached.attached_policies() {
         if let Some(arn) = p.policy_arn() {
-            match c.iam.detach_role_policy().role_name(name).policy_arn(arn).send().await {
+            match c
+                .iam
+                .detach_role_policy()
+                .role_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(err(e, "DetachRolePolicy")),
             }
         }
     }
-    let inline = c.iam.list_role_policies().role_name(name).send().await.map_err(|e| err(e, "ListRolePolicies"))?;
+    let inline = c
+        .iam
+        .list_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| err(e, "ListRolePolicies"))?;
     for p in inline.policy_names() {
         c.iam
             .delete_role_policy()
@@ -245,19 +318,36 @@ async fn sweep_network_interfaces(c: &Clients, vpc: &str) -> Result<()> {
         .map_err(|e| err(e, "DescribeNetworkInterfaces"))?;
     let mut failures = Vec::new();
     for eni in out.network_interfaces() {
-        let Some(id) = eni.network_interface_id() else { continue };
+        let Some(id) = eni.network_interface_id() else {
+            continue;
+        };
         if let Some(att) = eni.attachment().and_then(|a| a.attachment_id())
-            && let Err(e) = c.ec2.detach_network_interface().attachment_id(att).force(true).send().await
+            && let Err(e) = c
+                .ec2
+                .detach_network_interface()
+                .attachment_id(att)
+                .force(true)
+                .send()
+                .await
             && !is_not_found(&e)
         {
             failures.push(format!("{id}: {:#}", err(e, "DetachNetworkInterface")));
             continue;
         }
-        if let Err(e) = c.ec2.delete_network_interface().network_interface_id(id).send().await
+        if let Err(e) = c
+            .ec2
+            .delete_network_interface()
+            .network_interface_id(id)
+            .send()
+            .await
             && !is_not_found(&e)
         {
             failures.push(format!("{id}: {:#}", err(e, "DeleteNetworkInterface")));
         }
     }
-    if failures.is_empty() { Ok(()) } else { Err(anyhow::anyhow!(failures.join("; "))).context("network interfaces remain") }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(failures.join("; "))).context("network interfaces remain")
+    }
 }

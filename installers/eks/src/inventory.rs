@@ -33,12 +33,19 @@ pub struct InventoryItem {
 
 impl InventoryItem {
     pub fn new(kind: &str, id: impl Into<String>, extra: serde_json::Value) -> Self {
-        Self { kind: kind.to_string(), id: id.into(), extra }
+        Self {
+            kind: kind.to_string(),
+            id: id.into(),
+            extra,
+        }
     }
 
     /// The `up` step that recorded this item (`extra.step`).
     pub fn step(&self) -> &str {
-        self.extra.get("step").and_then(|v| v.as_str()).unwrap_or("")
+        self.extra
+            .get("step")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
     }
 
     /// A string field of `extra`, or "".
@@ -49,7 +56,11 @@ impl InventoryItem {
 
 impl Inventory {
     pub fn new(name: &str, region: &str) -> Self {
-        Self { name: name.to_string(), region: region.to_string(), resources: Vec::new() }
+        Self {
+            name: name.to_string(),
+            region: region.to_string(),
+            resources: Vec::new(),
+        }
     }
 
     /// Reads the inventory; `Ok(None)` when the file does not exist.
@@ -73,8 +84,14 @@ impl Inventory {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let file_name = path.file_name().context("inventory path has no file name")?;
-        let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
+        let file_name = path
+            .file_name()
+            .context("inventory path has no file name")?;
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            file_name.to_string_lossy(),
+            std::process::id()
+        ));
         let data = serde_json::to_vec_pretty(self)?;
         {
             let mut opts = std::fs::OpenOptions::new();
@@ -84,7 +101,9 @@ impl Inventory {
                 use std::os::unix::fs::OpenOptionsExt;
                 opts.mode(0o600);
             }
-            let mut f = opts.open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let mut f = opts
+                .open(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
             #[cfg(unix)]
             {
                 // The mode passed to open() is filtered by the umask; make it exact.
@@ -132,7 +151,11 @@ mod tests {
         let path = dir.path().join("inv.json");
         assert!(Inventory::load(&path).unwrap().is_none());
         let mut inv = Inventory::new("demo", "us-east-1");
-        inv.resources.push(InventoryItem::new("Vpc", "vpc-1", serde_json::json!({"step": "vpc"})));
+        inv.resources.push(InventoryItem::new(
+            "Vpc",
+            "vpc-1",
+            serde_json::json!({"step": "vpc"}),
+        ));
         inv.save(&path).unwrap();
         let back = Inventory::load(&path).unwrap().unwrap();
         assert_eq!(back, inv);
@@ -144,7 +167,10 @@ mod tests {
             assert_eq!(mode, 0o600);
         }
         // No temporary file is left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         inv.resources.clear();
         inv.save_or_remove(&path).unwrap();

@@ -60,7 +60,8 @@ impl EksSpec {
             && n.len() <= 32
             && n.starts_with(|c: char| c.is_ascii_lowercase())
             && !n.ends_with('-')
-            && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         anyhow::ensure!(
             ok,
             "invalid control plane name {n:?}: use 1-32 lowercase letters, digits and '-', starting with a letter"
@@ -72,7 +73,9 @@ impl EksSpec {
         );
         anyhow::ensure!(!self.instance_type.is_empty(), "instance_type is empty");
         anyhow::ensure!(
-            self.node_min >= 0 && self.node_max >= 1 && self.node_min <= self.node_desired
+            self.node_min >= 0
+                && self.node_max >= 1
+                && self.node_min <= self.node_desired
                 && self.node_desired <= self.node_max,
             "node sizes must satisfy 0 <= min <= desired <= max and max >= 1"
         );

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, Filter, IpPermission, ResourceType, Tag, TagSpecification, UserIdGroupPair,
+    AttributeBooleanValue, Filter, IpPermission, ResourceType, Tag, TagSpecification,
+    UserIdGroupPair,
 };
 use aws_sdk_eks::types::{NodegroupScalingConfig, VpcConfigRequest};
 use base64::Engine;
@@ -50,7 +51,15 @@ pub async fn up(
     progress: &dyn Progress,
     cancel: CancellationToken,
 ) -> Result<ClusterAccess> {
-    up_with(aws, spec, inventory_path, progress, cancel, &UpOptions::default()).await
+    up_with(
+        aws,
+        spec,
+        inventory_path,
+        progress,
+        cancel,
+        &UpOptions::default(),
+    )
+    .await
 }
 
 /// Creates or resumes the control plane's AWS resources.
@@ -91,7 +100,9 @@ pub async fn up_with(
     let clients = Clients::new(aws, &spec.region);
     let status: Arc<dyn StatusSource> = match &opts.wait.status {
         Some(s) => s.clone(),
-        None => Arc::new(EksStatusSource { client: clients.eks.clone() }),
+        None => Arc::new(EksStatusSource {
+            client: clients.eks.clone(),
+        }),
     };
     let mut run = Run {
         c: &clients,
@@ -123,7 +134,10 @@ pub async fn up_with(
                 |item| created.contains(item),
             )
             .await;
-            let mut msg = format!("rolled back {} resource(s) created by this run", report.deleted.len());
+            let mut msg = format!(
+                "rolled back {} resource(s) created by this run",
+                report.deleted.len()
+            );
             if !report.failed.is_empty() {
                 msg.push_str(&format!("; {} could not be deleted", report.failed.len()));
             }
@@ -176,7 +190,12 @@ impl Run<'_> {
         if self.inv.resources.is_empty() {
             return "nothing was left behind".to_string();
         }
-        let list: Vec<String> = self.inv.resources.iter().map(|i| format!("{} {}", i.kind, i.id)).collect();
+        let list: Vec<String> = self
+            .inv
+            .resources
+            .iter()
+            .map(|i| format!("{} {}", i.kind, i.id))
+            .collect();
         format!(
             "left behind (recorded in {}): {}. Run `tptctl up` again to resume, or `tptctl down` to delete them",
             self.path.display(),
@@ -185,7 +204,13 @@ impl Run<'_> {
     }
 
     /// Records a new resource and saves the inventory at once.
-    fn record(&mut self, kind: &str, id: &str, step: &str, mut extra: serde_json::Value) -> Result<()> {
+    fn record(
+        &mut self,
+        kind: &str,
+        id: &str,
+        step: &str,
+        mut extra: serde_json::Value,
+    ) -> Result<()> {
         extra["step"] = json!(step);
         let item = InventoryItem::new(kind, id, extra);
         self.inv.resources.push(item.clone());
@@ -209,33 +234,53 @@ impl Run<'_> {
         TagSpecification::builder()
             .resource_type(rt)
             .tags(Tag::builder().key("Name").value(name).build())
-            .tags(Tag::builder().key(CONTROL_PLANE_TAG).value(&self.spec.name).build())
+            .tags(
+                Tag::builder()
+                    .key(CONTROL_PLANE_TAG)
+                    .value(&self.spec.name)
+                    .build(),
+            )
             .build()
     }
 
     fn tag_filters(&self, name: &str) -> Vec<Filter> {
         vec![
             Filter::builder().name("tag:Name").values(name).build(),
-            Filter::builder().name(format!("tag:{CONTROL_PLANE_TAG}")).values(&self.spec.name).build(),
+            Filter::builder()
+                .name(format!("tag:{CONTROL_PLANE_TAG}"))
+                .values(&self.spec.name)
+                .build(),
         ]
     }
 
     async fn steps(&mut self) -> Result<ClusterAccess> {
         let s = self.spec;
-        phase!(self, "identity", "Checking AWS identity".to_string(), self.identity().await);
+        phase!(
+            self,
+            "identity",
+            "Checking AWS identity".to_string(),
+            self.identity().await
+        );
         let cluster_role = phase!(
             self,
             "cluster-role",
             format!("Creating IAM role {}", s.resource_name("cluster-role")),
-            self.role("cluster-role", "eks.amazonaws.com", CLUSTER_POLICIES).await
+            self.role("cluster-role", "eks.amazonaws.com", CLUSTER_POLICIES)
+                .await
         );
         let node_role = phase!(
             self,
             "node-role",
             format!("Creating IAM role {}", s.resource_name("node-role")),
-            self.role("node-role", "ec2.amazonaws.com", NODE_POLICIES).await
+            self.role("node-role", "ec2.amazonaws.com", NODE_POLICIES)
+                .await
         );
-        let vpc = phase!(self, "vpc", format!("Creating VPC {}", s.resource_name("vpc")), self.vpc().await);
+        let vpc = phase!(
+            self,
+            "vpc",
+            format!("Creating VPC {}", s.resource_name("vpc")),
+            self.vpc().await
+        );
         let subnets = phase!(
             self,
             "subnets",
@@ -269,7 +314,10 @@ impl Run<'_> {
         phase!(
             self,
             "cluster-active",
-            format!("Waiting for EKS cluster {} to become ACTIVE", s.cluster_name()),
+            format!(
+                "Waiting for EKS cluster {} to become ACTIVE",
+                s.cluster_name()
+            ),
             self.wait_cluster().await
         );
         phase!(
@@ -281,14 +329,23 @@ impl Run<'_> {
         phase!(
             self,
             "nodegroup-active",
-            format!("Waiting for node group {} to become ACTIVE", s.resource_name("nodes")),
+            format!(
+                "Waiting for node group {} to become ACTIVE",
+                s.resource_name("nodes")
+            ),
             self.wait_nodegroup().await
         );
         self.access().await
     }
 
     async fn identity(&mut self) -> Result<()> {
-        let out = self.c.sts.get_caller_identity().send().await.map_err(|e| err(e, "GetCallerIdentity"))?;
+        let out = self
+            .c
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| err(e, "GetCallerIdentity"))?;
         tracing::info!(account = out.account(), arn = out.arn(), "AWS identity");
         Ok(())
     }
@@ -306,12 +363,23 @@ impl Run<'_> {
             (Some(role), Some(_)) => role.arn().to_string(),
             (Some(role), None) => {
                 // Created by a run that crashed before saving: adopt it if it is ours.
-                let ours = role.tags().iter().any(|t| t.key() == CONTROL_PLANE_TAG && t.value() == self.spec.name);
+                let ours = role
+                    .tags()
+                    .iter()
+                    .any(|t| t.key() == CONTROL_PLANE_TAG && t.value() == self.spec.name);
                 if !ours {
-                    bail!("IAM role {name} already exists and is not tagged {CONTROL_PLANE_TAG}={}", self.spec.name);
+                    bail!(
+                        "IAM role {name} already exists and is not tagged {CONTROL_PLANE_TAG}={}",
+                        self.spec.name
+                    );
                 }
                 let arn = role.arn().to_string();
-                self.record("IamRole", &name, step, json!({ "arn": arn, "adopted": true }))?;
+                self.record(
+                    "IamRole",
+                    &name,
+                    step,
+                    json!({ "arn": arn, "adopted": true }),
+                )?;
                 arn
             }
             (None, recorded) => {
@@ -331,11 +399,19 @@ impl Run<'_> {
                     .role_name(&name)
                     .assume_role_policy_document(trust.to_string())
                     .description(format!("Threeport control plane {}", self.spec.name))
-                    .tags(aws_sdk_iam::types::Tag::builder().key(CONTROL_PLANE_TAG).value(&self.spec.name).build()?)
+                    .tags(
+                        aws_sdk_iam::types::Tag::builder()
+                            .key(CONTROL_PLANE_TAG)
+                            .value(&self.spec.name)
+                            .build()?,
+                    )
                     .send()
                     .await
                     .map_err(|e| err(e, "CreateRole"))?;
-                let arn = out.role().map(|r| r.arn().to_string()).context("CreateRole returned no role")?;
+                let arn = out
+                    .role()
+                    .map(|r| r.arn().to_string())
+                    .context("CreateRole returned no role")?;
                 self.record("IamRole", &name, step, json!({ "arn": arn }))?;
                 arn
             }
@@ -350,7 +426,12 @@ impl Run<'_> {
                 .await
                 .map_err(|e| err(e, &format!("AttachRolePolicy {policy}")))?;
             if self.recorded(&pstep).is_none() {
-                self.record("IamRolePolicyAttachment", policy, &pstep, json!({ "role": name }))?;
+                self.record(
+                    "IamRolePolicyAttachment",
+                    policy,
+                    &pstep,
+                    json!({ "role": name }),
+                )?;
             }
         }
         Ok(arn)
@@ -375,7 +456,12 @@ impl Run<'_> {
             .map_err(|e| err(e, "DescribeVpcs"))?;
         let id = if let Some(id) = found.vpcs().first().and_then(|v| v.vpc_id()) {
             let id = id.to_string();
-            self.record("Vpc", &id, "vpc", json!({ "cidr": VPC_CIDR, "adopted": true }))?;
+            self.record(
+                "Vpc",
+                &id,
+                "vpc",
+                json!({ "cidr": VPC_CIDR, "adopted": true }),
+            )?;
             id
         } else {
             let out = ec2
@@ -385,7 +471,11 @@ impl Run<'_> {
                 .send()
                 .await
                 .map_err(|e| err(e, "CreateVpc"))?;
-            let id = out.vpc().and_then(|v| v.vpc_id()).context("CreateVpc returned no id")?.to_string();
+            let id = out
+                .vpc()
+                .and_then(|v| v.vpc_id())
+                .context("CreateVpc returned no id")?
+                .to_string();
             self.record("Vpc", &id, "vpc", json!({ "cidr": VPC_CIDR }))?;
             id
         };
@@ -393,7 +483,11 @@ impl Run<'_> {
         for hostnames in [false, true] {
             let req = ec2.modify_vpc_attribute().vpc_id(&id);
             let on = AttributeBooleanValue::builder().value(true).build();
-            let req = if hostnames { req.enable_dns_hostnames(on) } else { req.enable_dns_support(on) };
+            let req = if hostnames {
+                req.enable_dns_hostnames(on)
+            } else {
+                req.enable_dns_support(on)
+            };
             req.send().await.map_err(|e| err(e, "ModifyVpcAttribute"))?;
         }
         Ok(id)
@@ -446,7 +540,12 @@ impl Run<'_> {
                 .map_err(|e| err(e, "DescribeSubnets"))?;
             let id = if let Some(id) = found.subnets().first().and_then(|s| s.subnet_id()) {
                 let id = id.to_string();
-                self.record("Subnet", &id, &step, json!({ "zone": zone, "cidr": cidr, "adopted": true }))?;
+                self.record(
+                    "Subnet",
+                    &id,
+                    &step,
+                    json!({ "zone": zone, "cidr": cidr, "adopted": true }),
+                )?;
                 id
             } else {
                 let out = ec2
@@ -458,7 +557,11 @@ impl Run<'_> {
                     .send()
                     .await
                     .map_err(|e| err(e, "CreateSubnet"))?;
-                let id = out.subnet().and_then(|s| s.subnet_id()).context("CreateSubnet returned no id")?.to_string();
+                let id = out
+                    .subnet()
+                    .and_then(|s| s.subnet_id())
+                    .context("CreateSubnet returned no id")?
+                    .to_string();
                 self.record("Subnet", &id, &step, json!({ "zone": zone, "cidr": cidr }))?;
                 id
             };
@@ -479,8 +582,15 @@ impl Run<'_> {
         let ec2 = &self.c.ec2;
         let mut igw = None;
         if let Some(item) = self.recorded("internet-gateway") {
-            match ec2.describe_internet_gateways().internet_gateway_ids(&item.id).send().await {
-                Ok(out) if !out.internet_gateways().is_empty() => igw = Some(out.internet_gateways()[0].clone()),
+            match ec2
+                .describe_internet_gateways()
+                .internet_gateway_ids(&item.id)
+                .send()
+                .await
+            {
+                Ok(out) if !out.internet_gateways().is_empty() => {
+                    igw = Some(out.internet_gateways()[0].clone())
+                }
                 Ok(_) => self.forget("internet-gateway")?,
                 Err(e) if is_not_found(&e) => self.forget("internet-gateway")?,
                 Err(e) => return Err(err(e, "DescribeInternetGateways")),
@@ -495,7 +605,12 @@ impl Run<'_> {
                 .map_err(|e| err(e, "DescribeInternetGateways"))?;
             if let Some(g) = found.internet_gateways().first() {
                 let id = g.internet_gateway_id().unwrap_or_default().to_string();
-                self.record("InternetGateway", &id, "internet-gateway", json!({ "adopted": true }))?;
+                self.record(
+                    "InternetGateway",
+                    &id,
+                    "internet-gateway",
+                    json!({ "adopted": true }),
+                )?;
                 igw = Some(g.clone());
             }
         }
@@ -508,8 +623,16 @@ impl Run<'_> {
                     .send()
                     .await
                     .map_err(|e| err(e, "CreateInternetGateway"))?;
-                let g = out.internet_gateway().context("CreateInternetGateway returned nothing")?.clone();
-                self.record("InternetGateway", g.internet_gateway_id().unwrap_or_default(), "internet-gateway", json!({}))?;
+                let g = out
+                    .internet_gateway()
+                    .context("CreateInternetGateway returned nothing")?
+                    .clone();
+                self.record(
+                    "InternetGateway",
+                    g.internet_gateway_id().unwrap_or_default(),
+                    "internet-gateway",
+                    json!({}),
+                )?;
                 g
             }
         };
@@ -524,8 +647,15 @@ impl Run<'_> {
                 .map_err(|e| err(e, "AttachInternetGateway"))?;
         }
         if !attached || self.recorded("internet-gateway-attachment").is_none() {
-            self.inv.resources.retain(|i| i.step() != "internet-gateway-attachment");
-            self.record("InternetGatewayAttachment", &id, "internet-gateway-attachment", json!({ "vpc_id": vpc }))?;
+            self.inv
+                .resources
+                .retain(|i| i.step() != "internet-gateway-attachment");
+            self.record(
+                "InternetGatewayAttachment",
+                &id,
+                "internet-gateway-attachment",
+                json!({ "vpc_id": vpc }),
+            )?;
         }
         Ok(id)
     }
@@ -535,8 +665,15 @@ impl Run<'_> {
         let ec2 = &self.c.ec2;
         let mut table = None;
         if let Some(item) = self.recorded("route-table") {
-            match ec2.describe_route_tables().route_table_ids(&item.id).send().await {
-                Ok(out) if !out.route_tables().is_empty() => table = Some(out.route_tables()[0].clone()),
+            match ec2
+                .describe_route_tables()
+                .route_table_ids(&item.id)
+                .send()
+                .await
+            {
+                Ok(out) if !out.route_tables().is_empty() => {
+                    table = Some(out.route_tables()[0].clone())
+                }
                 Ok(_) => self.forget("route-table")?,
                 Err(e) if is_not_found(&e) => self.forget("route-table")?,
                 Err(e) => return Err(err(e, "DescribeRouteTables")),
@@ -550,7 +687,12 @@ impl Run<'_> {
                 .await
                 .map_err(|e| err(e, "DescribeRouteTables"))?;
             if let Some(t) = found.route_tables().first() {
-                self.record("RouteTable", t.route_table_id().unwrap_or_default(), "route-table", json!({ "vpc_id": vpc, "adopted": true }))?;
+                self.record(
+                    "RouteTable",
+                    t.route_table_id().unwrap_or_default(),
+                    "route-table",
+                    json!({ "vpc_id": vpc, "adopted": true }),
+                )?;
                 table = Some(t.clone());
             }
         }
@@ -564,18 +706,25 @@ impl Run<'_> {
                     .send()
                     .await
                     .map_err(|e| err(e, "CreateRouteTable"))?;
-                let t = out.route_table().context("CreateRouteTable returned nothing")?.clone();
-                self.record("RouteTable", t.route_table_id().unwrap_or_default(), "route-table", json!({ "vpc_id": vpc }))?;
+                let t = out
+                    .route_table()
+                    .context("CreateRouteTable returned nothing")?
+                    .clone();
+                self.record(
+                    "RouteTable",
+                    t.route_table_id().unwrap_or_default(),
+                    "route-table",
+                    json!({ "vpc_id": vpc }),
+                )?;
                 t
             }
         };
         let rtb = table.route_table_id().unwrap_or_default().to_string();
 
         // Default route to the internet gateway.
-        let has_route = table
-            .routes()
-            .iter()
-            .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0") && r.gateway_id() == Some(igw));
+        let has_route = table.routes().iter().any(|r| {
+            r.destination_cidr_block() == Some("0.0.0.0/0") && r.gateway_id() == Some(igw)
+        });
         if !has_route {
             ec2.create_route()
                 .route_table_id(&rtb)
@@ -587,7 +736,12 @@ impl Run<'_> {
         }
         if !has_route || self.recorded("route-default").is_none() {
             self.inv.resources.retain(|i| i.step() != "route-default");
-            self.record("Route", "0.0.0.0/0", "route-default", json!({ "route_table_id": rtb, "gateway_id": igw }))?;
+            self.record(
+                "Route",
+                "0.0.0.0/0",
+                "route-default",
+                json!({ "route_table_id": rtb, "gateway_id": igw }),
+            )?;
         }
 
         // One association per subnet.
@@ -629,7 +783,12 @@ impl Run<'_> {
         let name = self.spec.resource_name("cluster-sg");
         let ec2 = &self.c.ec2;
         if let Some(item) = self.recorded("security-group") {
-            match ec2.describe_security_groups().group_ids(&item.id).send().await {
+            match ec2
+                .describe_security_groups()
+                .group_ids(&item.id)
+                .send()
+                .await
+            {
                 Ok(out) if !out.security_groups().is_empty() => return Ok(item.id),
                 Ok(_) => self.forget("security-group")?,
                 Err(e) if is_not_found(&e) => self.forget("security-group")?,
@@ -646,20 +805,36 @@ impl Run<'_> {
             .map_err(|e| err(e, "DescribeSecurityGroups"))?;
         if let Some(id) = found.security_groups().first().and_then(|g| g.group_id()) {
             let id = id.to_string();
-            self.record("SecurityGroup", &id, "security-group", json!({ "vpc_id": vpc, "adopted": true }))?;
+            self.record(
+                "SecurityGroup",
+                &id,
+                "security-group",
+                json!({ "vpc_id": vpc, "adopted": true }),
+            )?;
             return Ok(id);
         }
         let out = ec2
             .create_security_group()
             .group_name(&name)
-            .description(format!("Threeport control plane {} cluster", self.spec.name))
+            .description(format!(
+                "Threeport control plane {} cluster",
+                self.spec.name
+            ))
             .vpc_id(vpc)
             .tag_specifications(self.tag_spec(ResourceType::SecurityGroup, &name))
             .send()
             .await
             .map_err(|e| err(e, "CreateSecurityGroup"))?;
-        let id = out.group_id().context("CreateSecurityGroup returned no id")?.to_string();
-        self.record("SecurityGroup", &id, "security-group", json!({ "vpc_id": vpc }))?;
+        let id = out
+            .group_id()
+            .context("CreateSecurityGroup returned no id")?
+            .to_string();
+        self.record(
+            "SecurityGroup",
+            &id,
+            "security-group",
+            json!({ "vpc_id": vpc }),
+        )?;
         // Members of the group (control plane and nodes) may talk to each other.
         let rule = ec2
             .authorize_security_group_ingress()
@@ -689,16 +864,29 @@ impl Run<'_> {
             Err(e) => return Err(err(e, "DescribeCluster")),
         };
         if let Some(c) = existing {
-            let status = c.status().map(|s| s.as_str().to_string()).unwrap_or_default();
+            let status = c
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
             if status == "DELETING" || status == "FAILED" {
                 bail!("EKS cluster {name} exists but is {status}; run `tptctl down` first");
             }
             if self.recorded("cluster").is_none() {
-                let ours = c.tags().is_some_and(|t| t.get(CONTROL_PLANE_TAG) == Some(&self.spec.name));
+                let ours = c
+                    .tags()
+                    .is_some_and(|t| t.get(CONTROL_PLANE_TAG) == Some(&self.spec.name));
                 if !ours {
-                    bail!("EKS cluster {name} already exists and is not tagged {CONTROL_PLANE_TAG}={}", self.spec.name);
+                    bail!(
+                        "EKS cluster {name} already exists and is not tagged {CONTROL_PLANE_TAG}={}",
+                        self.spec.name
+                    );
                 }
-                self.record("EksCluster", &name, "cluster", json!({ "arn": c.arn(), "adopted": true }))?;
+                self.record(
+                    "EksCluster",
+                    &name,
+                    "cluster",
+                    json!({ "arn": c.arn(), "adopted": true }),
+                )?;
             }
             return Ok(());
         }
@@ -722,7 +910,11 @@ impl Run<'_> {
             .send()
             .await
             .map_err(|e| err(e, "CreateCluster"))?;
-        let arn = out.cluster().and_then(|c| c.arn()).unwrap_or_default().to_string();
+        let arn = out
+            .cluster()
+            .and_then(|c| c.arn())
+            .unwrap_or_default()
+            .to_string();
         self.record("EksCluster", &name, "cluster", json!({ "arn": arn }))
     }
 
@@ -750,22 +942,41 @@ impl Run<'_> {
         let cluster = self.spec.cluster_name();
         let name = self.spec.resource_name("nodes");
         let eks = &self.c.eks;
-        let existing = match eks.describe_nodegroup().cluster_name(&cluster).nodegroup_name(&name).send().await {
+        let existing = match eks
+            .describe_nodegroup()
+            .cluster_name(&cluster)
+            .nodegroup_name(&name)
+            .send()
+            .await
+        {
             Ok(out) => out.nodegroup().cloned(),
             Err(e) if is_not_found(&e) => None,
             Err(e) => return Err(err(e, "DescribeNodegroup")),
         };
         if let Some(ng) = existing {
-            let status = ng.status().map(|s| s.as_str().to_string()).unwrap_or_default();
+            let status = ng
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
             if status == "DELETING" || status == "CREATE_FAILED" || status == "DELETE_FAILED" {
                 bail!("node group {name} exists but is {status}; run `tptctl down` first");
             }
             if self.recorded("nodegroup").is_none() {
-                let ours = ng.tags().is_some_and(|t| t.get(CONTROL_PLANE_TAG) == Some(&self.spec.name));
+                let ours = ng
+                    .tags()
+                    .is_some_and(|t| t.get(CONTROL_PLANE_TAG) == Some(&self.spec.name));
                 if !ours {
-                    bail!("node group {name} already exists and is not tagged {CONTROL_PLANE_TAG}={}", self.spec.name);
+                    bail!(
+                        "node group {name} already exists and is not tagged {CONTROL_PLANE_TAG}={}",
+                        self.spec.name
+                    );
                 }
-                self.record("NodeGroup", &name, "nodegroup", json!({ "cluster": cluster, "adopted": true }))?;
+                self.record(
+                    "NodeGroup",
+                    &name,
+                    "nodegroup",
+                    json!({ "cluster": cluster, "adopted": true }),
+                )?;
             }
             return Ok(());
         }
@@ -792,8 +1003,17 @@ impl Run<'_> {
             .send()
             .await
             .map_err(|e| err(e, "CreateNodegroup"))?;
-        let arn = out.nodegroup().and_then(|n| n.nodegroup_arn()).unwrap_or_default().to_string();
-        self.record("NodeGroup", &name, "nodegroup", json!({ "cluster": cluster, "arn": arn }))
+        let arn = out
+            .nodegroup()
+            .and_then(|n| n.nodegroup_arn())
+            .unwrap_or_default()
+            .to_string();
+        self.record(
+            "NodeGroup",
+            &name,
+            "nodegroup",
+            json!({ "cluster": cluster, "arn": arn }),
+        )
     }
 
     async fn wait_nodegroup(&mut self) -> Result<()> {
@@ -819,15 +1039,31 @@ impl Run<'_> {
 
     async fn access(&self) -> Result<ClusterAccess> {
         let name = self.spec.cluster_name();
-        let out = self.c.eks.describe_cluster().name(&name).send().await.map_err(|e| err(e, "DescribeCluster"))?;
-        let c = out.cluster().context("DescribeCluster returned no cluster")?;
+        let out = self
+            .c
+            .eks
+            .describe_cluster()
+            .name(&name)
+            .send()
+            .await
+            .map_err(|e| err(e, "DescribeCluster"))?;
+        let c = out
+            .cluster()
+            .context("DescribeCluster returned no cluster")?;
         let endpoint = c.endpoint().context("cluster has no endpoint")?.to_string();
-        let ca_b64 = c.certificate_authority().and_then(|ca| ca.data()).context("cluster has no CA data")?;
+        let ca_b64 = c
+            .certificate_authority()
+            .and_then(|ca| ca.data())
+            .context("cluster has no CA data")?;
         let ca = base64::engine::general_purpose::STANDARD
             .decode(ca_b64.trim())
             .context("cluster CA data is not base64")?;
         let ca_pem = ca_to_pem(ca);
-        Ok(ClusterAccess { endpoint, ca_pem, cluster_name: name })
+        Ok(ClusterAccess {
+            endpoint,
+            ca_pem,
+            cluster_name: name,
+        })
     }
 }
 

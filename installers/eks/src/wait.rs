@@ -25,7 +25,9 @@ pub struct TokioClock {
 
 impl Default for TokioClock {
     fn default() -> Self {
-        Self { origin: tokio::time::Instant::now() }
+        Self {
+            origin: tokio::time::Instant::now(),
+        }
     }
 }
 
@@ -41,8 +43,11 @@ impl Clock for TokioClock {
 /// Where the status of EKS resources comes from. `Ok(None)` means "does not exist".
 pub trait StatusSource: Send + Sync {
     fn cluster_status<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
-    fn nodegroup_status<'a>(&'a self, cluster: &'a str, nodegroup: &'a str)
-    -> BoxFuture<'a, Result<Option<String>>>;
+    fn nodegroup_status<'a>(
+        &'a self,
+        cluster: &'a str,
+        nodegroup: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>>>;
 }
 
 /// The real status source: DescribeCluster / DescribeNodegroup.
@@ -54,17 +59,33 @@ impl StatusSource for EksStatusSource {
     fn cluster_status<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(async move {
             match self.client.describe_cluster().name(cluster).send().await {
-                Ok(out) => Ok(out.cluster().and_then(|c| c.status()).map(|s| s.as_str().to_string())),
+                Ok(out) => Ok(out
+                    .cluster()
+                    .and_then(|c| c.status())
+                    .map(|s| s.as_str().to_string())),
                 Err(e) if crate::aws::is_not_found(&e) => Ok(None),
                 Err(e) => Err(crate::aws::err(e, "DescribeCluster")),
             }
         })
     }
-    fn nodegroup_status<'a>(&'a self, cluster: &'a str, nodegroup: &'a str)
-    -> BoxFuture<'a, Result<Option<String>>> {
+    fn nodegroup_status<'a>(
+        &'a self,
+        cluster: &'a str,
+        nodegroup: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(async move {
-            match self.client.describe_nodegroup().cluster_name(cluster).nodegroup_name(nodegroup).send().await {
-                Ok(out) => Ok(out.nodegroup().and_then(|n| n.status()).map(|s| s.as_str().to_string())),
+            match self
+                .client
+                .describe_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(nodegroup)
+                .send()
+                .await
+            {
+                Ok(out) => Ok(out
+                    .nodegroup()
+                    .and_then(|n| n.status())
+                    .map(|s| s.as_str().to_string())),
                 Err(e) if crate::aws::is_not_found(&e) => Ok(None),
                 Err(e) => Err(crate::aws::err(e, "DescribeNodegroup")),
             }
@@ -128,7 +149,10 @@ where
             (Target::Status(want), Some(s)) if s == *want => return Ok(()),
             (Target::Gone, None) => return Ok(()),
             (Target::Status(_), None) => bail!("{what} does not exist"),
-            (_, Some(s)) if s.ends_with("FAILED") || s == "DEGRADED" && target == Target::Status("ACTIVE") => {
+            (_, Some(s))
+                if s.ends_with("FAILED")
+                    || s == "DEGRADED" && target == Target::Status("ACTIVE") =>
+            {
                 bail!("{what} is {s}")
             }
             _ => {}
@@ -187,7 +211,11 @@ mod tests {
             || {
                 let next = {
                     let mut v = s.lock().unwrap();
-                    if v.len() > 1 { v.pop().unwrap() } else { v[0].clone() }
+                    if v.len() > 1 {
+                        v.pop().unwrap()
+                    } else {
+                        v[0].clone()
+                    }
                 };
                 Box::pin(async move { Ok(next) })
             },
@@ -204,7 +232,12 @@ mod tests {
     #[tokio::test]
     async fn waits_through_creating_until_active() {
         let (r, sleeps) = run(
-            &[Some("CREATING"), Some("CREATING"), Some("CREATING"), Some("ACTIVE")],
+            &[
+                Some("CREATING"),
+                Some("CREATING"),
+                Some("CREATING"),
+                Some("ACTIVE"),
+            ],
             Target::Status("ACTIVE"),
             Duration::from_secs(3600),
         )
@@ -215,23 +248,36 @@ mod tests {
 
     #[tokio::test]
     async fn fails_fast_on_failed_status() {
-        let (r, sleeps) =
-            run(&[Some("CREATING"), Some("CREATE_FAILED")], Target::Status("ACTIVE"), Duration::from_secs(3600)).await;
+        let (r, sleeps) = run(
+            &[Some("CREATING"), Some("CREATE_FAILED")],
+            Target::Status("ACTIVE"),
+            Duration::from_secs(3600),
+        )
+        .await;
         assert!(r.unwrap_err().to_string().contains("CREATE_FAILED"));
         assert_eq!(sleeps, 1);
     }
 
     #[tokio::test]
     async fn times_out_in_virtual_time() {
-        let (r, sleeps) = run(&[Some("CREATING")], Target::Status("ACTIVE"), Duration::from_secs(60)).await;
+        let (r, sleeps) = run(
+            &[Some("CREATING")],
+            Target::Status("ACTIVE"),
+            Duration::from_secs(60),
+        )
+        .await;
         assert!(r.unwrap_err().to_string().contains("timed out"));
         assert_eq!(sleeps, 4);
     }
 
     #[tokio::test]
     async fn waits_until_gone() {
-        let (r, sleeps) =
-            run(&[Some("DELETING"), Some("DELETING"), None], Target::Gone, Duration::from_secs(3600)).await;
+        let (r, sleeps) = run(
+            &[Some("DELETING"), Some("DELETING"), None],
+            Target::Gone,
+            Duration::from_secs(3600),
+        )
+        .await;
         r.unwrap();
         assert_eq!(sleeps, 2);
     }

@@ -14,8 +14,8 @@ use aws_config::BehaviorVersion;
 use aws_sdk_ec2::types::Filter;
 use threeport_eks::wait::{BoxFuture, EksStatusSource};
 use threeport_eks::{
-    Clock, DownOptions, EksSpec, Inventory, InventoryItem, Progress, StatusSource, UpOptions, WaitOptions,
-    down_with, up_with,
+    Clock, DownOptions, EksSpec, Inventory, InventoryItem, Progress, StatusSource, UpOptions,
+    WaitOptions, down_with, up_with,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +36,9 @@ impl Drop for Moto {
 }
 
 fn find_moto() -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
     dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-tools/bin"));
     for d in dirs {
         let p = d.join("moto_server");
@@ -44,11 +46,17 @@ fn find_moto() -> PathBuf {
             return p;
         }
     }
-    panic!("moto_server not found in PATH or .venv-tools/bin: install it with `pip install 'moto[server]'`");
+    panic!(
+        "moto_server not found in PATH or .venv-tools/bin: install it with `pip install 'moto[server]'`"
+    );
 }
 
 fn start_moto() -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(find_moto())
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
@@ -56,16 +64,24 @@ fn start_moto() -> Moto {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawning moto_server (install it with `pip install 'moto[server]'`)");
-    let mut moto = Moto { child, url: format!("http://127.0.0.1:{port}") };
+    let mut moto = Moto {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return moto;
         }
         if let Ok(Some(status)) = moto.child.try_wait() {
-            panic!("moto_server exited with {status}; install it with `pip install 'moto[server]'`");
+            panic!(
+                "moto_server exited with {status}; install it with `pip install 'moto[server]'`"
+            );
         }
-        assert!(Instant::now() < deadline, "moto_server did not listen on port {port} within 60s");
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not listen on port {port} within 60s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -75,7 +91,9 @@ async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(&moto.url)
         .region("us-east-1")
-        .credentials_provider(aws_sdk_sts::config::Credentials::new("test", "test", None, None, "static"))
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
         .load()
         .await
 }
@@ -92,10 +110,21 @@ struct Recorder {
 
 impl Recorder {
     fn done_phases(&self) -> Vec<String> {
-        self.events.lock().unwrap().iter().filter_map(|e| e.strip_prefix("done: ").map(str::to_string)).collect()
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.strip_prefix("done: ").map(str::to_string))
+            .collect()
     }
     fn failed_phases(&self) -> Vec<String> {
-        self.events.lock().unwrap().iter().filter(|e| e.starts_with("failed: ")).cloned().collect()
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.starts_with("failed: "))
+            .cloned()
+            .collect()
     }
 }
 
@@ -115,7 +144,10 @@ impl Progress for Recorder {
     }
     fn failed(&self, phase: &str, error: &str) {
         println!(" ✗ {phase}: {error}");
-        self.events.lock().unwrap().push(format!("failed: {phase}: {error}"));
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("failed: {phase}: {error}"));
     }
 }
 
@@ -145,7 +177,10 @@ struct SlowCluster {
 }
 
 impl StatusSource for SlowCluster {
-    fn cluster_status<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, anyhow::Result<Option<String>>> {
+    fn cluster_status<'a>(
+        &'a self,
+        cluster: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<String>>> {
         Box::pin(async move {
             if self.creating.load(Ordering::SeqCst) > 0 {
                 self.creating.fetch_sub(1, Ordering::SeqCst);
@@ -154,21 +189,34 @@ impl StatusSource for SlowCluster {
             self.inner.cluster_status(cluster).await
         })
     }
-    fn nodegroup_status<'a>(&'a self, c: &'a str, n: &'a str) -> BoxFuture<'a, anyhow::Result<Option<String>>> {
+    fn nodegroup_status<'a>(
+        &'a self,
+        c: &'a str,
+        n: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<String>>> {
         self.inner.nodegroup_status(c, n)
     }
 }
 
 fn fast_wait(clock: Arc<FakeClock>) -> WaitOptions {
-    WaitOptions { interval: Duration::from_secs(15), clock, ..WaitOptions::default() }
+    WaitOptions {
+        interval: Duration::from_secs(15),
+        clock,
+        ..WaitOptions::default()
+    }
 }
 
 fn opts() -> UpOptions {
-    UpOptions { wait: fast_wait(Arc::new(FakeClock::default())), ..UpOptions::default() }
+    UpOptions {
+        wait: fast_wait(Arc::new(FakeClock::default())),
+        ..UpOptions::default()
+    }
 }
 
 fn down_opts() -> DownOptions {
-    DownOptions { wait: fast_wait(Arc::new(FakeClock::default())) }
+    DownOptions {
+        wait: fast_wait(Arc::new(FakeClock::default())),
+    }
 }
 
 // ---------------------------------------------------------------- checks
@@ -189,29 +237,90 @@ impl Aws {
     }
 
     fn tag(name: &str) -> Filter {
-        Filter::builder().name(format!("tag:{TAG}")).values(name).build()
+        Filter::builder()
+            .name(format!("tag:{TAG}"))
+            .values(name)
+            .build()
     }
 
     /// Counts of tagged resources: (vpcs, subnets, igws, route tables, security groups, clusters, node groups, roles).
     async fn counts(&self, name: &str) -> [usize; 8] {
         let ec2 = &self.ec2;
-        let vpcs = ec2.describe_vpcs().filters(Self::tag(name)).send().await.unwrap().vpcs().len();
-        let subnets = ec2.describe_subnets().filters(Self::tag(name)).send().await.unwrap().subnets().len();
-        let igws =
-            ec2.describe_internet_gateways().filters(Self::tag(name)).send().await.unwrap().internet_gateways().len();
-        let rtbs = ec2.describe_route_tables().filters(Self::tag(name)).send().await.unwrap().route_tables().len();
-        let sgs = ec2.describe_security_groups().filters(Self::tag(name)).send().await.unwrap().security_groups().len();
+        let vpcs = ec2
+            .describe_vpcs()
+            .filters(Self::tag(name))
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len();
+        let subnets = ec2
+            .describe_subnets()
+            .filters(Self::tag(name))
+            .send()
+            .await
+            .unwrap()
+            .subnets()
+            .len();
+        let igws = ec2
+            .describe_internet_gateways()
+            .filters(Self::tag(name))
+            .send()
+            .await
+            .unwrap()
+            .internet_gateways()
+            .len();
+        let rtbs = ec2
+            .describe_route_tables()
+            .filters(Self::tag(name))
+            .send()
+            .await
+            .unwrap()
+            .route_tables()
+            .len();
+        let sgs = ec2
+            .describe_security_groups()
+            .filters(Self::tag(name))
+            .send()
+            .await
+            .unwrap()
+            .security_groups()
+            .len();
         let clusters = self.eks.list_clusters().send().await.unwrap();
-        let ours: Vec<&String> = clusters.clusters().iter().filter(|c| **c == format!("threeport-{name}")).collect();
+        let ours: Vec<&String> = clusters
+            .clusters()
+            .iter()
+            .filter(|c| **c == format!("threeport-{name}"))
+            .collect();
         let nodegroups = if ours.is_empty() {
             0
         } else {
-            self.eks.list_nodegroups().cluster_name(ours[0]).send().await.unwrap().nodegroups().len()
+            self.eks
+                .list_nodegroups()
+                .cluster_name(ours[0])
+                .send()
+                .await
+                .unwrap()
+                .nodegroups()
+                .len()
         };
         let roles = self.iam.list_roles().send().await.unwrap();
         let prefix = format!("threeport-{name}-");
-        let roles = roles.roles().iter().filter(|r| r.role_name().starts_with(&prefix)).count();
-        [vpcs, subnets, igws, rtbs, sgs, ours.len(), nodegroups, roles]
+        let roles = roles
+            .roles()
+            .iter()
+            .filter(|r| r.role_name().starts_with(&prefix))
+            .count();
+        [
+            vpcs,
+            subnets,
+            igws,
+            rtbs,
+            sgs,
+            ours.len(),
+            nodegroups,
+            roles,
+        ]
     }
 
     /// Asserts that the resource an inventory item names exists.
@@ -221,32 +330,94 @@ impl Aws {
             "IamRole" => {
                 let role = self.iam.get_role().role_name(id).send().await.unwrap();
                 let r = role.role().unwrap();
-                assert!(r.tags().iter().any(|t| t.key() == TAG), "role {id} is tagged");
-                let attached = self.iam.list_attached_role_policies().role_name(id).send().await.unwrap();
+                assert!(
+                    r.tags().iter().any(|t| t.key() == TAG),
+                    "role {id} is tagged"
+                );
+                let attached = self
+                    .iam
+                    .list_attached_role_policies()
+                    .role_name(id)
+                    .send()
+                    .await
+                    .unwrap();
                 let want = if id.ends_with("cluster-role") { 1 } else { 3 };
                 assert_eq!(attached.attached_policies().len(), want, "policies on {id}");
             }
             "IamRolePolicyAttachment" => {
-                let attached =
-                    self.iam.list_attached_role_policies().role_name(item.extra_str("role")).send().await.unwrap();
-                assert!(attached.attached_policies().iter().any(|p| p.policy_arn() == Some(id)), "{id} attached");
+                let attached = self
+                    .iam
+                    .list_attached_role_policies()
+                    .role_name(item.extra_str("role"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    attached
+                        .attached_policies()
+                        .iter()
+                        .any(|p| p.policy_arn() == Some(id)),
+                    "{id} attached"
+                );
             }
-            "Vpc" => assert_eq!(self.ec2.describe_vpcs().vpc_ids(id).send().await.unwrap().vpcs().len(), 1),
+            "Vpc" => assert_eq!(
+                self.ec2
+                    .describe_vpcs()
+                    .vpc_ids(id)
+                    .send()
+                    .await
+                    .unwrap()
+                    .vpcs()
+                    .len(),
+                1
+            ),
             "Subnet" => {
-                let out = self.ec2.describe_subnets().subnet_ids(id).send().await.unwrap();
-                assert_eq!(out.subnets()[0].availability_zone(), Some(item.extra_str("zone")));
+                let out = self
+                    .ec2
+                    .describe_subnets()
+                    .subnet_ids(id)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    out.subnets()[0].availability_zone(),
+                    Some(item.extra_str("zone"))
+                );
             }
             "InternetGateway" => {
-                let out = self.ec2.describe_internet_gateways().internet_gateway_ids(id).send().await.unwrap();
+                let out = self
+                    .ec2
+                    .describe_internet_gateways()
+                    .internet_gateway_ids(id)
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(out.internet_gateways().len(), 1);
             }
             "InternetGatewayAttachment" => {
-                let out = self.ec2.describe_internet_gateways().internet_gateway_ids(id).send().await.unwrap();
+                let out = self
+                    .ec2
+                    .describe_internet_gateways()
+                    .internet_gateway_ids(id)
+                    .send()
+                    .await
+                    .unwrap();
                 let vpc = item.extra_str("vpc_id");
-                assert!(out.internet_gateways()[0].attachments().iter().any(|a| a.vpc_id() == Some(vpc)));
+                assert!(
+                    out.internet_gateways()[0]
+                        .attachments()
+                        .iter()
+                        .any(|a| a.vpc_id() == Some(vpc))
+                );
             }
             "RouteTable" => {
-                let out = self.ec2.describe_route_tables().route_table_ids(id).send().await.unwrap();
+                let out = self
+                    .ec2
+                    .describe_route_tables()
+                    .route_table_ids(id)
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(out.route_tables().len(), 1);
             }
             "Route" => {
@@ -257,7 +428,12 @@ impl Aws {
                     .send()
                     .await
                     .unwrap();
-                assert!(out.route_tables()[0].routes().iter().any(|r| r.destination_cidr_block() == Some(id)));
+                assert!(
+                    out.route_tables()[0]
+                        .routes()
+                        .iter()
+                        .any(|r| r.destination_cidr_block() == Some(id))
+                );
             }
             "RouteTableAssociation" => {
                 let out = self
@@ -275,7 +451,13 @@ impl Aws {
                 );
             }
             "SecurityGroup" => {
-                let out = self.ec2.describe_security_groups().group_ids(id).send().await.unwrap();
+                let out = self
+                    .ec2
+                    .describe_security_groups()
+                    .group_ids(id)
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(out.security_groups().len(), 1);
             }
             "EksCluster" => {
@@ -291,7 +473,10 @@ impl Aws {
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(out.nodegroup().unwrap().status().unwrap().as_str(), "ACTIVE");
+                assert_eq!(
+                    out.nodegroup().unwrap().status().unwrap().as_str(),
+                    "ACTIVE"
+                );
             }
             other => panic!("unexpected kind {other}"),
         }
@@ -300,15 +485,31 @@ impl Aws {
     /// Asserts that nothing of the control plane is left: by tag, by name, and
     /// item by item for `items` (an inventory snapshot).
     async fn assert_nothing_left(&self, name: &str, items: &[InventoryItem]) {
-        assert_eq!(self.counts(name).await, [0; 8], "tagged resources left for {name}");
+        assert_eq!(
+            self.counts(name).await,
+            [0; 8],
+            "tagged resources left for {name}"
+        );
         for item in items {
             let id = item.id.as_str();
             let gone = match item.kind.as_str() {
                 "IamRole" => self.iam.get_role().role_name(id).send().await.is_err(),
-                "Vpc" => self.ec2.describe_vpcs().vpc_ids(id).send().await.map(|o| o.vpcs().is_empty()).unwrap_or(true),
-                "Subnet" => {
-                    self.ec2.describe_subnets().subnet_ids(id).send().await.map(|o| o.subnets().is_empty()).unwrap_or(true)
-                }
+                "Vpc" => self
+                    .ec2
+                    .describe_vpcs()
+                    .vpc_ids(id)
+                    .send()
+                    .await
+                    .map(|o| o.vpcs().is_empty())
+                    .unwrap_or(true),
+                "Subnet" => self
+                    .ec2
+                    .describe_subnets()
+                    .subnet_ids(id)
+                    .send()
+                    .await
+                    .map(|o| o.subnets().is_empty())
+                    .unwrap_or(true),
                 "InternetGateway" => self
                     .ec2
                     .describe_internet_gateways()
@@ -391,31 +592,57 @@ async fn up_creates_every_inventory_resource() {
     let path = dir.path().join("inventory.json");
     let clock = Arc::new(FakeClock::default());
     let status = Arc::new(SlowCluster {
-        inner: EksStatusSource { client: aws.eks.clone() },
+        inner: EksStatusSource {
+            client: aws.eks.clone(),
+        },
         creating: AtomicU32::new(2),
     });
     let mut opts = opts();
-    opts.wait = WaitOptions { status: Some(status), ..fast_wait(clock.clone()) };
+    opts.wait = WaitOptions {
+        status: Some(status),
+        ..fast_wait(clock.clone())
+    };
     let progress = Recorder::default();
 
-    let access = up_with(&cfg, &spec("alpha"), &path, &progress, CancellationToken::new(), &opts).await.unwrap();
+    let access = up_with(
+        &cfg,
+        &spec("alpha"),
+        &path,
+        &progress,
+        CancellationToken::new(),
+        &opts,
+    )
+    .await
+    .unwrap();
 
     assert_eq!(access.cluster_name, "threeport-alpha");
     assert!(!access.endpoint.is_empty());
     assert!(access.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
-    assert_eq!(clock.sleeps.load(Ordering::SeqCst), 2, "two polls saw CREATING");
+    assert_eq!(
+        clock.sleeps.load(Ordering::SeqCst),
+        2,
+        "two polls saw CREATING"
+    );
     let inv = Inventory::load(&path).unwrap().expect("inventory written");
     assert_eq!(kinds(&inv), ALL_KINDS);
     for item in &inv.resources {
         aws.assert_exists(item).await;
     }
     assert_eq!(aws.counts("alpha").await, [1, 2, 1, 1, 1, 1, 1, 2]);
-    let subnets: Vec<&str> = inv.resources.iter().filter(|i| i.kind == "Subnet").map(|i| i.extra_str("zone")).collect();
+    let subnets: Vec<&str> = inv
+        .resources
+        .iter()
+        .filter(|i| i.kind == "Subnet")
+        .map(|i| i.extra_str("zone"))
+        .collect();
     assert_ne!(subnets[0], subnets[1], "subnets are in different zones");
     let done = progress.done_phases();
     assert_eq!(done.len(), 12, "{done:#?}");
     assert!(done[0].contains("identity"));
-    assert!(done.iter().any(|p| p.contains("Waiting for EKS cluster threeport-alpha")));
+    assert!(
+        done.iter()
+            .any(|p| p.contains("Waiting for EKS cluster threeport-alpha"))
+    );
     assert!(progress.failed_phases().is_empty());
 }
 
@@ -428,10 +655,21 @@ async fn down_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("inventory.json");
     let progress = Recorder::default();
-    up_with(&cfg, &spec("beta"), &path, &progress, CancellationToken::new(), &opts()).await.unwrap();
+    up_with(
+        &cfg,
+        &spec("beta"),
+        &path,
+        &progress,
+        CancellationToken::new(),
+        &opts(),
+    )
+    .await
+    .unwrap();
     let snapshot = Inventory::load(&path).unwrap().unwrap().resources;
 
-    let report = down_with(&cfg, &path, &progress, &down_opts()).await.unwrap();
+    let report = down_with(&cfg, &path, &progress, &down_opts())
+        .await
+        .unwrap();
 
     assert!(report.failed.is_empty(), "{:#?}", report.failed);
     assert_eq!(report.deleted.len(), snapshot.len());
@@ -442,7 +680,9 @@ async fn down_leaves_nothing() {
     assert!(!path.exists(), "inventory removed once empty");
     aws.assert_nothing_left("beta", &snapshot).await;
     // A second down is a no-op.
-    let again = down_with(&cfg, &path, &progress, &down_opts()).await.unwrap();
+    let again = down_with(&cfg, &path, &progress, &down_opts())
+        .await
+        .unwrap();
     assert!(again.deleted.is_empty() && again.failed.is_empty());
 }
 
@@ -463,19 +703,30 @@ async fn cancel_after_cluster_with_retain_then_down_leaves_nothing() {
     let mut opts = opts();
     opts.retain = true;
 
-    let err = up_with(&cfg, &spec("gamma"), &path, &progress, token, &opts).await.unwrap_err();
+    let err = up_with(&cfg, &spec("gamma"), &path, &progress, token, &opts)
+        .await
+        .unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("cancelled"), "{msg}");
-    assert!(msg.contains("tptctl down"), "error says how to clean up: {msg}");
+    assert!(
+        msg.contains("tptctl down"),
+        "error says how to clean up: {msg}"
+    );
 
     let inv = Inventory::load(&path).unwrap().unwrap();
-    assert_eq!(kinds(&inv), &ALL_KINDS[..ALL_KINDS.len() - 1], "everything up to the cluster, no node group");
+    assert_eq!(
+        kinds(&inv),
+        &ALL_KINDS[..ALL_KINDS.len() - 1],
+        "everything up to the cluster, no node group"
+    );
     for item in &inv.resources {
         if item.kind != "EksCluster" {
             aws.assert_exists(item).await;
         }
     }
-    let report = down_with(&cfg, &path, &progress, &down_opts()).await.unwrap();
+    let report = down_with(&cfg, &path, &progress, &down_opts())
+        .await
+        .unwrap();
     assert!(report.failed.is_empty(), "{:#?}", report.failed);
     assert!(!path.exists());
     aws.assert_nothing_left("gamma", &inv.resources).await;
@@ -494,15 +745,34 @@ async fn failure_after_cluster_rolls_back() {
     let mut opts = opts();
     opts.fail_after = Some("cluster-active".to_string());
 
-    let err = up_with(&cfg, &spec("delta"), &path, &progress, CancellationToken::new(), &opts).await.unwrap_err();
+    let err = up_with(
+        &cfg,
+        &spec("delta"),
+        &path,
+        &progress,
+        CancellationToken::new(),
+        &opts,
+    )
+    .await
+    .unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("injected failure after step cluster-active"), "{msg}");
+    assert!(
+        msg.contains("injected failure after step cluster-active"),
+        "{msg}"
+    );
     assert!(msg.contains("rolled back 17 resource(s)"), "{msg}");
     assert!(!path.exists(), "inventory removed after a full rollback");
-    assert!(progress.done_phases().iter().any(|p| p.starts_with("Rolling back EksCluster")));
+    assert!(
+        progress
+            .done_phases()
+            .iter()
+            .any(|p| p.starts_with("Rolling back EksCluster"))
+    );
     aws.assert_nothing_left("delta", &[]).await;
 
-    let report = down_with(&cfg, &path, &progress, &down_opts()).await.unwrap();
+    let report = down_with(&cfg, &path, &progress, &down_opts())
+        .await
+        .unwrap();
     assert!(report.deleted.is_empty() && report.failed.is_empty());
 }
 
@@ -523,12 +793,16 @@ async fn rerun_resumes_without_duplicates() {
     let mut o = opts();
     o.retain = true;
     o.fail_after = Some("subnets".to_string());
-    up_with(&cfg, &s, &path, &progress, CancellationToken::new(), &o).await.unwrap_err();
+    up_with(&cfg, &s, &path, &progress, CancellationToken::new(), &o)
+        .await
+        .unwrap_err();
     assert_eq!(aws.counts("epsilon").await, [1, 2, 0, 0, 0, 0, 0, 2]);
 
     // Run 2 resumes and fails after the cluster.
     o.fail_after = Some("cluster".to_string());
-    up_with(&cfg, &s, &path, &progress, CancellationToken::new(), &o).await.unwrap_err();
+    up_with(&cfg, &s, &path, &progress, CancellationToken::new(), &o)
+        .await
+        .unwrap_err();
     assert_eq!(aws.counts("epsilon").await, [1, 2, 1, 1, 1, 1, 0, 2]);
     let inv = Inventory::load(&path).unwrap().unwrap();
     assert_eq!(kinds(&inv), &ALL_KINDS[..ALL_KINDS.len() - 1]);
@@ -536,13 +810,26 @@ async fn rerun_resumes_without_duplicates() {
     // Simulate a crash that lost every record from the VPC on: the resources
     // exist, the inventory does not list them.
     let mut truncated = inv.clone();
-    let vpc_pos = truncated.resources.iter().position(|i| i.kind == "Vpc").unwrap();
+    let vpc_pos = truncated
+        .resources
+        .iter()
+        .position(|i| i.kind == "Vpc")
+        .unwrap();
     truncated.resources.truncate(vpc_pos);
     truncated.save(&path).unwrap();
 
     // Run 3 adopts them, completes, and creates nothing twice.
     let progress3 = Recorder::default();
-    up_with(&cfg, &s, &path, &progress3, CancellationToken::new(), &opts()).await.unwrap();
+    up_with(
+        &cfg,
+        &s,
+        &path,
+        &progress3,
+        CancellationToken::new(),
+        &opts(),
+    )
+    .await
+    .unwrap();
     assert_eq!(aws.counts("epsilon").await, [1, 2, 1, 1, 1, 1, 1, 2]);
     let inv = Inventory::load(&path).unwrap().unwrap();
     assert_eq!(kinds(&inv), ALL_KINDS);
@@ -552,12 +839,30 @@ async fn rerun_resumes_without_duplicates() {
     }
 
     // Run 4 on a complete inventory changes nothing.
-    up_with(&cfg, &s, &path, &Recorder::default(), CancellationToken::new(), &opts()).await.unwrap();
+    up_with(
+        &cfg,
+        &s,
+        &path,
+        &Recorder::default(),
+        CancellationToken::new(),
+        &opts(),
+    )
+    .await
+    .unwrap();
     let again = Inventory::load(&path).unwrap().unwrap();
-    assert_eq!(again.resources.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), before);
+    assert_eq!(
+        again
+            .resources
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect::<Vec<_>>(),
+        before
+    );
     assert_eq!(aws.counts("epsilon").await, [1, 2, 1, 1, 1, 1, 1, 2]);
 
-    let report = down_with(&cfg, &path, &Recorder::default(), &down_opts()).await.unwrap();
+    let report = down_with(&cfg, &path, &Recorder::default(), &down_opts())
+        .await
+        .unwrap();
     assert!(report.failed.is_empty(), "{:#?}", report.failed);
     aws.assert_nothing_left("epsilon", &again.resources).await;
 }
@@ -570,11 +875,21 @@ async fn down_reports_and_keeps_failures() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("inventory.json");
     let mut inv = Inventory::new("zeta", "us-east-1");
-    inv.resources.push(InventoryItem::new("Mystery", "thing-1", serde_json::json!({"step": "x"})));
-    inv.resources.push(InventoryItem::new("Vpc", "vpc-00000000", serde_json::json!({"step": "vpc"})));
+    inv.resources.push(InventoryItem::new(
+        "Mystery",
+        "thing-1",
+        serde_json::json!({"step": "x"}),
+    ));
+    inv.resources.push(InventoryItem::new(
+        "Vpc",
+        "vpc-00000000",
+        serde_json::json!({"step": "vpc"}),
+    ));
     inv.save(&path).unwrap();
 
-    let report = down_with(&cfg, &path, &Recorder::default(), &down_opts()).await.unwrap();
+    let report = down_with(&cfg, &path, &Recorder::default(), &down_opts())
+        .await
+        .unwrap();
     // The missing VPC counts as deleted; the unknown kind fails and stays.
     assert_eq!(report.deleted.len(), 1);
     assert_eq!(report.failed.len(), 1);
