@@ -402,3 +402,110 @@ fn doctor_reports_missing_tools() {
         "{text}"
     );
 }
+
+/// `up --provider local --runtime-from-kubeconfig` and `runtime register`: an existing cluster
+/// becomes the default runtime, and a workload applied with the real binary ends Healthy on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_cluster_as_runtime_runs_a_workload() {
+    let double = KubeDouble::start(Options {
+        ready_delay: std::time::Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let f = Fixture::new(&double);
+    let p = port();
+    let kc = f.kubeconfig.to_str().unwrap().to_string();
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        f.run(
+            &[
+                "up",
+                "--provider",
+                "local",
+                "--name",
+                "laptop",
+                "--port",
+                &p,
+                "--runtime-from-kubeconfig",
+                &kc,
+            ],
+            None,
+        )
+    });
+    assert_eq!(code, 0, "{err}");
+    let get = |kind: &str, name: &str| -> serde_json::Value {
+        let (code, out, err) = f.run(&["get", kind, name, "-o", "json"], None);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let wait = |kind: &str, name: &str, want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let o = get(kind, name);
+            if o["Status"] == want {
+                return o;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{kind}/{name} never {want}: {o}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let rt = tokio::task::block_in_place(|| {
+        wait("kubernetes-runtime-instances", "kube-double", "Healthy")
+    });
+    assert_eq!(rt["DefaultRuntime"], true);
+    assert_eq!(rt["CertificateKey"], "*** redacted ***");
+    // A second registration of the same cluster under another name, not default.
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        f.run(
+            &["runtime", "register", "second", "--kubeconfig", &kc],
+            None,
+        )
+    });
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("kubernetes-runtime-instance/second created"),
+        "{out}"
+    );
+    // The samples' split workload names no runtime: it goes to the default one and ends Healthy.
+    let samples =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/samples/api-split.yaml");
+    let (code, _, err) =
+        tokio::task::block_in_place(|| f.run(&["apply", "-f", samples.to_str().unwrap()], None));
+    assert_eq!(code, 0, "{err}");
+    let wi = tokio::task::block_in_place(|| wait("workload-instances", "api-staging", "Healthy"));
+    assert_eq!(wi["KubernetesRuntimeInstanceID"], rt["ID"]);
+    let k = kube(&double).await;
+    assert!(
+        Api::<Deployment>::namespaced(k.clone(), "api-staging")
+            .get_opt("web")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        f.run(
+            &[
+                "delete",
+                "workload-instance",
+                "api-staging",
+                "--wait",
+                "--timeout",
+                "60s",
+            ],
+            None,
+        )
+    });
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        Api::<Deployment>::namespaced(k.clone(), "api-staging")
+            .get_opt("web")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let _ = tokio::task::block_in_place(|| f.run(&["down", "--name", "laptop", "--purge"], None));
+    double.shutdown().await;
+}
