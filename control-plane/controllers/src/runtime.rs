@@ -410,8 +410,12 @@ pub async fn run<R: Reconciler>(
         });
     }
 
+    // Every in-flight attempt, so a shutdown lets them hand their object back (NAK, lock
+    // released) before the process exits.
+    let tracker = tokio_util::task::TaskTracker::new();
     // The in-process queue (both modes).
     let queue_task = {
+        let tracker = tracker.clone();
         let shared = shared.clone();
         let permits = permits.clone();
         let tx = queue_tx.clone();
@@ -427,7 +431,7 @@ pub async fn run<R: Reconciler>(
                 };
                 let shared = shared.clone();
                 let tx = tx.clone();
-                tokio::spawn(async move {
+                tracker.spawn(async move {
                     let verdict = shared
                         .attempt(work.kind, work.id, work.attempt, || async {})
                         .await;
@@ -455,11 +459,20 @@ pub async fn run<R: Reconciler>(
     };
 
     if let Some(js) = js {
-        consume(js, shared.clone(), &kinds, permits).await?;
+        consume(js, shared.clone(), &kinds, permits, &tracker).await?;
     } else {
         shutdown.cancelled().await;
     }
     queue_task.abort();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "some reconciles did not stop within 10s; their locks expire with their TTL"
+        );
+    }
     Ok(())
 }
 
@@ -469,6 +482,7 @@ async fn consume<R: Reconciler>(
     shared: Arc<Shared<R>>,
     kinds: &[&'static Kind],
     permits: Arc<Semaphore>,
+    tracker: &tokio_util::task::TaskTracker,
 ) -> anyhow::Result<()> {
     let stream_name = kinds
         .first()
@@ -531,7 +545,7 @@ async fn consume<R: Reconciler>(
         let attempt = msg.info().map(|i| i.delivered as u32).unwrap_or(1);
         let permit = permits.clone().acquire_owned().await?;
         let shared = shared.clone();
-        tokio::spawn(async move {
+        tracker.spawn(async move {
             let msg = Arc::new(msg);
             let m2 = msg.clone();
             let verdict = shared
