@@ -2,6 +2,7 @@
 
 mod apply;
 mod config;
+mod eks;
 mod kind;
 mod local;
 mod output;
@@ -98,6 +99,12 @@ enum Command {
         /// Show the output of the tools tptctl runs (kind).
         #[arg(long)]
         verbose: bool,
+        /// AWS region (EKS).
+        #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+        aws_region: String,
+        /// AWS config profile (EKS); default: the usual credential chain.
+        #[arg(long)]
+        aws_config_profile: Option<String>,
     },
     /// Check what `up --provider kind` needs: docker, kind, a free port.
     Doctor {
@@ -312,6 +319,8 @@ async fn run(cli: Cli) -> Result<u8> {
             image_tag,
             retain,
             verbose,
+            aws_region,
+            aws_config_profile,
         } => {
             // Read it first: a bad kubeconfig fails before anything is started.
             let conn = match &runtime_from_kubeconfig {
@@ -338,10 +347,25 @@ async fn run(cli: Cli) -> Result<u8> {
                     )
                     .await?;
                 }
-                "eks" => bail!(
-                    "provider {provider:?} is not available in this version of tptctl; use --provider local or kind"
-                ),
-                other => bail!("unknown provider {other:?}; use local or kind"),
+                eks::PROVIDER => {
+                    let mut images = threeport_installers::manifests::Images {
+                        repo: image_repo,
+                        ..Default::default()
+                    };
+                    if let Some(t) = image_tag {
+                        images.tag = t;
+                    }
+                    eks::up(
+                        &ctx.config_path,
+                        &name,
+                        &aws_region,
+                        aws_config_profile.as_deref(),
+                        images,
+                        retain,
+                    )
+                    .await?;
+                }
+                other => bail!("unknown provider {other:?}; use local, kind or eks"),
             }
             if let (Some(conn), Some(path)) = (conn, &runtime_from_kubeconfig) {
                 let ctx = Ctx {
@@ -374,6 +398,11 @@ async fn run(cli: Cli) -> Result<u8> {
             let cfg = config::ThreeportConfig::load(&ctx.config_path)?;
             match cfg.get(&name).map(|c| c.provider.as_str()) {
                 Some(kind::PROVIDER) => kind::down(&ctx.config_path, &name)?,
+                Some(eks::PROVIDER) => eks::down(&ctx.config_path, &name).await?,
+                // A failed `up --provider eks --retain` leaves an inventory and no entry.
+                None if eks::inventory_path(&ctx.config_path, &name).exists() => {
+                    eks::down(&ctx.config_path, &name).await?
+                }
                 _ => local::down(&ctx.config_path, &name, purge)?,
             }
             Ok(0)

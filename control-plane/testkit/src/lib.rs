@@ -14,11 +14,13 @@
 //! # let _ = (url, nats.url());
 //! ```
 
+mod moto;
 mod nats;
 mod port;
 mod postgres;
 mod util;
 
+pub use moto::{MOTO_INSTALL_COMMAND, Moto, moto_server_binary};
 pub use nats::{NATS_INSTALL_COMMAND, Nats, nats_server_binary};
 pub use port::free_port;
 pub use postgres::{Postgres, pg_bin_dir, shared_postgres, unique_name};

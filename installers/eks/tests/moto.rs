@@ -3,12 +3,9 @@
 //! moto_server must be installed (`pip install 'moto[server]'`); the tests fail,
 //! never skip, when it is missing.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::types::Filter;
@@ -23,67 +20,10 @@ const TAG: &str = "threeport.io/control-plane";
 
 // ---------------------------------------------------------------- moto server
 
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn find_moto() -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-tools/bin"));
-    for d in dirs {
-        let p = d.join("moto_server");
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "moto_server not found in PATH or .venv-tools/bin: install it with `pip install 'moto[server]'`"
-    );
-}
+use threeport_testkit::Moto;
 
 fn start_moto() -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(find_moto())
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning moto_server (install it with `pip install 'moto[server]'`)");
-    let mut moto = Moto {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return moto;
-        }
-        if let Ok(Some(status)) = moto.child.try_wait() {
-            panic!(
-                "moto_server exited with {status}; install it with `pip install 'moto[server]'`"
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not listen on port {port} within 60s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    Moto::start().expect("moto_server starts")
 }
 
 async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
