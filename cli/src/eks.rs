@@ -237,6 +237,12 @@ async fn install_control_plane(
                 install::register(&api, &info, name),
             )
             .await?;
+        progress
+            .phase(
+                "Recording the AWS inventory",
+                record_inventory(&api, access, region, &inventory_path(config_path, name)),
+            )
+            .await?;
         anyhow::Ok(api_server)
     };
     let api_server = tokio::select! {
@@ -268,6 +274,53 @@ async fn install_control_plane(
         },
         ..Default::default()
     })
+}
+
+/// The AWS side as objects: the account, and the EKS runtime with the inventory of every AWS
+/// resource created for it (already reconciled: they exist).
+async fn record_inventory(
+    api: &threeport_api::Client,
+    access: &threeport_eks::ClusterAccess,
+    region: &str,
+    inventory: &Path,
+) -> Result<()> {
+    let k = |n: &str| threeport_api::kinds::by_name(n).expect("registered kind");
+    let inv: Value = serde_json::from_str(&std::fs::read_to_string(inventory)?)?;
+    let id = |o: &Value| threeport_api::object_id(o).context("object without ID");
+    let find_or_create = |kind: &'static threeport_api::Kind, body: Value| async move {
+        match api
+            .find_by_name(kind, body["Name"].as_str().unwrap_or_default())
+            .await?
+        {
+            Some(o) => anyhow::Ok(o),
+            None => Ok(api.create(kind, &body).await?),
+        }
+    };
+    let account = find_or_create(
+        k("AwsAccount"),
+        serde_json::json!({"Name": format!("{}-account", access.cluster_name), "AccountID": access.account_id, "DefaultRegion": region}),
+    )
+    .await?;
+    let krd = api
+        .find_by_name(k("KubernetesRuntimeDefinition"), &access.cluster_name)
+        .await?
+        .context("runtime definition not registered")?;
+    let kri = api
+        .find_by_name(k("KubernetesRuntimeInstance"), &access.cluster_name)
+        .await?
+        .context("runtime instance not registered")?;
+    let def = find_or_create(
+        k("AwsEksKubernetesRuntimeDefinition"),
+        serde_json::json!({"Name": access.cluster_name, "AwsAccountID": id(&account)?, "ZoneCount": 2, "KubernetesRuntimeDefinitionID": id(&krd)?, "Reconciled": true}),
+    )
+    .await?;
+    find_or_create(
+        k("AwsEksKubernetesRuntimeInstance"),
+        serde_json::json!({"Name": access.cluster_name, "Region": region, "AwsEksKubernetesRuntimeDefinitionID": id(&def)?,
+                           "KubernetesRuntimeInstanceID": id(&kri)?, "ResourceInventory": inv, "Reconciled": true}),
+    )
+    .await?;
+    Ok(())
 }
 
 /// The API Service's load balancer hostname, once AWS has made it.

@@ -109,3 +109,132 @@ fn workload_on_a_real_kind_cluster() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// `tptctl up --provider kind` on real kind: build the threeport image, load it into the
+/// cluster `up` creates while `up` waits for the rollouts, apply a workload, then `down`.
+/// Runs only with `THREEPORT_E2E_KIND=1` (Docker and kind needed).
+#[test]
+fn up_apply_down_with_the_kind_provider() {
+    if std::env::var("THREEPORT_E2E_KIND").as_deref() != Ok("1") {
+        eprintln!("not run: set THREEPORT_E2E_KIND=1 on a machine with Docker and kind");
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let image_repo = "localhost/threeport-e2e";
+    let image = format!("{image_repo}/threeport:e2e");
+    sh(Command::new("docker")
+        .args(["build", "-t", &image, "."])
+        .current_dir(&repo));
+    let home = tempfile::tempdir().unwrap();
+    let name = "kind-provider-e2e";
+    let cluster = format!("threeport-{name}");
+    let up = {
+        let home = home.path().to_path_buf();
+        std::thread::spawn(move || {
+            Command::new(BIN)
+                .args([
+                    "up",
+                    "--provider",
+                    "kind",
+                    "--name",
+                    name,
+                    "--image-repo",
+                    image_repo,
+                    "--image-tag",
+                    "e2e",
+                    "--port",
+                    "21323",
+                ])
+                .env("HOME", &home)
+                .env_remove("THREEPORT_CONFIG")
+                .output()
+                .unwrap()
+        })
+    };
+    // Load the image as soon as the cluster exists; the rollouts wait for it.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let clusters = Command::new("kind")
+            .args(["get", "clusters"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&clusters.stdout)
+            .lines()
+            .any(|l| l == cluster)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kind cluster {cluster} never appeared"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    sh(Command::new("kind").args(["load", "docker-image", &image, "--name", &cluster]));
+    let out = up.join().unwrap();
+    let tptctl = |args: &[&str]| {
+        sh(Command::new(BIN)
+            .args(args)
+            .env("HOME", home.path())
+            .env_remove("THREEPORT_CONFIG"))
+    };
+    let result = std::panic::catch_unwind(|| {
+        assert!(
+            out.status.success(),
+            "up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tptctl(&[
+            "apply",
+            "-f",
+            repo.join("testdata/samples/api-split.yaml")
+                .to_str()
+                .unwrap(),
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let o: serde_json::Value = serde_json::from_str(&tptctl(&[
+                "get",
+                "workload-instances",
+                "api-staging",
+                "-o",
+                "json",
+            ]))
+            .unwrap();
+            if o["Status"] == "Healthy" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never Healthy: {o}");
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    });
+    let down = Command::new(BIN)
+        .args(["down", "--name", name])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let left = Command::new("kind")
+        .args(["get", "clusters"])
+        .output()
+        .unwrap();
+    if let Err(e) = result {
+        let _ = Command::new("kind")
+            .args(["delete", "cluster", "--name", &cluster])
+            .output();
+        std::panic::resume_unwind(e);
+    }
+    assert!(
+        down.status.success(),
+        "down failed: {}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&left.stdout)
+            .lines()
+            .any(|l| l == cluster),
+        "cluster deleted by down"
+    );
+}

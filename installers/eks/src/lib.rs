@@ -122,4 +122,6 @@ pub struct ClusterAccess {
     /// The cluster CA, PEM-encoded.
     pub ca_pem: String,
     pub cluster_name: String,
+    /// The AWS account it was created in.
+    pub account_id: String,
 }

@@ -114,6 +114,7 @@ pub async fn up_with(
         opts,
         status,
         created: Vec::new(),
+        account: String::new(),
     };
     match run.steps().await {
         Ok(access) => Ok(access),
@@ -157,6 +158,8 @@ struct Run<'a> {
     status: Arc<dyn StatusSource>,
     /// Items recorded by this run (rolled back on failure).
     created: Vec<InventoryItem>,
+    /// The caller's AWS account, from the identity check.
+    account: String,
 }
 
 /// Runs one phase: checks cancellation, reports start/done/failed, applies `fail_after`.
@@ -347,6 +350,7 @@ impl Run<'_> {
             .await
             .map_err(|e| err(e, "GetCallerIdentity"))?;
         tracing::info!(account = out.account(), arn = out.arn(), "AWS identity");
+        self.account = out.account().unwrap_or_default().to_string();
         Ok(())
     }
 
@@ -1063,6 +1067,7 @@ impl Run<'_> {
             endpoint,
             ca_pem,
             cluster_name: name,
+            account_id: self.account.clone(),
         })
     }
 }
