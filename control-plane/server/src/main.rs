@@ -88,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
     threeport_server::install_crypto_provider();
     match Cli::parse().command {
         Command::Migrate { db } => {
+            threeport_server::store::Store::create_database_if_missing(&db.database_url).await?;
             let store = threeport_server::store::Store::connect(&db.database_url).await?;
             store.migrate().await?;
             eprintln!(

@@ -240,6 +240,59 @@ impl Store {
         &self.pool
     }
 
+    /// PostgreSQL/CockroachDB: create the database named in `url` if it does not exist yet, by
+    /// connecting to the server's default database (`defaultdb` on CockroachDB, `postgres` on
+    /// PostgreSQL). A fresh in-cluster install needs this before its first migration.
+    pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
+        sqlx::any::install_default_drivers();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Ok(());
+        }
+        let (base, query) = url
+            .split_once('?')
+            .map(|(b, q)| (b, format!("?{q}")))
+            .unwrap_or((url, String::new()));
+        let Some((server, db)) = base
+            .rsplit_once('/')
+            .filter(|(s, _)| s.contains("://") && s.len() > s.find("://").unwrap_or(0) + 3)
+        else {
+            return Ok(());
+        };
+        if db.is_empty() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "database name {db:?} must be letters, digits and _ to be created automatically"
+        );
+        let mut last = None;
+        for default in ["defaultdb", "postgres"] {
+            let admin = format!("{server}/{default}{query}");
+            match sqlx::AnyPool::connect(&admin).await {
+                Ok(pool) => {
+                    let (n,): (i64,) =
+                        sqlx::query_as("SELECT COUNT(*) FROM pg_database WHERE datname = $1")
+                            .bind(db)
+                            .fetch_one(&pool)
+                            .await?;
+                    if n == 0 {
+                        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                            .execute(&pool)
+                            .await?;
+                        tracing::info!(database = db, "created the database");
+                    }
+                    pool.close().await;
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(anyhow::anyhow!(
+            "cannot connect to create database {db:?}: {}",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        ))
+    }
+
     pub async fn migrate(&self) -> anyhow::Result<()> {
         let mut m = sqlx::migrate!("./migrations");
         // CockroachDB has no pg_advisory_lock; concurrent migrators are serialized by the

@@ -435,3 +435,34 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn migrate_creates_a_missing_postgres_database() {
+    let pg = shared_postgres();
+    let db = unique_name("fresh");
+    let url = pg.url(&db);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_threeport"))
+        .args(["migrate", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        pg.psql(&db, "SELECT COUNT(*) FROM objects").unwrap(),
+        "0",
+        "the database exists and is migrated"
+    );
+    // Running it again is a no-op.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_threeport"))
+        .args(["migrate", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
