@@ -196,6 +196,20 @@ impl ThreeportConfig {
         })
     }
 
+    /// The entry `name` if it exists with `provider`; an error if the name is taken by another
+    /// provider (so `up` never silently replaces a control plane).
+    pub fn existing(&self, name: &str, provider: &str) -> Result<Option<&ControlPlane>> {
+        match self.get(name) {
+            Some(cp) if cp.provider != provider => {
+                bail!(
+                    "control plane {name:?} already exists with provider {:?}; pick another --name",
+                    cp.provider
+                )
+            }
+            other => Ok(other),
+        }
+    }
+
     pub fn upsert(&mut self, cp: ControlPlane) {
         self.control_planes.retain(|c| c.name != cp.name);
         self.control_planes.push(cp);

@@ -81,30 +81,12 @@ pub async fn up(
     retain: bool,
 ) -> Result<()> {
     let mut cfg = ThreeportConfig::load(config_path)?;
-    if let Some(existing) = cfg.get(name) {
-        if existing.provider != PROVIDER {
-            bail!(
-                "control plane {name:?} already exists with provider {:?}; pick another --name",
-                existing.provider
-            );
-        }
-        if existing.client()?.version().await.is_ok() {
-            eprintln!(
-                "control plane {name:?} is already running at {}",
-                existing.url()
-            );
-            return Ok(());
-        }
+    if crate::install::already_up(&cfg, name, PROVIDER).await? {
+        return Ok(());
     }
     let sdk = aws(region, profile).await;
     let inventory = inventory_path(config_path, name);
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            c.cancel();
-        }
-    });
+    let cancel = crate::install::cancel_on_ctrl_c();
     let phases = Phases(threeport_installers::Progress::new());
     let spec = threeport_eks::EksSpec::new(name, region);
     spec.validate()?;

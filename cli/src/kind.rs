@@ -2,12 +2,11 @@
 //! entry, last, so a failed `up` never leaves one behind.
 
 use crate::config::{ControlPlane, Credential, KubeApi, ThreeportConfig, b64};
-use anyhow::{Result, bail};
+use anyhow::Result;
 use std::path::Path;
 use std::time::Duration;
 use threeport_installers::kind::{self, KindOptions};
 use threeport_installers::manifests::Images;
-use tokio_util::sync::CancellationToken;
 
 pub const PROVIDER: &str = "kind";
 
@@ -20,20 +19,8 @@ pub async fn up(
     verbose: bool,
 ) -> Result<()> {
     let mut cfg = ThreeportConfig::load(config_path)?;
-    if let Some(existing) = cfg.get(name) {
-        if existing.provider == PROVIDER && existing.client()?.version().await.is_ok() {
-            eprintln!(
-                "control plane {name:?} is already running at {}",
-                existing.url()
-            );
-            return Ok(());
-        }
-        if existing.provider != PROVIDER {
-            bail!(
-                "control plane {name:?} already exists with provider {:?}; pick another --name",
-                existing.provider
-            );
-        }
+    if crate::install::already_up(&cfg, name, PROVIDER).await? {
+        return Ok(());
     }
     let opts = KindOptions {
         name: name.to_string(),
@@ -44,14 +31,7 @@ pub async fn up(
         data_dir: crate::local::data_dir(config_path, name),
         rollout_timeout: Duration::from_secs(600),
     };
-    // Ctrl-C rolls back (or keeps, with --retain) instead of leaving half an install.
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            c.cancel();
-        }
-    });
+    let cancel = crate::install::cancel_on_ctrl_c();
     let progress = threeport_installers::Progress::new();
     let installed = kind::up(&opts, &progress, cancel).await?;
     cfg.upsert(ControlPlane {

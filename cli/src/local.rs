@@ -62,14 +62,7 @@ fn free_port(preferred: u16) -> Result<u16> {
 pub async fn up(config_path: &Path, name: &str, port: Option<u16>) -> Result<()> {
     let started = Instant::now();
     let mut cfg = ThreeportConfig::load(config_path)?;
-    if let Some(existing) = cfg.get(name) {
-        if existing.provider != PROVIDER {
-            bail!(
-                "control plane {name:?} already exists with provider {:?}; pick another --name",
-                existing.provider
-            );
-        }
-    }
+    cfg.existing(name, PROVIDER)?;
     let dir = data_dir(config_path, name);
     if let Some(pid) = running_pid(&dir) {
         if cfg.get(name).is_some() {

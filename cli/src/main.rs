@@ -3,6 +3,7 @@
 mod apply;
 mod config;
 mod eks;
+mod install;
 mod kind;
 mod local;
 mod output;

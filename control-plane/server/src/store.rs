@@ -54,6 +54,18 @@ fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// A write's error, with a unique violation turned into the message users need: which name.
+fn write_err(e: sqlx::Error, kind: &Kind, name: Option<&str>) -> StoreError {
+    match map_err(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(format!(
+            "field \"Name\": a {} named {:?} already exists",
+            kind.name,
+            name.unwrap_or_default()
+        )),
+        other => other,
+    }
+}
+
 /// Run a transaction body again on serialization conflicts (CockroachDB runs SERIALIZABLE and
 /// asks clients to retry; PostgreSQL and SQLite rarely do).
 macro_rules! retrying {
@@ -489,14 +501,7 @@ impl Store {
         .execute(&mut *tx)
         .await;
         if let Err(e) = res {
-            return Err(match map_err(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!(
-                    "field \"Name\": a {} named {:?} already exists",
-                    kind.name,
-                    stored.name().unwrap_or_default()
-                )),
-                other => other,
-            });
+            return Err(write_err(e, kind, stored.name()));
         }
         self.write_index(&mut tx, kind, stored.id, &stored.body)
             .await?;
@@ -615,14 +620,7 @@ impl Store {
                 self.check_references(&mut conn, kind, body).await?;
                 Err(StoreError::Retry)
             }
-            Err(e) => Err(match map_err(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!(
-                    "field \"Name\": a {} named {:?} already exists",
-                    kind.name,
-                    stored.name().unwrap_or_default()
-                )),
-                other => other,
-            }),
+            Err(e) => Err(write_err(e, kind, stored.name())),
         }
     }
 
@@ -679,16 +677,7 @@ impl Store {
         .await;
         let res = match res {
             Ok(r) => r,
-            Err(e) => {
-                return Err(match map_err(e) {
-                    StoreError::Conflict(_) => StoreError::Conflict(format!(
-                        "field \"Name\": a {} named {:?} already exists",
-                        kind.name,
-                        name.unwrap_or_default()
-                    )),
-                    other => other,
-                });
-            }
+            Err(e) => return Err(write_err(e, kind, name.as_deref())),
         };
         if res.rows_affected() == 0 {
             let current: Option<(i64,)> =
