@@ -177,6 +177,17 @@ pub enum Group {
 }
 
 impl Group {
+    /// The controller of this release that serves the group's reconciled kinds, by the name
+    /// `threeport controllers --only` takes. `None`: this release has no controller for it, so its
+    /// objects stay `Pending` with that reason.
+    pub fn controller(self) -> Option<&'static str> {
+        match self {
+            Group::Workload => Some("workload"),
+            Group::KubernetesRuntime => Some("kubernetes-runtime"),
+            _ => None,
+        }
+    }
+
     pub fn stream(self) -> &'static str {
         match self {
             Group::Workload => "workloadStream",
@@ -197,8 +208,10 @@ impl Group {
 pub enum Role {
     Definition,
     Instance,
-    /// Neither: accounts, ports, resource rows, events.
+    /// Neither: accounts, ports, resource rows, controller registrations.
     Plain,
+    /// Event-like rows (what happened to an object): no name, no status, cascade with their object.
+    Event,
 }
 
 #[derive(Debug)]
@@ -229,7 +242,9 @@ impl Kind {
         } else {
             &NAME_OPTIONAL
         };
-        let instance: &'static [Field] = if self.role == Role::Instance {
+        // Definitions that a controller reconciles say where they stand too (`Pending` while no
+        // controller serves them), so every reconciled kind carries the status fields.
+        let instance: &'static [Field] = if self.role == Role::Instance || self.reconciled {
             INSTANCE_FIELDS
         } else {
             &[]
@@ -274,6 +289,82 @@ impl Kind {
     /// Singular kubectl-style name (`workload-instance`), used in `tptctl` output lines.
     pub fn singular(&self) -> &'static str {
         self.plural.strip_suffix('s').unwrap_or(self.plural)
+    }
+
+    /// Event-like rows (`Event`, `WorkloadEvent`): shown as event lines, never drilled into.
+    pub fn is_event(&self) -> bool {
+        self.role == Role::Event
+    }
+
+    /// Whether objects of this kind have a `Status` a person reads.
+    pub fn has_status(&self) -> bool {
+        self.field("Status").is_some()
+    }
+
+    /// The controller (by `--only` name) that serves this kind, if this release has one.
+    pub fn controller(&self) -> Option<&'static str> {
+        if self.reconciled {
+            self.group.controller()
+        } else {
+            None
+        }
+    }
+
+    /// For a Definition: the Instance kind that requires it (`WorkloadDefinition` → `WorkloadInstance`).
+    pub fn instance_kind(&'static self) -> Option<&'static Kind> {
+        if self.role != Role::Definition {
+            return None;
+        }
+        references_to(self.name)
+            .find(|(k, f)| k.role == Role::Instance && f.required)
+            .map(|(k, _)| k)
+    }
+
+    /// For an Instance: its Definition kind.
+    pub fn definition_kind(&self) -> Option<&'static Kind> {
+        if self.role != Role::Instance {
+            return None;
+        }
+        self.own_fields
+            .iter()
+            .filter(|f| f.required)
+            .filter_map(|f| f.references.and_then(by_name))
+            .find(|k| k.role == Role::Definition)
+    }
+
+    /// The objects "under" this one, for drill-downs and the "why": a definition's instances,
+    /// an instance's resource rows (kinds that require a reference to this one). Events and
+    /// attachments are not children; they are shown as events.
+    pub fn children(&'static self) -> Vec<&'static Kind> {
+        let mut v: Vec<&'static Kind> = Vec::new();
+        for (k, f) in references_to(self.name) {
+            let owned = f.required
+                && !k.is_event()
+                && !std::ptr::eq(k, ATTACHED_OBJECT_REFERENCE)
+                && !std::ptr::eq(k, self)
+                && (self.role != Role::Definition || k.role == Role::Instance);
+            if owned && !v.iter().any(|x| std::ptr::eq(*x, k)) {
+                v.push(k);
+            }
+        }
+        v
+    }
+
+    /// Every kind that can point at this one (the workloads on a runtime, …), for a drill-down
+    /// of objects without children.
+    pub fn dependents(&'static self) -> Vec<&'static Kind> {
+        let mut v: Vec<&'static Kind> = Vec::new();
+        for (k, _) in references_to(self.name) {
+            let shown = !k.is_event()
+                && !std::ptr::eq(k, ATTACHED_OBJECT_REFERENCE)
+                && !std::ptr::eq(k, self);
+            if shown && !v.iter().any(|x| std::ptr::eq(*x, k)) {
+                v.push(k);
+            }
+        }
+        // A definition's instances first.
+        v.sort_by_key(|k| k.role != Role::Instance);
+        v
     }
 
     pub fn secret_fields(&self) -> impl Iterator<Item = &'static Field> + '_ {
@@ -404,7 +495,7 @@ pub static KINDS: &[Kind] = &[
         json("RuntimeDefinition").status(), s("LastOperation").status(), b("Reconciled").status(),
         b("ScheduledForDeletion").status(),
     ]),
-    kind!("WorkloadEvent", "workload-events", Workload, Plain, reconciled: false, named: false,
+    kind!("WorkloadEvent", "workload-events", Workload, Event, reconciled: false, named: false,
         aliases: ["we"], fields: [
         r("WorkloadInstanceID", "WorkloadInstance").cascade(),
         r("WorkloadResourceInstanceID", "WorkloadResourceInstance").cascade(),
@@ -513,7 +604,7 @@ pub static KINDS: &[Kind] = &[
         r("LoggingDefinitionID", "LoggingDefinition").required(), r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"),
     ]),
     // --- Generic events and attachments point at any kind by (kind, ID), so they carry no typed reference.
-    kind!("Event", "events", Event, Plain, reconciled: false, named: false,
+    kind!("Event", "events", Event, Event, reconciled: false, named: false,
         aliases: ["ev"], fields: [
         s("ObjectKind"), Field::new("ObjectID", FieldType::Id), s("Type"), s("Reason"), text("Note"),
         s("Action"), s("ReportingController"), ts("EventTime"),
@@ -523,7 +614,142 @@ pub static KINDS: &[Kind] = &[
         s("ObjectType").required(), Field::new("ObjectID", FieldType::Id).required(),
         s("AttachedObjectType").required(), Field::new("AttachedObjectID", FieldType::Id).required(),
     ]),
+    // --- Controller processes register the kinds they serve and heartbeat, so the control plane
+    // knows when nothing serves a kind and can say so (`Pending`) instead of `Reconciling` forever.
+    kind!("Controller", "controllers", ControlPlane, Plain, reconciled: false, named: true,
+        aliases: ["controller", "ctl"], fields: [
+        json("Controllers").required(), json("Kinds").required(), ts("HeartbeatAt").required().status(),
+        s("Version"), s("Host"), s("Status").status(), text("StatusReason").status(),
+    ]),
 ];
+
+/// How long a controller may go without a heartbeat before it counts as gone.
+pub const CONTROLLER_HEARTBEAT_TIMEOUT_SECS: i64 = 20;
+/// How often controllers heartbeat.
+pub const CONTROLLER_HEARTBEAT_INTERVAL_SECS: u64 = 5;
+
+// ---------------------------------------------------------------------------------------------
+// Checked handles. Code names kinds through these statics, never through string literals: each
+// is resolved at compile time, so a misspelt name fails the build (`named` panics in const
+// evaluation) instead of panicking at run time.
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn named(name: &str) -> &'static Kind {
+    let mut i = 0;
+    while i < KINDS.len() {
+        if str_eq(KINDS[i].name, name) {
+            return &KINDS[i];
+        }
+        i += 1;
+    }
+    panic!("no such kind in KINDS")
+}
+
+macro_rules! handles {
+    ($($handle:ident = $name:literal),* $(,)?) => {
+        $(pub static $handle: &Kind = named($name);)*
+        /// Every handle, so the registry test can check that each kind has one.
+        pub static HANDLES: &[&&Kind] = &[$(&$handle),*];
+    };
+}
+
+handles! {
+    AWS_ACCOUNT = "AwsAccount",
+    KUBERNETES_RUNTIME_DEFINITION = "KubernetesRuntimeDefinition",
+    KUBERNETES_RUNTIME_INSTANCE = "KubernetesRuntimeInstance",
+    AWS_EKS_KUBERNETES_RUNTIME_DEFINITION = "AwsEksKubernetesRuntimeDefinition",
+    AWS_EKS_KUBERNETES_RUNTIME_INSTANCE = "AwsEksKubernetesRuntimeInstance",
+    CONTROL_PLANE_DEFINITION = "ControlPlaneDefinition",
+    CONTROL_PLANE_INSTANCE = "ControlPlaneInstance",
+    WORKLOAD_DEFINITION = "WorkloadDefinition",
+    WORKLOAD_RESOURCE_DEFINITION = "WorkloadResourceDefinition",
+    WORKLOAD_INSTANCE = "WorkloadInstance",
+    WORKLOAD_RESOURCE_INSTANCE = "WorkloadResourceInstance",
+    WORKLOAD_EVENT = "WorkloadEvent",
+    HELM_WORKLOAD_DEFINITION = "HelmWorkloadDefinition",
+    HELM_WORKLOAD_INSTANCE = "HelmWorkloadInstance",
+    DOMAIN_NAME_DEFINITION = "DomainNameDefinition",
+    DOMAIN_NAME_INSTANCE = "DomainNameInstance",
+    GATEWAY_DEFINITION = "GatewayDefinition",
+    GATEWAY_HTTP_PORT = "GatewayHttpPort",
+    GATEWAY_TCP_PORT = "GatewayTcpPort",
+    GATEWAY_INSTANCE = "GatewayInstance",
+    AWS_RELATIONAL_DATABASE_DEFINITION = "AwsRelationalDatabaseDefinition",
+    AWS_RELATIONAL_DATABASE_INSTANCE = "AwsRelationalDatabaseInstance",
+    AWS_OBJECT_STORAGE_BUCKET_DEFINITION = "AwsObjectStorageBucketDefinition",
+    AWS_OBJECT_STORAGE_BUCKET_INSTANCE = "AwsObjectStorageBucketInstance",
+    SECRET_DEFINITION = "SecretDefinition",
+    SECRET_INSTANCE = "SecretInstance",
+    TERRAFORM_DEFINITION = "TerraformDefinition",
+    TERRAFORM_INSTANCE = "TerraformInstance",
+    OBSERVABILITY_STACK_DEFINITION = "ObservabilityStackDefinition",
+    OBSERVABILITY_STACK_INSTANCE = "ObservabilityStackInstance",
+    OBSERVABILITY_DASHBOARD_DEFINITION = "ObservabilityDashboardDefinition",
+    OBSERVABILITY_DASHBOARD_INSTANCE = "ObservabilityDashboardInstance",
+    METRICS_DEFINITION = "MetricsDefinition",
+    METRICS_INSTANCE = "MetricsInstance",
+    LOGGING_DEFINITION = "LoggingDefinition",
+    LOGGING_INSTANCE = "LoggingInstance",
+    EVENT = "Event",
+    ATTACHED_OBJECT_REFERENCE = "AttachedObjectReference",
+    CONTROLLER = "Controller",
+}
+
+/// A "defined instance": one YAML object (`Workload:`) that expands into a Definition and an
+/// Instance of the same name. Derived from the registry: every `XDefinition` with an
+/// `XInstance` that requires it.
+#[derive(Clone, Copy, Debug)]
+pub struct Composite {
+    /// `Workload`, `KubernetesRuntime`, …: the YAML key.
+    pub name: &'static str,
+    pub definition: &'static Kind,
+    pub instance: &'static Kind,
+}
+
+/// Every Definition/Instance pair, in registry order.
+pub fn composites() -> impl Iterator<Item = Composite> {
+    KINDS.iter().filter_map(|d| {
+        let stem = d.name.strip_suffix("Definition")?;
+        let instance = d.instance_kind()?;
+        (d.role == Role::Definition).then_some(Composite {
+            name: stem,
+            definition: d,
+            instance,
+        })
+    })
+}
+
+/// Every controller of this release, by the names `threeport controllers --only` takes.
+pub fn controllers() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for k in KINDS {
+        if let Some(c) = k.controller() {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// The kinds a controller serves.
+pub fn served_by(controller: &str) -> impl Iterator<Item = &'static Kind> + '_ {
+    KINDS.iter().filter(move |k| k.controller() == Some(controller))
+}
 
 /// Find a kind by its PascalCase name, its plural, its singular or an alias (case-insensitive).
 pub fn lookup(name: &str) -> Option<&'static Kind> {
@@ -587,6 +813,54 @@ mod tests {
             }
             assert_eq!(lookup(k.plural).map(|x| x.name), Some(k.name));
             assert_eq!(lookup(k.name).map(|x| x.name), Some(k.name));
+        }
+    }
+
+    #[test]
+    fn every_kind_has_a_handle_and_handles_are_right() {
+        for k in KINDS {
+            assert!(
+                HANDLES.iter().any(|h| std::ptr::eq(**h, k)),
+                "{} has no handle in handles!",
+                k.name
+            );
+        }
+        assert_eq!(HANDLES.len(), KINDS.len());
+        assert_eq!(WORKLOAD_INSTANCE.name, "WorkloadInstance");
+    }
+
+    #[test]
+    fn registry_answers_pairs_children_events_and_controllers() {
+        let pairs: Vec<(&str, &str, &str)> = composites()
+            .map(|c| (c.name, c.definition.name, c.instance.name))
+            .collect();
+        assert_eq!(pairs.len(), 15, "{pairs:?}");
+        for (stem, d, i) in &pairs {
+            assert_eq!(*d, format!("{stem}Definition"));
+            assert_eq!(*i, format!("{stem}Instance"));
+        }
+        assert!(pairs.contains(&("Workload", "WorkloadDefinition", "WorkloadInstance")));
+        assert_eq!(
+            WORKLOAD_INSTANCE.definition_kind().map(|k| k.name),
+            Some("WorkloadDefinition")
+        );
+        let names = |v: Vec<&'static Kind>| v.iter().map(|k| k.name).collect::<Vec<_>>();
+        assert_eq!(names(WORKLOAD_DEFINITION.children()), ["WorkloadInstance"]);
+        assert_eq!(names(WORKLOAD_INSTANCE.children()), ["WorkloadResourceInstance"]);
+        assert!(WORKLOAD_RESOURCE_INSTANCE.children().is_empty());
+        assert!(names(KUBERNETES_RUNTIME_INSTANCE.dependents()).contains(&"WorkloadInstance"));
+        let events: Vec<&str> = KINDS.iter().filter(|k| k.is_event()).map(|k| k.name).collect();
+        assert_eq!(events, ["WorkloadEvent", "Event"]);
+        for k in KINDS.iter().filter(|k| k.is_event()) {
+            assert!(!k.named && !k.reconciled, "{}", k.name);
+        }
+        assert_eq!(controllers(), ["kubernetes-runtime", "workload"]);
+        assert_eq!(WORKLOAD_INSTANCE.controller(), Some("workload"));
+        assert_eq!(HELM_WORKLOAD_INSTANCE.controller(), None);
+        assert_eq!(WORKLOAD_RESOURCE_INSTANCE.controller(), None);
+        // Every reconciled kind says where it stands.
+        for k in KINDS.iter().filter(|k| k.reconciled) {
+            assert!(k.has_status(), "{}", k.name);
         }
     }
 

@@ -5,11 +5,14 @@ pub mod client;
 pub mod envelope;
 pub mod kinds;
 pub mod manifest;
+pub mod object;
+pub mod status;
 pub mod validate;
 
 pub use client::{ApiError, Client, ClientTls, object_id};
 pub use envelope::{Envelope, Meta, WatchEvent};
 pub use kinds::{Field, FieldType, KINDS, Kind, Operation};
+pub use object::{ObjectExt, Reconciliation};
 
 /// The API version segment in every path (`/v0/...`).
 pub const API_VERSION: &str = "v0";

@@ -94,91 +94,6 @@ impl Loaded {
     }
 }
 
-/// A "defined instance": one YAML object that expands into a Definition and an Instance.
-pub struct Composite {
-    pub name: &'static str,
-    pub definition: &'static str,
-    pub instance: &'static str,
-}
-
-pub static COMPOSITES: &[Composite] = &[
-    Composite {
-        name: "Workload",
-        definition: "WorkloadDefinition",
-        instance: "WorkloadInstance",
-    },
-    Composite {
-        name: "HelmWorkload",
-        definition: "HelmWorkloadDefinition",
-        instance: "HelmWorkloadInstance",
-    },
-    Composite {
-        name: "KubernetesRuntime",
-        definition: "KubernetesRuntimeDefinition",
-        instance: "KubernetesRuntimeInstance",
-    },
-    Composite {
-        name: "AwsEksKubernetesRuntime",
-        definition: "AwsEksKubernetesRuntimeDefinition",
-        instance: "AwsEksKubernetesRuntimeInstance",
-    },
-    Composite {
-        name: "ControlPlane",
-        definition: "ControlPlaneDefinition",
-        instance: "ControlPlaneInstance",
-    },
-    Composite {
-        name: "Gateway",
-        definition: "GatewayDefinition",
-        instance: "GatewayInstance",
-    },
-    Composite {
-        name: "DomainName",
-        definition: "DomainNameDefinition",
-        instance: "DomainNameInstance",
-    },
-    Composite {
-        name: "AwsRelationalDatabase",
-        definition: "AwsRelationalDatabaseDefinition",
-        instance: "AwsRelationalDatabaseInstance",
-    },
-    Composite {
-        name: "AwsObjectStorageBucket",
-        definition: "AwsObjectStorageBucketDefinition",
-        instance: "AwsObjectStorageBucketInstance",
-    },
-    Composite {
-        name: "Secret",
-        definition: "SecretDefinition",
-        instance: "SecretInstance",
-    },
-    Composite {
-        name: "Terraform",
-        definition: "TerraformDefinition",
-        instance: "TerraformInstance",
-    },
-    Composite {
-        name: "ObservabilityStack",
-        definition: "ObservabilityStackDefinition",
-        instance: "ObservabilityStackInstance",
-    },
-    Composite {
-        name: "ObservabilityDashboard",
-        definition: "ObservabilityDashboardDefinition",
-        instance: "ObservabilityDashboardInstance",
-    },
-    Composite {
-        name: "Metrics",
-        definition: "MetricsDefinition",
-        instance: "MetricsInstance",
-    },
-    Composite {
-        name: "Logging",
-        definition: "LoggingDefinition",
-        instance: "LoggingInstance",
-    },
-];
-
 /// Lists of child objects written inline under a parent (upstream's gateway ports).
 struct ChildList {
     parent: &'static str,
@@ -208,8 +123,7 @@ const AWS_LOCAL_FIELDS: &[&str] = &["LocalConfig", "LocalCredentials", "LocalPro
 
 /// Every top-level key the format accepts.
 pub fn top_level_keys() -> Vec<&'static str> {
-    COMPOSITES
-        .iter()
+    kinds::composites()
         .map(|c| c.name)
         .chain(KINDS.iter().map(|k| k.name))
         .collect()
@@ -534,9 +448,9 @@ impl Ctx<'_> {
             });
             return;
         };
-        if let Some(c) = COMPOSITES.iter().find(|c| c.name == key) {
-            let def = kinds::by_name(c.definition).expect("composite kinds are registered");
-            let inst = kinds::by_name(c.instance).expect("composite kinds are registered");
+        if let Some(c) = kinds::composites().find(|c| c.name == key) {
+            let def = c.definition;
+            let inst = c.instance;
             self.composite(def, inst, &name, entries, line, out);
         } else if let Some(kind) = kinds::by_name(key) {
             let (objs, problems) = self.build(kind, &name, entries, line, &[], &[]);

@@ -3,21 +3,21 @@
 //! that failed while their runtime was unreachable once it is back.
 
 use crate::cluster::{Clients, client_for};
-use crate::runtime::{Outcome, ReconcileError, Reconciler, now_rfc3339};
+use crate::runtime::{Outcome, ReconcileError, Reconciler};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use threeport_api::{Client, Kind, kinds, object_id};
+use threeport_api::kinds::{
+    self, KUBERNETES_RUNTIME_DEFINITION, KUBERNETES_RUNTIME_INSTANCE, WORKLOAD_INSTANCE,
+};
+use threeport_api::{Client, Kind, ObjectExt, object_id};
 use tokio_util::sync::CancellationToken;
 
 pub struct RuntimeReconciler {
     pub clients: Arc<Clients>,
 }
 
-fn k(name: &str) -> &'static Kind {
-    kinds::by_name(name).expect("registered kind")
-}
 
 /// Reachability: `Ok(version)` or `Err(reason)`.
 pub async fn check(runtime: &Value) -> Result<String, String> {
@@ -35,43 +35,23 @@ impl Reconciler for RuntimeReconciler {
     }
 
     fn kinds(&self) -> Vec<&'static Kind> {
-        vec![
-            k("KubernetesRuntimeDefinition"),
-            k("KubernetesRuntimeInstance"),
-        ]
+        kinds::served_by("kubernetes-runtime").collect()
     }
 
-    async fn reconcile(
+    async fn apply(
         &self,
         api: &Client,
         kind: &'static Kind,
         o: Value,
     ) -> Result<Outcome, ReconcileError> {
-        let id = object_id(&o).unwrap_or_default();
-        if o.get("DeletionScheduled").is_some_and(|v| !v.is_null()) {
-            // The API refuses the delete while workloads still use the runtime (409), so there is
-            // nothing left in it that Threeport applied.
-            api.patch(
-                kind,
-                id,
-                &json!({"DeletionAcknowledged": now_rfc3339(), "DeletionConfirmed": now_rfc3339()}),
-            )
-            .await?;
+        if std::ptr::eq(kind, KUBERNETES_RUNTIME_DEFINITION) {
             return Ok(Outcome::Done);
         }
-        if kind.name == "KubernetesRuntimeDefinition" {
-            api.patch(
-                kind,
-                id,
-                &json!({"Reconciled": true, "CreationConfirmed": now_rfc3339()}),
-            )
-            .await?;
-            return Ok(Outcome::Done);
-        }
+        let id = o.id().unwrap_or_default();
         if o.get("DefaultRuntime") == Some(&Value::Bool(true)) {
             // One default only: the newest claim wins.
             for other in api.list(kind, &[("defaultruntime", "true".into())]).await? {
-                let oid = object_id(&other).unwrap_or_default();
+                let oid = other.id().unwrap_or_default();
                 if oid != id {
                     api.patch(
                         kind,
@@ -82,18 +62,20 @@ impl Reconciler for RuntimeReconciler {
                 }
             }
         }
-        let mut patch = json!({"Reconciled": true, "CreationConfirmed": now_rfc3339()});
-        match check(&o).await {
-            Ok(v) => {
-                patch["Status"] = json!("Healthy");
-                patch["StatusReason"] = json!(format!("reachable (Kubernetes {v})"));
-            }
-            Err(reason) => {
-                patch["Status"] = json!("Failed");
-                patch["StatusReason"] = json!(reason);
-            }
-        }
-        api.patch(kind, id, &patch).await?;
+        Ok(Outcome::DoneWith(match check(&o).await {
+            Ok(v) => json!({"Status": "Healthy", "StatusReason": format!("reachable (Kubernetes {v})")}),
+            Err(reason) => json!({"Status": "Failed", "StatusReason": reason}),
+        }))
+    }
+
+    async fn cleanup(
+        &self,
+        _api: &Client,
+        _kind: &'static Kind,
+        _o: Value,
+    ) -> Result<Outcome, ReconcileError> {
+        // The API refuses the delete while workloads still use the runtime (409), so there is
+        // nothing left in it that Threeport applied.
         Ok(Outcome::Done)
     }
 }
@@ -101,8 +83,7 @@ impl Reconciler for RuntimeReconciler {
 /// Check every runtime periodically. A runtime that comes back gets `Healthy` again, and the
 /// workload instances on it that failed meanwhile are asked to reconcile again.
 pub async fn monitor(api: Client, interval: Duration, shutdown: CancellationToken) {
-    let kri = k("KubernetesRuntimeInstance");
-    let wi = k("WorkloadInstance");
+    let (kri, wi) = (KUBERNETES_RUNTIME_INSTANCE, WORKLOAD_INSTANCE);
     let mut last: HashMap<u64, bool> = HashMap::new();
     loop {
         tokio::select! {

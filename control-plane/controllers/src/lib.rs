@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod kuberuntime;
+pub mod registration;
 pub mod runtime;
 pub mod status;
 pub mod workload;
@@ -35,6 +36,8 @@ pub struct ControllerOptions {
     pub runtime: runtime::Options,
     /// How often runtimes are checked for reachability.
     pub runtime_check_interval: Duration,
+    /// Run only these controllers (`workload`, `kubernetes-runtime`); `None` runs all of them.
+    pub only: Option<Vec<String>>,
 }
 
 impl Default for ControllerOptions {
@@ -42,17 +45,57 @@ impl Default for ControllerOptions {
         ControllerOptions {
             runtime: runtime::Options::default(),
             runtime_check_interval: Duration::from_secs(10),
+            only: None,
         }
     }
 }
 
-/// Run every controller until `shutdown`.
+impl ControllerOptions {
+    /// The controllers to run, checked against the registry.
+    pub fn selected(&self) -> anyhow::Result<Vec<&'static str>> {
+        let all = threeport_api::kinds::controllers();
+        let Some(only) = &self.only else {
+            return Ok(all);
+        };
+        let mut out = Vec::new();
+        for name in only {
+            match all.iter().find(|c| **c == name.as_str()) {
+                Some(c) => out.push(*c),
+                None => anyhow::bail!(
+                    "unknown controller {name:?}; this release has: {}",
+                    all.join(", ")
+                ),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Run one reconciler under a registration of its own (tests, and controllers built outside
+/// this crate): register, reconcile until `shutdown`, then remove the registration.
+pub async fn run_registered<R: runtime::Reconciler>(
+    reconciler: Arc<R>,
+    api: Client,
+    notifications: Notifications,
+    opts: runtime::Options,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let reg = registration::Registration::new(vec![reconciler.name().to_string()], reconciler.kinds());
+    let id = reg.register_until_done(&api, &shutdown).await;
+    let heartbeat = tokio::spawn(reg.keep(api.clone(), id, shutdown.clone()));
+    let r = runtime::run(reconciler, api, notifications.source(), opts, shutdown).await;
+    heartbeat.await.ok();
+    r
+}
+
+/// Run the selected controllers (all of them by default) until `shutdown`.
 pub async fn run_all(
     api: Client,
     notifications: Notifications,
     opts: ControllerOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let selected = opts.selected()?;
     let clients = Arc::new(cluster::Clients::default());
     let watchers = Arc::new(status::StatusWatchers::new(shutdown.clone()));
     let workload = Arc::new(workload::WorkloadReconciler {
@@ -60,39 +103,64 @@ pub async fn run_all(
         watchers,
     });
     let runtimes = Arc::new(kuberuntime::RuntimeReconciler { clients });
-    let monitor = tokio::spawn(kuberuntime::monitor(
-        api.clone(),
-        opts.runtime_check_interval,
-        shutdown.clone(),
-    ));
-    // Status follows the cluster even for workloads this process never reconciled (a restart,
-    // another replica): watch every runtime that has workloads from the start.
-    {
-        let (api, clients, watchers) = (
-            api.clone(),
-            workload.clients.clone(),
-            workload.watchers.clone(),
-        );
-        tokio::spawn(async move { status::watch_all(&api, &clients, &watchers).await });
-    }
-    let (a, b) = tokio::join!(
-        runtime::run(
+    // Register before the first reconcile, so the server knows these kinds are served.
+    let kinds: Vec<&'static threeport_api::Kind> = selected
+        .iter()
+        .flat_map(|c| threeport_api::kinds::served_by(c))
+        .collect();
+    let reg = registration::Registration::new(
+        selected.iter().map(|c| c.to_string()).collect(),
+        kinds,
+    );
+    let id = reg.register_until_done(&api, &shutdown).await;
+    let heartbeat = tokio::spawn(reg.keep(api.clone(), id, shutdown.clone()));
+
+    let mut runs: Vec<tokio::task::JoinHandle<anyhow::Result<()>>> = Vec::new();
+    if selected.contains(&"workload") {
+        // Status follows the cluster even for workloads this process never reconciled (a
+        // restart, another replica): watch every runtime that has workloads from the start.
+        {
+            let (api, clients, watchers) = (
+                api.clone(),
+                workload.clients.clone(),
+                workload.watchers.clone(),
+            );
+            tokio::spawn(async move { status::watch_all(&api, &clients, &watchers).await });
+        }
+        runs.push(tokio::spawn(runtime::run(
             workload,
             api.clone(),
             notifications.source(),
             opts.runtime.clone(),
-            shutdown.clone()
-        ),
-        runtime::run(
+            shutdown.clone(),
+        )));
+    }
+    let mut monitor = None;
+    if selected.contains(&"kubernetes-runtime") {
+        monitor = Some(tokio::spawn(kuberuntime::monitor(
+            api.clone(),
+            opts.runtime_check_interval,
+            shutdown.clone(),
+        )));
+        runs.push(tokio::spawn(runtime::run(
             runtimes,
             api.clone(),
             notifications.source(),
             opts.runtime.clone(),
-            shutdown.clone()
-        ),
-    );
-    monitor.abort();
-    a?;
-    b?;
-    Ok(())
+            shutdown.clone(),
+        )));
+    }
+    let mut result = Ok(());
+    for r in runs {
+        match r.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => result = Err(anyhow::anyhow!("controller task: {e}")),
+        }
+    }
+    if let Some(m) = monitor {
+        m.abort();
+    }
+    heartbeat.await.ok();
+    result
 }

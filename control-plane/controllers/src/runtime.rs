@@ -14,14 +14,19 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use threeport_api::{Client, Kind, kinds};
+use threeport_api::{Client, Kind, ObjectExt, kinds};
 use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// What a reconcile asks for next.
 #[derive(Debug)]
 pub enum Outcome {
+    /// Finished. The runtime records it (`Reconciled`, `CreationConfirmed`, or for a cleanup
+    /// `DeletionConfirmed`).
     Done,
+    /// Finished, and these fields (the reconciler's own status: `Status`, `StatusReason`, …)
+    /// go in the same write as the runtime's bookkeeping.
+    DoneWith(Value),
     /// Not an error, but not finished (e.g. waiting on another object): look again later.
     RequeueAfter(Duration),
 }
@@ -34,27 +39,56 @@ pub enum ReconcileError {
     /// Retrying cannot help (invalid manifest): fail now with this reason.
     #[error("{0}")]
     Permanent(String),
+    /// A call to the control plane's own API failed. A 4xx (other than a conflict) means the
+    /// request itself is wrong, so it is permanent; transport errors and 5xx are retried.
+    #[error("threeport API: {0}")]
+    Api(#[source] threeport_api::ApiError),
+    #[error("kubernetes: {0}")]
+    Kube(#[source] kube::Error),
+}
+
+impl ReconcileError {
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ReconcileError::Permanent(_) => true,
+            ReconcileError::Api(e) => e
+                .code()
+                .is_some_and(|c| (400..500).contains(&c) && c != 409 && c != 429),
+            ReconcileError::Retryable(_) | ReconcileError::Kube(_) => false,
+        }
+    }
 }
 
 impl From<threeport_api::ApiError> for ReconcileError {
     fn from(e: threeport_api::ApiError) -> Self {
-        ReconcileError::Retryable(format!("threeport API: {e}"))
+        ReconcileError::Api(e)
     }
 }
 
 impl From<kube::Error> for ReconcileError {
     fn from(e: kube::Error) -> Self {
-        ReconcileError::Retryable(format!("kubernetes: {e}"))
+        ReconcileError::Kube(e)
     }
 }
 
+/// A controller's intent. The runtime owns the protocol around it (see [`run`]): it takes the
+/// lock, re-reads the object, writes `CreationAcknowledged` before `apply` and `Reconciled` +
+/// `CreationConfirmed` after it, `DeletionAcknowledged` before `cleanup` and `DeletionConfirmed`
+/// after it, and `CreationFailed` with the reason when a reconcile fails for good. A reconciler
+/// never writes those fields itself, so it cannot forget one.
 pub trait Reconciler: Send + Sync + 'static {
     /// Durable consumer name, and `ReportingController` on events.
     fn name(&self) -> &'static str;
     fn kinds(&self) -> Vec<&'static Kind>;
-    /// Reconcile the object as just re-read from the API (secrets revealed). The reconciler looks
-    /// at `DeletionScheduled` itself to tell a delete from a create or update.
-    fn reconcile(
+    /// Make the world match the object (created or changed; secrets revealed).
+    fn apply(
+        &self,
+        api: &Client,
+        kind: &'static Kind,
+        object: Value,
+    ) -> impl Future<Output = Result<Outcome, ReconcileError>> + Send;
+    /// Remove what `apply` made; the object is being deleted.
+    fn cleanup(
         &self,
         api: &Client,
         kind: &'static Kind,
@@ -209,24 +243,33 @@ impl<R: Reconciler> Shared<R> {
         P: Fn() -> F + Send,
         F: Future<Output = ()> + Send,
     {
-        // Re-read: the notification may be stale, and secrets are not in it.
-        let object =
-            match self.api.get_revealed(kind, id).await {
-                Ok(o) => o,
-                Err(e) if e.is_not_found() => return Verdict::Ack,
-                Err(e) => {
-                    return Verdict::Retry(self.opts.backoff(attempt).max(Duration::from_secs(1)))
-                        .log(kind, id, &e.to_string());
-                }
-            };
-        let deleting = object
-            .get("DeletionScheduled")
-            .is_some_and(|v| !v.is_null());
-        if !deleting && object.get("Reconciled") == Some(&Value::Bool(true)) {
+        // 1. Re-read: the notification may be stale, and secrets are not in it.
+        let object = match self.api.get_revealed(kind, id).await {
+            Ok(o) => o,
+            Err(e) if e.is_not_found() => return Verdict::Ack,
+            Err(e) => {
+                return Verdict::Retry(self.opts.backoff(attempt).max(Duration::from_secs(1)))
+                    .log(kind, id, &e.to_string());
+            }
+        };
+        let deleting = object.is_deleting();
+        if !deleting && object.is_reconciled() {
             return Verdict::Ack;
         }
+        // 2. Acknowledge: the object is being worked on, and is no longer `Pending`.
+        if let Err(e) = self.acknowledge(kind, id, &object, deleting).await {
+            return Verdict::Retry(self.opts.backoff(attempt)).log(kind, id, &e.to_string());
+        }
+        // 3. The reconciler's intent, with in-progress acks while it runs.
         let tick = self.opts.ack_wait.min(self.opts.lock_ttl) / 3;
-        let work = self.reconciler.reconcile(&self.api, kind, object);
+        let was_pending = object.status() == Some("Pending");
+        let work = async {
+            if deleting {
+                self.reconciler.cleanup(&self.api, kind, object).await
+            } else {
+                self.reconciler.apply(&self.api, kind, object).await
+            }
+        };
         tokio::pin!(work);
         let result = loop {
             tokio::select! {
@@ -238,16 +281,22 @@ impl<R: Reconciler> Shared<R> {
                 _ = self.shutdown.cancelled() => break None,
             }
         };
-        match result {
+        // 4. Record how it ended.
+        let report = match result {
             // Shutting down mid-reconcile: hand the object back for another replica or restart.
-            None => Verdict::Retry(Duration::ZERO),
-            Some(Ok(Outcome::Done)) => Verdict::Ack,
-            Some(Ok(Outcome::RequeueAfter(d))) => Verdict::Retry(d.max(self.opts.backoff_base)),
-            Some(Err(ReconcileError::Permanent(m))) => {
-                self.record_event(kind, id, "ReconcileFailed", &m).await;
-                Verdict::Failed(m)
+            None => return Verdict::Retry(Duration::ZERO),
+            Some(Ok(Outcome::RequeueAfter(d))) => {
+                return Verdict::Retry(d.max(self.opts.backoff_base));
             }
-            Some(Err(ReconcileError::Retryable(m))) => {
+            Some(Ok(Outcome::Done)) => None,
+            Some(Ok(Outcome::DoneWith(v))) => Some(v),
+            Some(Err(e)) if e.is_permanent() => {
+                let m = e.to_string();
+                self.record_event(kind, id, "ReconcileFailed", &m).await;
+                return Verdict::Failed(m);
+            }
+            Some(Err(e)) => {
+                let m = error_chain(&e);
                 self.record_event(
                     kind,
                     id,
@@ -255,17 +304,82 @@ impl<R: Reconciler> Shared<R> {
                     &format!("attempt {attempt}/{}: {m}", self.opts.max_attempts),
                 )
                 .await;
-                if attempt >= self.opts.max_attempts {
+                return if attempt >= self.opts.max_attempts {
                     Verdict::Failed(format!("gave up after {attempt} attempts: {m}"))
                 } else {
                     Verdict::Retry(self.opts.backoff(attempt)).log(kind, id, &m)
-                }
+                };
             }
+        };
+        match self.confirm(kind, id, deleting, was_pending, report).await {
+            Ok(()) => Verdict::Ack,
+            Err(e) if e.is_not_found() => Verdict::Ack,
+            Err(e) => Verdict::Retry(self.opts.backoff(attempt)).log(kind, id, &e.to_string()),
         }
     }
 
+    /// `CreationAcknowledged` (or `DeletionAcknowledged`) the first time; a `Pending` object
+    /// becomes `Reconciling`, so nobody reads the old reason while work is under way.
+    async fn acknowledge(
+        &self,
+        kind: &'static Kind,
+        id: u64,
+        object: &Value,
+        deleting: bool,
+    ) -> Result<(), threeport_api::ApiError> {
+        let mut patch = serde_json::Map::new();
+        let field = if deleting {
+            "DeletionAcknowledged"
+        } else {
+            "CreationAcknowledged"
+        };
+        if !object.is_set(field) {
+            patch.insert(field.into(), json!(now_rfc3339()));
+        }
+        if object.status() == Some("Pending") {
+            patch.insert("Status".into(), json!("Reconciling"));
+            patch.insert(
+                "StatusReason".into(),
+                json!(format!("{} is working on it", self.reconciler.name())),
+            );
+        }
+        if patch.is_empty() {
+            return Ok(());
+        }
+        self.api.patch(kind, id, &Value::Object(patch)).await.map(|_| ())
+    }
+
+    /// The end of a successful reconcile: `DeletionConfirmed` (which removes the object), or
+    /// `Reconciled` + `CreationConfirmed` with the reconciler's report in the same write.
+    async fn confirm(
+        &self,
+        kind: &'static Kind,
+        id: u64,
+        deleting: bool,
+        was_pending: bool,
+        report: Option<Value>,
+    ) -> Result<(), threeport_api::ApiError> {
+        let mut patch = match report {
+            Some(Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        if deleting {
+            patch.insert("DeletionConfirmed".into(), json!(now_rfc3339()));
+        } else {
+            patch.insert("Reconciled".into(), json!(true));
+            patch.insert("CreationConfirmed".into(), json!(now_rfc3339()));
+            patch.insert("CreationFailed".into(), Value::Null);
+            // The runtime's own `Reconciling` goes when the reconciler reports no status.
+            if was_pending && !patch.contains_key("Status") {
+                patch.insert("Status".into(), Value::Null);
+                patch.insert("StatusReason".into(), Value::Null);
+            }
+        }
+        self.api.patch(kind, id, &Value::Object(patch)).await.map(|_| ())
+    }
+
     async fn record_event(&self, kind: &'static Kind, id: u64, reason: &str, note: &str) {
-        let ev = kinds::by_name("Event").expect("registered");
+        let ev = kinds::EVENT;
         let body = json!({
             "ObjectKind": kind.name, "ObjectID": id, "Type": "Warning", "Reason": reason,
             "Note": note, "ReportingController": self.reconciler.name(), "EventTime": now_rfc3339(),
@@ -277,12 +391,11 @@ impl<R: Reconciler> Shared<R> {
 
     /// The visible end state of an object that cannot be reconciled.
     async fn mark_failed(&self, kind: &'static Kind, id: u64, reason: &str) {
-        let mut patch = json!({"Reconciled": true});
-        if kind.role == kinds::Role::Instance {
+        let mut patch = json!({"Reconciled": true, "CreationFailed": now_rfc3339()});
+        if kind.has_status() {
             patch["Status"] = json!("Failed");
             patch["StatusReason"] = json!(reason);
         }
-        patch["CreationFailed"] = json!(now_rfc3339());
         if let Err(e) = self.api.patch(kind, id, &patch).await {
             tracing::warn!(error = %e, kind = kind.name, id, "cannot mark object failed");
         }
@@ -303,10 +416,21 @@ impl LogVerdict for Verdict {
     }
 }
 
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+pub use threeport_api::object::now_rfc3339;
+
+/// An error with its causes, `a: b: c`, for events and logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let m = s.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        src = s.source();
+    }
+    out
 }
 
 /// Work for the in-process queue: startup resync, local-bus notifications and local retries.

@@ -166,8 +166,8 @@ impl StatusWatchers {
 
 /// Start watchers for every runtime that has workload instances, and recompute them all.
 pub async fn watch_all(api: &Client, clients: &crate::cluster::Clients, watchers: &StatusWatchers) {
-    let kri = kinds::by_name("KubernetesRuntimeInstance").expect("registered");
-    let wi = kinds::by_name("WorkloadInstance").expect("registered");
+    let kri = kinds::KUBERNETES_RUNTIME_INSTANCE;
+    let wi = kinds::WORKLOAD_INSTANCE;
     let Ok(runtimes) = api.list(kri, &[]).await else {
         return;
     };
@@ -379,7 +379,7 @@ async fn report(api: &Client, st: &mut State, id: u64) {
         }
     }
     let h = health(&objects, &warnings);
-    let wi = kinds::by_name("WorkloadInstance").expect("registered");
+    let wi = kinds::WORKLOAD_INSTANCE;
     if st.reported.get(&id) != Some(&h) {
         match api
             .patch(
@@ -401,7 +401,7 @@ async fn report(api: &Client, st: &mut State, id: u64) {
             }
         }
     }
-    let we = kinds::by_name("WorkloadEvent").expect("registered");
+    let we = kinds::WORKLOAD_EVENT;
     for (uid, reason, message, ts) in fresh_events {
         let body = json!({
             "WorkloadInstanceID": id, "RuntimeEventUID": uid, "Type": "Warning", "Reason": reason, "Message": message,

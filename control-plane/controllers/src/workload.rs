@@ -3,26 +3,23 @@
 //! delete, and its status follows the cluster through a watch.
 
 use crate::cluster::{self, Clients, INSTANCE_LABEL, ObjectRef};
-use crate::runtime::{Outcome, ReconcileError, Reconciler, now_rfc3339};
+use crate::runtime::{Outcome, ReconcileError, Reconciler};
 use crate::status::StatusWatchers;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use threeport_api::{Client, Kind, kinds, object_id};
+use threeport_api::kinds::{
+    self, KUBERNETES_RUNTIME_INSTANCE, WORKLOAD_DEFINITION, WORKLOAD_INSTANCE,
+    WORKLOAD_RESOURCE_DEFINITION, WORKLOAD_RESOURCE_INSTANCE,
+};
+use threeport_api::{Client, Kind, ObjectExt, object_id};
 
 pub struct WorkloadReconciler {
     pub clients: Arc<Clients>,
     pub watchers: Arc<StatusWatchers>,
 }
 
-fn k(name: &str) -> &'static Kind {
-    kinds::by_name(name).expect("registered kind")
-}
-
-fn set(o: &Value, f: &str) -> bool {
-    o.get(f).is_some_and(|v| !v.is_null())
-}
 
 /// Split a multi-document manifest into Kubernetes objects, checking each has an identity.
 pub fn split_manifest(yaml: &str) -> Result<Vec<Value>, String> {
@@ -75,37 +72,41 @@ impl Reconciler for WorkloadReconciler {
     }
 
     fn kinds(&self) -> Vec<&'static Kind> {
-        vec![k("WorkloadDefinition"), k("WorkloadInstance")]
+        kinds::served_by("workload").collect()
     }
 
-    async fn reconcile(
+    async fn apply(
         &self,
         api: &Client,
         kind: &'static Kind,
         object: Value,
     ) -> Result<Outcome, ReconcileError> {
-        match kind.name {
-            "WorkloadDefinition" => self.definition(api, object).await,
-            _ => self.instance(api, object).await,
+        if std::ptr::eq(kind, WORKLOAD_DEFINITION) {
+            self.definition(api, object).await
+        } else {
+            self.instance(api, object).await
         }
+    }
+
+    async fn cleanup(
+        &self,
+        api: &Client,
+        kind: &'static Kind,
+        object: Value,
+    ) -> Result<Outcome, ReconcileError> {
+        if std::ptr::eq(kind, WORKLOAD_DEFINITION) {
+            // Its resource definitions cascade when the row goes.
+            return Ok(Outcome::Done);
+        }
+        let ns = instance_namespace(object.name());
+        self.delete_instance(api, &object, &ns).await
     }
 }
 
 impl WorkloadReconciler {
     async fn definition(&self, api: &Client, def: Value) -> Result<Outcome, ReconcileError> {
-        let wd = k("WorkloadDefinition");
-        let wrd = k("WorkloadResourceDefinition");
-        let id = object_id(&def).unwrap_or_default();
-        if set(&def, "DeletionScheduled") {
-            // Resource definitions cascade when the row goes.
-            api.patch(
-                wd,
-                id,
-                &json!({"DeletionAcknowledged": now_rfc3339(), "DeletionConfirmed": now_rfc3339()}),
-            )
-            .await?;
-            return Ok(Outcome::Done);
-        }
+        let wrd = WORKLOAD_RESOURCE_DEFINITION;
+        let id = def.id().unwrap_or_default();
         let yaml = def
             .get("YAMLDocument")
             .and_then(Value::as_str)
@@ -156,25 +157,18 @@ impl WorkloadReconciler {
                 changed = true;
             }
         }
-        api.patch(
-            wd,
-            id,
-            &json!({"Reconciled": true, "CreationConfirmed": now_rfc3339()}),
-        )
-        .await?;
         if changed {
-            // A changed definition re-applies every instance of it.
-            let wi = k("WorkloadInstance");
+            // A changed definition re-applies every instance of it (they wait until the
+            // runtime has confirmed this definition).
+            let wi = WORKLOAD_INSTANCE;
             for inst in api
                 .list(wi, &[("workloaddefinitionid", id.to_string())])
                 .await?
             {
-                if inst.get("Reconciled") == Some(&Value::Bool(true))
-                    && !set(&inst, "DeletionScheduled")
-                {
+                if inst.is_reconciled() && !inst.is_deleting() {
                     api.patch(
                         wi,
-                        object_id(&inst).unwrap_or_default(),
+                        inst.id().unwrap_or_default(),
                         &json!({"Reconciled": false}),
                     )
                     .await?;
@@ -193,7 +187,7 @@ impl WorkloadReconciler {
             Some(id) => id,
             // No runtime named: the default runtime, as upstream does.
             None => api
-                .list(k("KubernetesRuntimeInstance"), &[("defaultruntime", "true".into())])
+                .list(KUBERNETES_RUNTIME_INSTANCE, &[("defaultruntime", "true".into())])
                 .await?
                 .first()
                 .and_then(object_id)
@@ -202,44 +196,35 @@ impl WorkloadReconciler {
                 })?,
         };
         let runtime = api
-            .get_revealed(k("KubernetesRuntimeInstance"), rid)
+            .get_revealed(KUBERNETES_RUNTIME_INSTANCE, rid)
             .await?;
         let client = self.clients.get(&runtime).await?;
         Ok((rid, runtime, client))
     }
 
     async fn instance(&self, api: &Client, inst: Value) -> Result<Outcome, ReconcileError> {
-        let wi = k("WorkloadInstance");
-        let wri = k("WorkloadResourceInstance");
-        let id = object_id(&inst).unwrap_or_default();
-        let name = inst
-            .get("Name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let ns = instance_namespace(&name);
-        if set(&inst, "DeletionScheduled") {
-            return self.delete_instance(api, &inst, id, &ns).await;
-        }
+        let wri = WORKLOAD_RESOURCE_INSTANCE;
+        let id = inst.id().unwrap_or_default();
+        let ns = instance_namespace(inst.name());
         let def_id = inst
             .get("WorkloadDefinitionID")
             .and_then(Value::as_u64)
             .unwrap_or_default();
-        let def = api.get(k("WorkloadDefinition"), def_id).await?;
-        if set(&def, "CreationFailed") {
+        let def = api.get(WORKLOAD_DEFINITION, def_id).await?;
+        if def.is_set("CreationFailed") {
             return Err(ReconcileError::Permanent(format!(
                 "its WorkloadDefinition {:?} failed; fix the definition",
                 def.get("Name").and_then(Value::as_str).unwrap_or_default()
             )));
         }
-        if def.get("Reconciled") != Some(&Value::Bool(true)) {
+        if !def.is_reconciled() {
             // The definition's resources are being prepared; not a failure.
             return Ok(Outcome::RequeueAfter(Duration::from_millis(500)));
         }
         let (rid, _runtime, client) = self.runtime_for(api, &inst).await?;
         let wrds = api
             .list(
-                k("WorkloadResourceDefinition"),
+                WORKLOAD_RESOURCE_DEFINITION,
                 &[("workloaddefinitionid", def_id.to_string())],
             )
             .await?;
@@ -293,35 +278,29 @@ impl WorkloadReconciler {
             }
         }
         // Record the runtime it went to (the default one when none was named).
-        let mut patch = json!({"Reconciled": true, "CreationConfirmed": now_rfc3339(), "KubernetesRuntimeInstanceID": rid});
+        let mut report = json!({"KubernetesRuntimeInstanceID": rid});
         if inst
-            .get("Status")
-            .and_then(Value::as_str)
-            .is_none_or(|s| s.is_empty() || s == "Failed")
+            .status()
+            .is_none_or(|s| matches!(s, "Failed" | "Pending" | "Reconciling"))
         {
-            patch["Status"] = json!("Progressing");
-            patch["StatusReason"] = json!("applied to the cluster; waiting for readiness");
+            report["Status"] = json!("Progressing");
+            report["StatusReason"] = json!("applied to the cluster; waiting for readiness");
         }
-        api.patch(wi, id, &patch).await?;
         self.watchers
             .ensure(rid, client.client.clone(), api.clone())
             .await;
         self.watchers.touch(rid, id).await;
-        Ok(Outcome::Done)
+        Ok(Outcome::DoneWith(report))
     }
 
     async fn delete_instance(
         &self,
         api: &Client,
         inst: &Value,
-        id: u64,
         ns: &str,
     ) -> Result<Outcome, ReconcileError> {
-        let wi = k("WorkloadInstance");
-        let wri = k("WorkloadResourceInstance");
-        api.patch(wi, id, &json!({"DeletionAcknowledged": now_rfc3339()}))
-            .await
-            .ok();
+        let id = inst.id().unwrap_or_default();
+        let wri = WORKLOAD_RESOURCE_INSTANCE;
         let resources = api
             .list(wri, &[("workloadinstanceid", id.to_string())])
             .await?;
@@ -333,7 +312,7 @@ impl WorkloadReconciler {
                         {
                             cluster::delete(&client, &r, ns).await?;
                         }
-                        api.delete(wri, object_id(e).unwrap_or_default()).await?;
+                        api.delete(wri, e.id().unwrap_or_default()).await?;
                     }
                     // The per-instance namespace was ours.
                     let nsref = ObjectRef {
@@ -355,8 +334,6 @@ impl WorkloadReconciler {
                 Err(e) => return Err(e),
             }
         }
-        api.patch(wi, id, &json!({"DeletionConfirmed": now_rfc3339()}))
-            .await?;
         Ok(Outcome::Done)
     }
 }

@@ -2,6 +2,7 @@
 //! kind, with no per-kind code.
 
 use crate::crypto::{Cipher, seal};
+use crate::lifecycle::{self, DeletePlan, WritePlan};
 use crate::store::{Store, StoreError, Stored, index_value, now_rfc3339};
 use crate::watch::Watcher;
 use axum::extract::rejection::BytesRejection;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use threeport_api::envelope::{Envelope, Meta};
 use threeport_api::kinds::{self, KINDS};
 use threeport_api::validate::{Mode, check_body};
-use threeport_api::{Kind, Operation, REDACTED};
+use threeport_api::{Kind, Operation};
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 1000;
@@ -31,31 +32,34 @@ pub struct AppState {
     pub nats: Option<async_nats::Client>,
     /// Ends watch streams so a graceful shutdown does not wait on them forever.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Which kinds live controllers serve (objects of the others are stored `Pending`).
+    pub registry: Arc<crate::registrations::Registry>,
 }
 
-/// An error response in upstream's envelope.
+/// An error response in upstream's envelope. (The REST client's error type is
+/// `threeport_api::ApiError`; this is the server's side of it.)
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ErrorResponse {
     kind: &'static str,
     code: StatusCode,
     message: String,
 }
 
-impl ApiError {
-    fn new(kind: &'static str, code: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
+impl ErrorResponse {
+    fn new(kind: &'static str, code: StatusCode, message: impl Into<String>) -> ErrorResponse {
+        ErrorResponse {
             kind,
             code,
             message: message.into(),
         }
     }
-    fn bad(kind: &Kind, message: impl Into<String>) -> ApiError {
-        ApiError::new(kind.name, StatusCode::BAD_REQUEST, message)
+    fn bad(kind: &Kind, message: impl Into<String>) -> ErrorResponse {
+        ErrorResponse::new(kind.name, StatusCode::BAD_REQUEST, message)
     }
-    fn conflict(kind: &Kind, message: impl Into<String>) -> ApiError {
-        ApiError::new(kind.name, StatusCode::CONFLICT, message)
+    fn conflict(kind: &Kind, message: impl Into<String>) -> ErrorResponse {
+        ErrorResponse::new(kind.name, StatusCode::CONFLICT, message)
     }
-    fn store(kind: &Kind, id: i64, e: StoreError) -> ApiError {
+    fn store(kind: &Kind, id: i64, e: StoreError) -> ErrorResponse {
         let code = match &e {
             StoreError::Unavailable(_) | StoreError::Retry => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Conflict(_) | StoreError::StaleVersion { .. } => StatusCode::CONFLICT,
@@ -75,18 +79,18 @@ impl ApiError {
             }
             other => other.to_string(),
         };
-        ApiError::new(kind.name, code, message)
+        ErrorResponse::new(kind.name, code, message)
     }
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for ErrorResponse {
     fn into_response(self) -> Response {
         let env = Envelope::error(self.kind, self.code.as_u16(), self.message);
         (self.code, Json(env)).into_response()
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+type ApiResult = Result<Response, ErrorResponse>;
 
 fn respond(kind: &Kind, code: StatusCode, data: Vec<Value>, meta: Meta) -> Response {
     (
@@ -158,13 +162,19 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             );
     }
     r.fallback(|| async {
-        ApiError::new(
+        ErrorResponse::new(
             "",
             StatusCode::NOT_FOUND,
             "no such endpoint; see /openapi.json for the API",
         )
     })
     .layer(DefaultBodyLimit::max(body_limit))
+    // Every log line of a request carries its method and path.
+    .layer(
+        tower_http::trace::TraceLayer::new_for_http()
+            .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO))
+            .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+    )
     .with_state(state)
 }
 
@@ -203,7 +213,7 @@ async fn watch(
     let mut selected = Vec::new();
     for (k, v) in &q {
         if k != "kind" {
-            return ApiError::new(
+            return ErrorResponse::new(
                 "",
                 StatusCode::BAD_REQUEST,
                 format!("unknown watch parameter {k:?}; use ?kind=workload-instances,…"),
@@ -214,7 +224,7 @@ async fn watch(
             match kinds::lookup(name) {
                 Some(kind) => selected.push(kind),
                 None => {
-                    return ApiError::new(
+                    return ErrorResponse::new(
                         "",
                         StatusCode::BAD_REQUEST,
                         format!("unknown kind {name:?} in ?kind="),
@@ -239,15 +249,15 @@ async fn watch(
     .into_response()
 }
 
-fn parse_id(kind: &Kind, raw: &str) -> Result<i64, ApiError> {
+fn parse_id(kind: &Kind, raw: &str) -> Result<i64, ErrorResponse> {
     match raw.parse::<u64>() {
         Ok(id) if id <= i64::MAX as u64 => Ok(id as i64),
-        Ok(id) => Err(ApiError::new(
+        Ok(id) => Err(ErrorResponse::new(
             kind.name,
             StatusCode::NOT_FOUND,
             format!("{} with ID {id} not found", kind.name),
         )),
-        Err(_) => Err(ApiError::bad(
+        Err(_) => Err(ErrorResponse::bad(
             kind,
             format!("invalid ID {raw:?}: IDs are unsigned 64-bit integers"),
         )),
@@ -255,10 +265,10 @@ fn parse_id(kind: &Kind, raw: &str) -> Result<i64, ApiError> {
 }
 
 /// Turn the raw body into a JSON value, with messages that say what to fix.
-fn parse_body(kind: &Kind, body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let bytes = body.map_err(|rej| ApiError::new(kind.name, rej.status(), rej.body_text()))?;
+fn parse_body(kind: &Kind, body: Result<Bytes, BytesRejection>) -> Result<Value, ErrorResponse> {
+    let bytes = body.map_err(|rej| ErrorResponse::new(kind.name, rej.status(), rej.body_text()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad(
+        return Err(ErrorResponse::bad(
             kind,
             format!(
                 "the request body is empty; send a JSON object describing a {}",
@@ -267,11 +277,7 @@ fn parse_body(kind: &Kind, body: Result<Bytes, BytesRejection>) -> Result<Value,
         ));
     }
     threeport_api::validate::parse_json_strict(&bytes)
-        .map_err(|e| ApiError::bad(kind, format!("malformed JSON: {e}")))
-}
-
-fn is_true(v: Option<&Value>) -> bool {
-    v.and_then(Value::as_bool).unwrap_or(false)
+        .map_err(|e| ErrorResponse::bad(kind, format!("malformed JSON: {e}")))
 }
 
 fn is_set(v: Option<&Value>) -> bool {
@@ -279,12 +285,24 @@ fn is_set(v: Option<&Value>) -> bool {
 }
 
 impl AppState {
+    /// After every commit: wake the relay and the watch tailer, and when a controller
+    /// registration changed, re-read which kinds are served before answering, so a controller
+    /// that has registered is never told its kinds are unserved.
+    async fn committed(&self, kind: &'static Kind) {
+        self.wake.poke();
+        if std::ptr::eq(kind, kinds::CONTROLLER) {
+            if let Err(e) = self.registry.refresh(&self.store).await {
+                tracing::warn!(error = %e, "cannot re-read controller registrations");
+            }
+        }
+    }
+
     fn render(&self, s: &Stored, reveal: bool) -> Value {
         s.render(self.cipher.as_deref(), reveal)
     }
 
     /// Encrypt secret fields; refuse them if this server was started without a key.
-    fn seal(&self, kind: &'static Kind, body: &mut Map<String, Value>) -> Result<(), ApiError> {
+    fn seal(&self, kind: &'static Kind, body: &mut Map<String, Value>) -> Result<(), ErrorResponse> {
         let present: Vec<&str> = kind
             .secret_fields()
             .filter(|f| is_set(body.get(f.name)))
@@ -298,7 +316,7 @@ impl AppState {
                 seal(kind, body, c);
                 Ok(())
             }
-            None => Err(ApiError::bad(
+            None => Err(ErrorResponse::bad(
                 kind,
                 format!(
                     "field \"{}\" is a secret, and this server has no encryption key (start it with --encryption-key-file)",
@@ -316,23 +334,16 @@ async fn create(
 ) -> ApiResult {
     let value = parse_body(kind, body)?;
     let mut body = check_body(kind, &value, Mode::Create)
-        .map_err(|e| ApiError::bad(kind, e.to_string()))?
+        .map_err(|e| ErrorResponse::bad(kind, e.to_string()))?
         .clone();
     st.seal(kind, &mut body)?;
-    let notify = if kind.reconciled {
-        // A client seeding existing state sends Reconciled: true; anything else needs a controller.
-        let reconciled = is_true(body.get("Reconciled"));
-        body.insert("Reconciled".into(), Value::Bool(reconciled));
-        !reconciled
-    } else {
-        false
-    };
+    let (body, notify) = lifecycle::plan_create(kind, body, st.registry.served(kind));
     let stored = st
         .store
         .insert(kind, &body, notify)
         .await
-        .map_err(|e| ApiError::store(kind, 0, e))?;
-    st.wake.poke();
+        .map_err(|e| ErrorResponse::store(kind, 0, e))?;
+    st.committed(kind).await;
     one(kind, StatusCode::CREATED, st.render(&stored, false))
 }
 
@@ -348,11 +359,11 @@ async fn get_one(
         .store
         .fetch(kind, id)
         .await
-        .map_err(|e| ApiError::store(kind, id, e))?;
+        .map_err(|e| ErrorResponse::store(kind, id, e))?;
     one(kind, StatusCode::OK, st.render(&stored, reveal))
 }
 
-fn reveal_param(kind: &Kind, q: &[(String, String)]) -> Result<bool, ApiError> {
+fn reveal_param(kind: &Kind, q: &[(String, String)]) -> Result<bool, ErrorResponse> {
     match q
         .iter()
         .find(|(k, _)| k == "reveal")
@@ -360,7 +371,7 @@ fn reveal_param(kind: &Kind, q: &[(String, String)]) -> Result<bool, ApiError> {
     {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
-        Some(other) => Err(ApiError::bad(
+        Some(other) => Err(ErrorResponse::bad(
             kind,
             format!("reveal must be true or false, got {other:?}"),
         )),
@@ -380,7 +391,7 @@ async fn list(
         match key.as_str() {
             "page" => {
                 page = value.parse().ok().filter(|p| *p >= 1).ok_or_else(|| {
-                    ApiError::bad(
+                    ErrorResponse::bad(
                         kind,
                         format!("page must be a whole number from 1, got {value:?}"),
                     )
@@ -392,7 +403,7 @@ async fn list(
                     .ok()
                     .filter(|s| (1..=MAX_PAGE_SIZE).contains(s))
                     .ok_or_else(|| {
-                        ApiError::bad(
+                        ErrorResponse::bad(
                             kind,
                             format!("size must be between 1 and {MAX_PAGE_SIZE}, got {value:?}"),
                         )
@@ -408,7 +419,7 @@ async fn list(
         .store
         .list(kind, name, &filters, page, size)
         .await
-        .map_err(|e| ApiError::store(kind, 0, e))?;
+        .map_err(|e| ErrorResponse::store(kind, 0, e))?;
     let data = items.iter().map(|s| st.render(s, reveal)).collect();
     Ok(respond(
         kind,
@@ -423,7 +434,7 @@ async fn list(
 }
 
 /// Resolve `?lowercasedfield=value` to an indexed field and the value as the index holds it.
-fn filter(kind: &'static Kind, key: &str, value: &str) -> Result<(&'static str, String), ApiError> {
+fn filter(kind: &'static Kind, key: &str, value: &str) -> Result<(&'static str, String), ErrorResponse> {
     let Some(field) = kind
         .fields()
         .find(|f| f.filter_key() == key.to_ascii_lowercase())
@@ -431,13 +442,13 @@ fn filter(kind: &'static Kind, key: &str, value: &str) -> Result<(&'static str, 
         let hint = threeport_api::validate::did_you_mean(kind, key)
             .map(|n| format!("; did you mean \"{}\"?", n.to_ascii_lowercase()))
             .unwrap_or_default();
-        return Err(ApiError::bad(
+        return Err(ErrorResponse::bad(
             kind,
             format!("unknown filter \"{key}\" for {}{hint}", kind.name),
         ));
     };
     if !field.ty.filterable() || field.secret || matches!(field.name, "ID" | "ResourceVersion") {
-        return Err(ApiError::bad(
+        return Err(ErrorResponse::bad(
             kind,
             format!("field \"{}\" cannot be used as a filter", field.name),
         ));
@@ -449,7 +460,7 @@ fn filter(kind: &'static Kind, key: &str, value: &str) -> Result<(&'static str, 
         _ => Some(Value::String(value.to_string())),
     }
     .ok_or_else(|| {
-        ApiError::bad(
+        ErrorResponse::bad(
             kind,
             format!(
                 "filter \"{key}\" must be {}, got {value:?}",
@@ -462,7 +473,7 @@ fn filter(kind: &'static Kind, key: &str, value: &str) -> Result<(&'static str, 
 
 /// PATCH (merge the given fields) and PUT (replace the object; status fields are kept unless
 /// given). Both honour `ResourceVersion` as a precondition; without it the write is retried on
-/// concurrent changes, as upstream clients expect.
+/// concurrent changes, as upstream clients expect. The rules are `lifecycle::plan_write`.
 async fn write(
     State(st): State<AppState>,
     kind: &'static Kind,
@@ -472,118 +483,44 @@ async fn write(
 ) -> ApiResult {
     let id = parse_id(kind, &raw)?;
     let value = parse_body(kind, body)?;
-    let patch = check_body(kind, &value, mode).map_err(|e| ApiError::bad(kind, e.to_string()))?;
+    let patch = check_body(kind, &value, mode).map_err(|e| ErrorResponse::bad(kind, e.to_string()))?;
     let expected = patch.get("ResourceVersion").and_then(Value::as_i64);
     for _attempt in 0..20 {
         let current = st
             .store
             .fetch(kind, id)
             .await
-            .map_err(|e| ApiError::store(kind, id, e))?;
-        if let Some(v) = expected {
-            if v != current.version {
-                return Err(ApiError::store(
-                    kind,
-                    id,
-                    StoreError::StaleVersion {
-                        current: current.version,
-                    },
-                ));
-            }
+            .map_err(|e| ErrorResponse::store(kind, id, e))?;
+        if expected.is_some_and(|v| v != current.version) {
+            return Err(ErrorResponse::store(
+                kind,
+                id,
+                StoreError::StaleVersion {
+                    current: current.version,
+                },
+            ));
         }
-        let mut merged = match mode {
-            Mode::Replace => current
-                .body
-                .iter()
-                .filter(|(k, _)| kind.field(k).is_some_and(|f| f.status))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            _ => current.body.clone(),
+        let mut incoming = lifecycle::incoming_fields(kind, &current.body, patch)
+            .map_err(|m| ErrorResponse::bad(kind, m))?;
+        st.seal(kind, &mut incoming.fields)?;
+        let plan = lifecycle::plan_write(kind, mode, &current.body, incoming, st.registry.served(kind));
+        let result = match plan {
+            WritePlan::Remove => st.store.remove(kind, id, Some(current.version)).await,
+            WritePlan::Store { body, notify } => {
+                st.store.update(kind, id, current.version, &body, notify).await
+            }
         };
-        let mut spec_changed = false;
-        let mut incoming = Map::new();
-        for (k, v) in patch.iter().filter(|(k, _)| *k != "ResourceVersion") {
-            let field = kind
-                .field(k)
-                .expect("check_body accepted only known fields");
-            // Writing back a redacted secret keeps the stored value (GET → edit → PUT works).
-            if field.secret && v.as_str() == Some(REDACTED) {
-                if let Some(old) = current.body.get(k) {
-                    merged.insert(k.clone(), old.clone());
-                }
-                continue;
-            }
-            if field.immutable && is_set(current.body.get(k)) && current.body.get(k) != Some(v) {
-                return Err(ApiError::bad(
-                    kind,
-                    format!("field \"{k}\" cannot be changed after creation"),
-                ));
-            }
-            incoming.insert(k.clone(), v.clone());
-        }
-        st.seal(kind, &mut incoming)?;
-        for (k, v) in incoming {
-            let field = kind.field(&k).expect("known field");
-            if !field.status && (field.secret || current.body.get(&k) != Some(&v)) {
-                spec_changed = true;
-            }
-            merged.insert(k, v);
-        }
-        if mode == Mode::Replace {
-            // A PUT that drops a spec field changes the spec too.
-            spec_changed |= current
-                .body
-                .iter()
-                .any(|(k, v)| !kind.field(k).is_some_and(|f| f.status) && merged.get(k) != Some(v));
-        }
-        let mut notify = None;
-        if kind.reconciled {
-            if is_set(merged.get("DeletionConfirmed"))
-                && is_set(current.body.get("DeletionScheduled"))
-            {
-                // The controller confirmed a scheduled deletion: the object goes now.
-                let gone = st.store.remove(kind, id, Some(current.version)).await;
-                match gone {
-                    Err(StoreError::StaleVersion { .. }) if expected.is_none() => continue,
-                    other => {
-                        let gone = other.map_err(|e| ApiError::store(kind, id, e))?;
-                        st.wake.poke();
-                        return one(kind, StatusCode::OK, st.render(&gone, false));
-                    }
-                }
-            }
-            let explicit = patch.get("Reconciled").and_then(Value::as_bool);
-            // Upstream left Reconciled alone on a spec change, so updates did nothing. Here a
-            // spec change always asks the controller to reconcile again.
-            let reconciled = explicit.unwrap_or(if spec_changed {
-                false
-            } else {
-                is_true(current.body.get("Reconciled"))
-            });
-            merged.insert("Reconciled".into(), Value::Bool(reconciled));
-            let deleting = is_set(merged.get("DeletionScheduled"));
-            if !reconciled && (spec_changed || explicit == Some(false)) {
-                notify = Some(if deleting {
-                    Operation::Deleted
-                } else {
-                    Operation::Updated
-                });
-            }
-        }
-        match st
-            .store
-            .update(kind, id, current.version, &merged, notify)
-            .await
-        {
+        match result {
             Ok(stored) => {
-                st.wake.poke();
+                st.committed(kind).await;
                 return one(kind, StatusCode::OK, st.render(&stored, false));
             }
+            // Someone wrote in between: plan again on what is there now.
             Err(StoreError::StaleVersion { .. }) if expected.is_none() => continue,
-            Err(e) => return Err(ApiError::store(kind, id, e)),
+            Err(e) => return Err(ErrorResponse::store(kind, id, e)),
         }
     }
-    Err(ApiError::store(
+    Err(ErrorResponse::store(
         kind,
         id,
         StoreError::Unavailable("the object kept changing; retry".into()),
@@ -591,7 +528,8 @@ async fn write(
 }
 
 /// DELETE: immediate for plain kinds; two-phase for reconciled ones (schedule, notify, and the
-/// controller confirms with `DeletionConfirmed`, which removes the row).
+/// controller confirms with `DeletionConfirmed`, which removes the row). The rules are
+/// `lifecycle::plan_delete`.
 async fn delete(
     State(st): State<AppState>,
     kind: &'static Kind,
@@ -603,60 +541,41 @@ async fn delete(
             .store
             .fetch(kind, id)
             .await
-            .map_err(|e| ApiError::store(kind, id, e))?;
-        let immediate = !kind.reconciled || is_set(current.body.get("DeletionConfirmed"));
-        if immediate {
-            match st.store.remove(kind, id, Some(current.version)).await {
-                Ok(gone) => {
-                    st.wake.poke();
-                    return one(kind, StatusCode::OK, st.render(&gone, false));
-                }
-                Err(StoreError::StaleVersion { .. }) => continue,
-                Err(e) => return Err(ApiError::store(kind, id, e)),
+            .map_err(|e| ErrorResponse::store(kind, id, e))?;
+        let blockers = if kind.reconciled {
+            st.store
+                .blockers(kind, id)
+                .await
+                .map_err(|e| ErrorResponse::store(kind, id, e))?
+        } else {
+            Vec::new()
+        };
+        let plan = lifecycle::plan_delete(
+            kind,
+            &current.body,
+            &blockers,
+            st.registry.served(kind),
+            &now_rfc3339(),
+        );
+        let result = match plan {
+            DeletePlan::Refuse(m) => return Err(ErrorResponse::conflict(kind, m)),
+            DeletePlan::Remove => st.store.remove(kind, id, Some(current.version)).await,
+            DeletePlan::Schedule { body } => {
+                st.store
+                    .update(kind, id, current.version, &body, Some(Operation::Deleted))
+                    .await
             }
-        }
-        if is_set(current.body.get("DeletionScheduled")) {
-            return Err(ApiError::conflict(
-                kind,
-                format!(
-                    "deletion of {} {} is already pending; a controller will remove it",
-                    kind.name, id as u64
-                ),
-            ));
-        }
-        let blockers = st
-            .store
-            .blockers(kind, id)
-            .await
-            .map_err(|e| ApiError::store(kind, id, e))?;
-        if !blockers.is_empty() {
-            return Err(ApiError::conflict(
-                kind,
-                format!(
-                    "{} {} is still referenced by {}; delete those first",
-                    kind.name,
-                    id as u64,
-                    blockers.join(", ")
-                ),
-            ));
-        }
-        let mut body = current.body.clone();
-        body.insert("DeletionScheduled".into(), Value::String(now_rfc3339()));
-        body.insert("Reconciled".into(), Value::Bool(false));
-        match st
-            .store
-            .update(kind, id, current.version, &body, Some(Operation::Deleted))
-            .await
-        {
+        };
+        match result {
             Ok(stored) => {
-                st.wake.poke();
+                st.committed(kind).await;
                 return one(kind, StatusCode::OK, st.render(&stored, false));
             }
             Err(StoreError::StaleVersion { .. }) => continue,
-            Err(e) => return Err(ApiError::store(kind, id, e)),
+            Err(e) => return Err(ErrorResponse::store(kind, id, e)),
         }
     }
-    Err(ApiError::store(
+    Err(ErrorResponse::store(
         kind,
         id,
         StoreError::Unavailable("the object kept changing; retry".into()),

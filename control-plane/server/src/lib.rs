@@ -8,7 +8,9 @@ pub mod bus;
 pub mod crypto;
 pub mod http;
 pub mod ids;
+pub mod lifecycle;
 pub mod openapi;
+pub mod registrations;
 pub mod relay;
 pub mod store;
 pub mod tls;
@@ -148,7 +150,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     let shutdown = CancellationToken::new();
     let wake = Arc::new(Wake::default());
     let watcher = watch::Watcher::new();
+    let registry = Arc::new(registrations::Registry::default());
     let state = http::AppState {
+        registry: registry.clone(),
         store: store.clone(),
         cipher,
         wake: wake.clone(),
@@ -158,6 +162,12 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     };
     let app = http::router(state, cfg.body_limit);
     let mut tasks = vec![
+        tokio::spawn(registrations::run(
+            registry,
+            store.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        )),
         tokio::spawn(relay::run(
             store.clone(),
             Arc::new(bus),

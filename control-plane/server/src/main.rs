@@ -68,6 +68,10 @@ enum Command {
         /// Seconds a crashed replica's per-object lock outlives it.
         #[arg(long, default_value_t = 60)]
         lock_ttl_secs: u64,
+        /// Run only these controllers, comma-separated (`workload`, `kubernetes-runtime`);
+        /// default: all of them. Each registers the kinds it serves with the API.
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -103,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             ack_wait_secs,
             lock_ttl_secs,
+            only,
         } => {
             let api = api_client(&api_url, tls_dir.as_deref())?;
             let nats = async_nats::ConnectOptions::new()
@@ -115,6 +120,9 @@ async fn main() -> anyhow::Result<()> {
             opts.runtime.concurrency = concurrency;
             opts.runtime.ack_wait = std::time::Duration::from_secs(ack_wait_secs.max(1));
             opts.runtime.lock_ttl = std::time::Duration::from_secs(lock_ttl_secs.max(1));
+            opts.only = only;
+            // Refuse an unknown name before connecting anywhere.
+            opts.selected()?;
             threeport_controllers::run_all(
                 api,
                 threeport_controllers::Notifications::JetStream(nats),

@@ -12,6 +12,7 @@ async fn conformance(h: &Harness) {
     crud(h).await;
     filters_and_pages(h).await;
     bad_requests(h).await;
+    no_controller_means_pending(h).await;
     conflicts_and_two_phase_delete(h).await;
     optimistic_concurrency(h).await;
     secrets(h).await;
@@ -293,7 +294,66 @@ async fn bad_requests(h: &Harness) {
     assert!(r.error().contains("Location"));
 }
 
+/// Objects of a kind that no live controller serves are `Pending` with the reason, not
+/// `Reconciling` forever; a registration changes that at once.
+async fn no_controller_means_pending(h: &Harness) {
+    let hd = h
+        .post(
+            "helm-workload-definitions",
+            json!({"Name": "pend", "Repo": "https://charts.example.com", "Chart": "redis"}),
+        )
+        .await;
+    assert_eq!(hd.status, 201, "{}", hd.body);
+    assert_eq!(hd.object()["Status"], "Pending");
+    assert_eq!(
+        hd.object()["StatusReason"],
+        "no controller for HelmWorkloadDefinition is running in this control plane; this release has no controller for it"
+    );
+    // Never touched by a controller, and none serves it: a delete has nothing to wait for.
+    let r = h.delete("helm-workload-definitions", hd.id()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        h.get(&format!("/v0/helm-workload-definitions/{}", hd.id()))
+            .await
+            .status,
+        404
+    );
+    // A live registration for the kind: new objects are not Pending, and deletes are two-phase.
+    let reg = h.register_controller("test-helm", &["HelmWorkloadDefinition"]).await;
+    let hd = h
+        .post(
+            "helm-workload-definitions",
+            json!({"Name": "pend2", "Repo": "https://charts.example.com", "Chart": "redis"}),
+        )
+        .await;
+    assert_eq!(hd.status, 201, "{}", hd.body);
+    assert!(hd.object()["Status"].is_null(), "{}", hd.body);
+    let r = h.delete("helm-workload-definitions", hd.id()).await;
+    assert!(r.object()["DeletionScheduled"].is_string(), "{}", r.body);
+    // The registration goes: the pending deletion says what it waits for (within a sweep).
+    assert_eq!(h.delete("controllers", reg).await.status, 200);
+    let mut reason = String::new();
+    for _ in 0..100 {
+        let g = h
+            .get(&format!("/v0/helm-workload-definitions/{}", hd.id()))
+            .await;
+        reason = g.object()["StatusReason"].as_str().unwrap_or("").to_string();
+        if g.object()["Status"] == "Pending" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        reason.starts_with("deletion waits for a controller: no controller for HelmWorkloadDefinition"),
+        "{reason}"
+    );
+}
+
 async fn conflicts_and_two_phase_delete(h: &Harness) {
+    // This test plays the workload controller, so it registers as one.
+    let reg = h
+        .register_controller("test-workload", &["WorkloadDefinition", "WorkloadInstance"])
+        .await;
     let def = h.seed_definition("tp-web").await;
     let dup = h
         .post(
@@ -378,6 +438,7 @@ async fn conflicts_and_two_phase_delete(h: &Harness) {
             .status,
         404
     );
+    assert_eq!(h.delete("controllers", reg).await.status, 200);
 }
 
 async fn optimistic_concurrency(h: &Harness) {

@@ -64,6 +64,10 @@ async fn collect(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_instance_create_is_published_on_the_workload_stream() {
     let h = Harness::postgres_nats().await;
+    // This test plays the workload controller (a delete of an object no controller serves or
+    // ever touched needs no second phase).
+    h.register_controller("test-workload", &["WorkloadDefinition", "WorkloadInstance"])
+        .await;
     let def = h.seed_definition("js-web").await;
     let r = h
         .post(

@@ -126,6 +126,21 @@ impl Harness {
     }
 
     /// A runtime and a workload definition, which most tests need.
+    /// Register a controller for `kinds`, as a controller process does (heartbeat now).
+    pub async fn register_controller(&self, name: &str, kinds: &[&str]) -> u64 {
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let r = self
+            .post(
+                "controllers",
+                json!({"Name": name, "Controllers": [name], "Kinds": kinds, "HeartbeatAt": now}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.id()
+    }
+
     pub async fn seed_definition(&self, name: &str) -> u64 {
         let r = self
             .post(
