@@ -1,0 +1,234 @@
+//! The controller runtime owns the lifecycle protocol. A reconciler written only as `apply` and
+//! `cleanup`, which writes none of the bookkeeping, still gets `CreationAcknowledged`,
+//! `Reconciled`, `CreationConfirmed`, `DeletionAcknowledged`, `DeletionConfirmed` (the row goes)
+//! and, when it fails for good, `CreationFailed` with the reason and an Event. And an object of a
+//! kind no controller serves is `Pending` until such a controller starts, then leaves `Pending`
+//! by itself.
+
+mod common;
+
+use common::Harness;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use threeport_api::kinds::{HELM_WORKLOAD_DEFINITION, HELM_WORKLOAD_INSTANCE};
+use threeport_api::{Client, Kind};
+use threeport_controllers::runtime::{Options, Outcome, ReconcileError, Reconciler};
+use tokio_util::sync::CancellationToken;
+
+/// A Helm controller stand-in: records what it was asked, writes only its own status.
+#[derive(Default)]
+struct FakeHelm {
+    applied: AtomicUsize,
+    cleaned: AtomicUsize,
+}
+
+impl Reconciler for FakeHelm {
+    fn name(&self) -> &'static str {
+        "fake-helm"
+    }
+    fn kinds(&self) -> Vec<&'static Kind> {
+        vec![HELM_WORKLOAD_DEFINITION, HELM_WORKLOAD_INSTANCE]
+    }
+    async fn apply(
+        &self,
+        _api: &Client,
+        kind: &'static Kind,
+        o: Value,
+    ) -> Result<Outcome, ReconcileError> {
+        self.applied.fetch_add(1, Ordering::SeqCst);
+        if o["ReleaseNamespace"] == "broken" {
+            return Err(ReconcileError::Permanent(
+                "chart redis 0.0.0 not found in https://charts.example.com".into(),
+            ));
+        }
+        if std::ptr::eq(kind, HELM_WORKLOAD_INSTANCE) {
+            return Ok(Outcome::DoneWith(
+                json!({"Status": "Healthy", "StatusReason": "release deployed"}),
+            ));
+        }
+        Ok(Outcome::Done)
+    }
+    async fn cleanup(
+        &self,
+        _api: &Client,
+        _kind: &'static Kind,
+        _o: Value,
+    ) -> Result<Outcome, ReconcileError> {
+        self.cleaned.fetch_add(1, Ordering::SeqCst);
+        Ok(Outcome::Done)
+    }
+}
+
+async fn wait_for(h: &Harness, plural: &str, id: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut last = Value::Null;
+    while tokio::time::Instant::now() < deadline {
+        let r = h.get(&format!("/v0/{plural}/{id}")).await;
+        if r.status == 200 {
+            last = r.object().clone();
+            if pred(&last) {
+                return last;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {plural}/{id} to be {what}; last seen: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconciler_of_apply_and_cleanup_gets_the_bookkeeping_from_the_runtime() {
+    let h = Harness::sqlite().await;
+    // 1. No controller serves Helm kinds yet: both objects are Pending, and say why.
+    let def = h
+        .post(
+            "helm-workload-definitions",
+            json!({"Name": "redis", "Repo": "https://charts.example.com", "Chart": "redis"}),
+        )
+        .await;
+    assert_eq!(def.status, 201, "{}", def.body);
+    let inst = h
+        .post(
+            "helm-workload-instances",
+            json!({"Name": "redis", "HelmWorkloadDefinitionID": def.id()}),
+        )
+        .await;
+    assert_eq!(inst.object()["Status"], "Pending");
+    assert_eq!(
+        inst.object()["StatusReason"],
+        "no controller for HelmWorkloadInstance is running in this control plane; this release has no controller for it"
+    );
+    let broken = h
+        .post(
+            "helm-workload-instances",
+            json!({"Name": "broken", "HelmWorkloadDefinitionID": def.id(), "ReleaseNamespace": "broken"}),
+        )
+        .await;
+    assert_eq!(broken.object()["Status"], "Pending");
+
+    // 2. The controller starts: its registration shows, and the objects leave Pending by
+    // themselves (the runtime's resync), with the bookkeeping written for the reconciler.
+    let stop = CancellationToken::new();
+    let bus = h.server.local_bus.as_ref().unwrap().forward(stop.clone());
+    let fake = Arc::new(FakeHelm::default());
+    let ctl = tokio::spawn(threeport_controllers::run_registered(
+        fake.clone(),
+        Client::new(&h.base, None).unwrap(),
+        threeport_controllers::Notifications::Local(bus),
+        Options {
+            backoff_base: Duration::from_millis(100),
+            ..Options::default()
+        },
+        stop.clone(),
+    ));
+    let d = wait_for(&h, "helm-workload-definitions", def.id(), "reconciled", |o| {
+        o["Reconciled"] == true
+    })
+    .await;
+    assert!(d["CreationAcknowledged"].is_string(), "{d}");
+    assert!(d["CreationConfirmed"].is_string(), "{d}");
+    assert!(d["Status"].is_null(), "the runtime's own status is cleared: {d}");
+    let i = wait_for(&h, "helm-workload-instances", inst.id(), "Healthy", |o| {
+        o["Reconciled"] == true
+    })
+    .await;
+    assert_eq!(i["Status"], "Healthy", "{i}");
+    assert_eq!(i["StatusReason"], "release deployed");
+    assert!(i["CreationAcknowledged"].is_string() && i["CreationConfirmed"].is_string());
+    assert!(i["CreationFailed"].is_null());
+    let regs = h.get("/v0/controllers").await;
+    let reg = regs.body["Data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["Controllers"] == json!(["fake-helm"]))
+        .cloned()
+        .expect("the controller registered");
+    assert_eq!(reg["Kinds"], json!(["HelmWorkloadDefinition", "HelmWorkloadInstance"]));
+    assert_eq!(reg["Status"], "Running");
+
+    // 3. A permanent failure ends visible: Failed with the reason, CreationFailed, an Event.
+    let b = wait_for(&h, "helm-workload-instances", broken.id(), "Failed", |o| {
+        o["Status"] == "Failed"
+    })
+    .await;
+    assert!(b["CreationFailed"].is_string(), "{b}");
+    assert_eq!(
+        b["StatusReason"],
+        "chart redis 0.0.0 not found in https://charts.example.com"
+    );
+    let events = h
+        .get(&format!("/v0/events?objectid={}", broken.id()))
+        .await;
+    let ev = &events.body["Data"][0];
+    assert_eq!(ev["Reason"], "ReconcileFailed", "{}", events.body);
+    assert_eq!(ev["ReportingController"], "fake-helm");
+
+    // 4. Delete: two-phase, and the runtime acknowledges and confirms; the row goes.
+    let r = h.delete("helm-workload-instances", inst.id()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.object()["DeletionScheduled"].is_string());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while h
+        .get(&format!("/v0/helm-workload-instances/{}", inst.id()))
+        .await
+        .status
+        != 404
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never removed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fake.cleaned.load(Ordering::SeqCst), 1);
+
+    // 5. A clean stop removes the registration; new objects are Pending again.
+    stop.cancel();
+    ctl.await.unwrap().unwrap();
+    let regs = h.get("/v0/controllers").await;
+    assert_eq!(regs.body["Meta"]["TotalCount"], 0, "{}", regs.body);
+    let later = h
+        .post(
+            "helm-workload-instances",
+            json!({"Name": "later", "HelmWorkloadDefinitionID": def.id()}),
+        )
+        .await;
+    assert_eq!(later.object()["Status"], "Pending", "{}", later.body);
+    h.server.shutdown().await;
+}
+
+/// A controller that dies without a word is shown as gone, and what it served goes back to
+/// Pending, within 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_controller_is_shown_gone_and_its_kinds_pending() {
+    let h = Harness::sqlite().await;
+    let stale = (time::OffsetDateTime::now_utc() - time::Duration::seconds(15))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    // Last heard from 15 s ago: still live for a few seconds.
+    let reg = h
+        .post(
+            "controllers",
+            json!({"Name": "crashed-1", "Controllers": ["fake-helm"],
+                   "Kinds": ["HelmWorkloadDefinition"], "HeartbeatAt": stale, "Status": "Running"}),
+        )
+        .await;
+    assert_eq!(reg.status, 201, "{}", reg.body);
+    let def = h
+        .post(
+            "helm-workload-definitions",
+            json!({"Name": "redis", "Repo": "https://charts.example.com", "Chart": "redis"}),
+        )
+        .await;
+    assert!(def.object()["Status"].is_null(), "served at create: {}", def.body);
+    // wait_for gives up after 20 s: 35 s after the last heartbeat at most.
+    let r = wait_for(&h, "controllers", reg.id(), "Gone", |o| o["Status"] == "Gone").await;
+    assert!(
+        r["StatusReason"].as_str().unwrap().starts_with("no heartbeat since"),
+        "{r}"
+    );
+    wait_for(&h, "helm-workload-definitions", def.id(), "Pending", |o| {
+        o["Status"] == "Pending"
+    })
+    .await;
+    h.server.shutdown().await;
+}
