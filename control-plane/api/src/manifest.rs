@@ -96,24 +96,24 @@ impl Loaded {
 
 /// Lists of child objects written inline under a parent (upstream's gateway ports).
 struct ChildList {
-    parent: &'static str,
+    parent: &'static &'static Kind,
     key: &'static str,
-    child: &'static str,
+    child: &'static &'static Kind,
     /// The child's field that identifies it within the parent; the child's name is `<parent>-<value>`.
     identity: &'static str,
 }
 
 static CHILD_LISTS: &[ChildList] = &[
     ChildList {
-        parent: "GatewayDefinition",
+        parent: &kinds::GATEWAY_DEFINITION,
         key: "HttpPorts",
-        child: "GatewayHttpPort",
+        child: &kinds::GATEWAY_HTTP_PORT,
         identity: "Port",
     },
     ChildList {
-        parent: "GatewayDefinition",
+        parent: &kinds::GATEWAY_DEFINITION,
         key: "TcpPorts",
-        child: "GatewayTcpPort",
+        child: &kinds::GATEWAY_TCP_PORT,
         identity: "Port",
     },
 ];
@@ -368,11 +368,11 @@ fn route(kind: &'static Kind, key: &str, value: &Y) -> Option<Route> {
     }
     if let Some(c) = CHILD_LISTS
         .iter()
-        .find(|c| c.parent == kind.name && c.key == key)
+        .find(|c| std::ptr::eq(*c.parent, kind) && c.key == key)
     {
         return Some(Route::Children(c));
     }
-    if kind.name == "AwsAccount" && AWS_LOCAL_FIELDS.contains(&key) {
+    if std::ptr::eq(kind, kinds::AWS_ACCOUNT) && AWS_LOCAL_FIELDS.contains(&key) {
         return Some(Route::AwsLocal);
     }
     None
@@ -395,7 +395,7 @@ fn accepted_keys(kind: &'static Kind) -> Vec<String> {
     keys.extend(
         CHILD_LISTS
             .iter()
-            .filter(|c| c.parent == kind.name)
+            .filter(|c| std::ptr::eq(*c.parent, kind))
             .map(|c| c.key.to_string()),
     );
     keys
@@ -625,7 +625,7 @@ impl Ctx<'_> {
                 }
                 Some(Route::Children(c)) => match value {
                     Y::Seq(items) => {
-                        let child = kinds::by_name(c.child).expect("child kinds are registered");
+                        let child = *c.child;
                         for (item, il) in items {
                             let Y::Map(fields) = item else {
                                 problems.push(d.problem(

@@ -61,22 +61,6 @@ impl Reconciler for FakeHelm {
     }
 }
 
-async fn wait_for(h: &Harness, plural: &str, id: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut last = Value::Null;
-    while tokio::time::Instant::now() < deadline {
-        let r = h.get(&format!("/v0/{plural}/{id}")).await;
-        if r.status == 200 {
-            last = r.object().clone();
-            if pred(&last) {
-                return last;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {plural}/{id} to be {what}; last seen: {last}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconciler_of_apply_and_cleanup_gets_the_bookkeeping_from_the_runtime() {
     let h = Harness::sqlite().await;
@@ -122,14 +106,14 @@ async fn a_reconciler_of_apply_and_cleanup_gets_the_bookkeeping_from_the_runtime
         },
         stop.clone(),
     ));
-    let d = wait_for(&h, "helm-workload-definitions", def.id(), "reconciled", |o| {
+    let d = h.wait_for("helm-workload-definitions", def.id(), "reconciled", 20, |o| {
         o["Reconciled"] == true
     })
     .await;
     assert!(d["CreationAcknowledged"].is_string(), "{d}");
     assert!(d["CreationConfirmed"].is_string(), "{d}");
     assert!(d["Status"].is_null(), "the runtime's own status is cleared: {d}");
-    let i = wait_for(&h, "helm-workload-instances", inst.id(), "Healthy", |o| {
+    let i = h.wait_for("helm-workload-instances", inst.id(), "Healthy", 20, |o| {
         o["Reconciled"] == true
     })
     .await;
@@ -149,7 +133,7 @@ async fn a_reconciler_of_apply_and_cleanup_gets_the_bookkeeping_from_the_runtime
     assert_eq!(reg["Status"], "Running");
 
     // 3. A permanent failure ends visible: Failed with the reason, CreationFailed, an Event.
-    let b = wait_for(&h, "helm-workload-instances", broken.id(), "Failed", |o| {
+    let b = h.wait_for("helm-workload-instances", broken.id(), "Failed", 20, |o| {
         o["Status"] == "Failed"
     })
     .await;
@@ -221,12 +205,12 @@ async fn a_silent_controller_is_shown_gone_and_its_kinds_pending() {
         .await;
     assert!(def.object()["Status"].is_null(), "served at create: {}", def.body);
     // wait_for gives up after 20 s: 35 s after the last heartbeat at most.
-    let r = wait_for(&h, "controllers", reg.id(), "Gone", |o| o["Status"] == "Gone").await;
+    let r = h.wait_for("controllers", reg.id(), "Gone", 20, |o| o["Status"] == "Gone").await;
     assert!(
         r["StatusReason"].as_str().unwrap().starts_with("no heartbeat since"),
         "{r}"
     );
-    wait_for(&h, "helm-workload-definitions", def.id(), "Pending", |o| {
+    h.wait_for("helm-workload-definitions", def.id(), "Pending", 20, |o| {
         o["Status"] == "Pending"
     })
     .await;

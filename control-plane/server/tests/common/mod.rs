@@ -126,6 +126,30 @@ impl Harness {
     }
 
     /// A runtime and a workload definition, which most tests need.
+    /// Poll `GET /v0/{plural}/{id}` until `pred` holds (at most `secs`), returning the object.
+    pub async fn wait_for(
+        &self,
+        plural: &str,
+        id: u64,
+        what: &str,
+        secs: u64,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let mut last = Value::Null;
+        while tokio::time::Instant::now() < deadline {
+            let r = self.get(&format!("/v0/{plural}/{id}")).await;
+            if r.status == 200 {
+                last = r.object().clone();
+                if pred(&last) {
+                    return last;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {plural}/{id} to be {what}; last seen: {last}");
+    }
+
     /// Register a controller for `kinds`, as a controller process does (heartbeat now).
     pub async fn register_controller(&self, name: &str, kinds: &[&str]) -> u64 {
         let now = time::OffsetDateTime::now_utc()
