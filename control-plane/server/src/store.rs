@@ -69,12 +69,13 @@ fn write_err(e: sqlx::Error, kind: &Kind, name: Option<&str>) -> StoreError {
 /// Run a transaction body again on serialization conflicts (CockroachDB runs SERIALIZABLE and
 /// asks clients to retry; PostgreSQL and SQLite rarely do).
 macro_rules! retrying {
-    ($body:expr) => {{
+    ($self:ident . $call:ident ( $($arg:expr),* )) => {{
         let mut attempt = 0u32;
         loop {
-            match $body.await {
+            match $self.$call($($arg),*).await {
                 Err(StoreError::Retry) if attempt < 8 => {
                     attempt += 1;
+                    $self.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;
                 }
                 Err(StoreError::Retry) => {
@@ -201,9 +202,16 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     ids: IdGen,
+    /// Transactions retried after a serialization conflict (40001), since start.
+    retries: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
+    /// How many transactions were retried after a serialization conflict.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub async fn connect(url: &str) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -235,6 +243,7 @@ impl Store {
             pool,
             backend,
             ids: IdGen::new(),
+            retries: Default::default(),
         };
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode=WAL")

@@ -219,7 +219,10 @@ impl Postgres {
 
     fn start_server(&self) -> Result<()> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+            // SERIALIZABLE by default, as CockroachDB runs: conflicts surface as SQLSTATE 40001,
+            // so the store's retry path is exercised by every PostgreSQL suite.
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 \
+             -c default_transaction_isolation=serializable",
             self.port,
             sh_quote_path(self.dir.path()),
         );
