@@ -69,6 +69,8 @@ pub struct Field {
     /// For `Id` fields: the kind (PascalCase) this ID points at.
     pub references: Option<&'static str>,
     pub on_delete: OnDelete,
+    /// Shown as a column in `tptctl get` tables (references and STATUS/AGE always are).
+    pub column: bool,
 }
 
 impl Field {
@@ -82,7 +84,12 @@ impl Field {
             immutable: false,
             references: None,
             on_delete: OnDelete::Restrict,
+            column: false,
         }
+    }
+    pub const fn column(mut self) -> Field {
+        self.column = true;
+        self
     }
     pub const fn required(mut self) -> Field {
         self.required = true;
@@ -618,7 +625,8 @@ pub static KINDS: &[Kind] = &[
     // knows when nothing serves a kind and can say so (`Pending`) instead of `Reconciling` forever.
     kind!("Controller", "controllers", ControlPlane, Plain, reconciled: false, named: true,
         aliases: ["controller", "ctl"], fields: [
-        json("Controllers").required(), json("Kinds").required(), ts("HeartbeatAt").required().status(),
+        json("Controllers").required().column(), json("Kinds").required(),
+        ts("HeartbeatAt").required().status().column(),
         s("Version"), s("Host"), s("Status").status(), text("StatusReason").status(),
     ]),
 ];
