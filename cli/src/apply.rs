@@ -1,10 +1,12 @@
 //! `tptctl apply`: declarative create-or-update of upstream YAML, in dependency order, reporting
 //! `created`, `configured` or `unchanged` per object and carrying on past failures.
 
+use crate::hint;
 use crate::output::{self, Format};
 use anyhow::Result;
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
+use std::fmt;
 use std::time::{Duration, Instant};
 use threeport_api::manifest::{Desired, Loaded};
 use threeport_api::{Client, Kind, kinds, object_id};
@@ -24,6 +26,47 @@ pub struct Report {
     pub total: usize,
     /// Applied objects as the server returned them, for `-o` and `--wait`.
     pub applied: Vec<(&'static Kind, Value)>,
+}
+
+/// Why one object was not applied, and what to do about it when we know.
+struct Failure {
+    message: String,
+    hint: Option<&'static str>,
+}
+
+impl Failure {
+    fn with_hint(message: impl Into<String>, hint: &'static str) -> Failure {
+        Failure {
+            message: message.into(),
+            hint: Some(hint),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure {
+            message,
+            hint: None,
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        message.to_string().into()
+    }
+}
+
+/// One line of the report on stdout (`workload-definition/web created`). A closed stdout
+/// (`tptctl apply … | head -1`) does not stop the work: the objects after the last line the
+/// reader took still get applied, and the exit code still says how that went.
+pub fn report_line(line: fmt::Arguments<'_>) {
+    if let Err(e) = outln!("{line}")
+        && !e.is_broken_pipe()
+    {
+        eprint!("{}", hint::render(&e.into()));
+    }
 }
 
 fn differs(existing: &Value, desired: &Map<String, Value>) -> Map<String, Value> {
@@ -69,7 +112,7 @@ impl Resolver<'_> {
         name: &str,
         dry_run: bool,
         planned: &BTreeSet<(String, String)>,
-    ) -> Result<Option<u64>, String> {
+    ) -> Result<Option<u64>, Failure> {
         if let Some(id) = self.applied.get(&(kind.name, name.to_string())) {
             return Ok(Some(*id));
         }
@@ -79,11 +122,14 @@ impl Resolver<'_> {
             Ok(None) if dry_run && planned.contains(&(kind.name.to_string(), name.to_string())) => {
                 Ok(None)
             }
-            Ok(None) => Err(format!(
-                "refers to {} {name:?}, which is neither in these files nor on the control plane",
-                kind.name
+            Ok(None) => Err(Failure::with_hint(
+                format!(
+                    "refers to {} {name:?}, which is neither in these files nor on the control plane",
+                    kind.name
+                ),
+                "add the file that declares it to this apply, or apply that file first",
             )),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.to_string().into()),
         }
     }
 
@@ -144,18 +190,21 @@ pub async fn apply(client: &Client, loaded: Loaded, opts: &ApplyOpts) -> Result<
                     r.applied.insert((d.kind.name, d.name.clone()), id);
                 }
                 match opts.output {
-                    Some(Format::Name) => println!("{}", d.label()),
+                    Some(Format::Name) => report_line(format_args!("{}", d.label())),
                     Some(_) => {}
-                    None => println!("{} {action}{suffix}", d.label()),
+                    None => report_line(format_args!("{} {action}{suffix}", d.label())),
                 }
                 if let Some(o) = object {
                     report.applied.push((d.kind, o));
                 }
             }
-            Err(message) => {
-                eprintln!(
-                    "error: {}:{}: {} {:?}: {message}",
-                    d.file, d.line, d.kind.name, d.name
+            Err(Failure { message, hint }) => {
+                hint::eprint(
+                    format_args!(
+                        "{}:{}: {} {:?}: {message}",
+                        d.file, d.line, d.kind.name, d.name
+                    ),
+                    hint,
                 );
                 report.failed += 1;
                 broken.insert((d.kind.name.into(), d.name.clone()));
@@ -170,7 +219,7 @@ pub async fn apply(client: &Client, loaded: Loaded, opts: &ApplyOpts) -> Result<
             .map(|(k, _)| *k)
             .unwrap_or(&kinds::KINDS[0]);
         if fmt == Format::Json {
-            println!("{}", serde_json::to_string_pretty(&Value::Array(objects))?);
+            outln!("{}", serde_json::to_string_pretty(&Value::Array(objects))?)?;
         } else {
             output::print_objects(fmt, kind, &objects)?;
         }
@@ -184,7 +233,7 @@ async fn apply_one(
     all: &[Desired],
     opts: &ApplyOpts,
     planned: &BTreeSet<(String, String)>,
-) -> Result<(&'static str, Option<Value>), String> {
+) -> Result<(&'static str, Option<Value>), Failure> {
     let mut desired = d.fields.clone();
     for reference in &d.refs {
         match r
@@ -218,9 +267,10 @@ async fn apply_one(
                 .map_err(|e| e.to_string())?;
             Ok(("created", Some(created)))
         }
-        Some(_) if opts.create_only => {
-            Err(format!("already exists (use `tptctl apply` to update it)"))
-        }
+        Some(_) if opts.create_only => Err(Failure::with_hint(
+            "already exists",
+            "`tptctl apply` updates objects that exist",
+        )),
         Some(current) => {
             let mut patch = differs(&current, &desired);
             if patch.is_empty() {
@@ -318,10 +368,10 @@ pub async fn delete_from(
                 let id = object_id(&o).unwrap_or_default();
                 match client.delete(d.kind, id).await {
                     Ok(_) if d.kind.reconciled => {
-                        println!("{} deletion scheduled", d.label());
+                        report_line(format_args!("{} deletion scheduled", d.label()));
                         scheduled.push((d.kind, id));
                     }
-                    Ok(_) => println!("{} deleted", d.label()),
+                    Ok(_) => report_line(format_args!("{} deleted", d.label())),
                     Err(e) => {
                         eprintln!("error: {}: {e}", d.label());
                         failed += 1;

@@ -2,7 +2,8 @@
 //! upstream config keeps working and ours stays readable by upstream's tptctl. Fields we do not
 //! model are kept as they are.
 
-use anyhow::{Context, Result, bail};
+use crate::hint::{self, Hint};
+use anyhow::{Context, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
@@ -146,7 +147,9 @@ pub fn path(flag: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("THREEPORT_CONFIG").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    let home = std::env::var_os("HOME").context("HOME is not set; pass --threeport-config")?;
+    let home = std::env::var_os("HOME")
+        .context("HOME is not set")
+        .hint("give the config file with --threeport-config FILE or THREEPORT_CONFIG")?;
     Ok(PathBuf::from(home).join(".threeport").join("config.yaml"))
 }
 
@@ -182,17 +185,22 @@ impl ThreeportConfig {
             .map(str::to_string)
             .unwrap_or_else(|| self.current_control_plane.clone());
         if name.is_empty() {
-            bail!("no control plane is configured; create one with `tptctl up --provider local`");
+            return Err(hint::error(
+                "no control plane is configured",
+                "create one with `tptctl up --provider local`",
+            ));
         }
-        self.get(&name).with_context(|| {
-            format!(
-                "control plane {name:?} is not in the config; known: {}",
-                self.control_planes
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+        self.get(&name).ok_or_else(|| {
+            let known: Vec<&str> = self.control_planes.iter().map(|c| c.name.as_str()).collect();
+            let hint = if known.is_empty() {
+                format!("create it with `tptctl up --provider local --name {name}`")
+            } else {
+                format!(
+                    "use one of {} with --control-plane NAME, or switch with `tptctl config current-control-plane NAME`",
+                    known.join(", ")
+                )
+            };
+            hint::error(format!("control plane {name:?} is not in the config"), hint)
         })
     }
 
@@ -200,12 +208,13 @@ impl ThreeportConfig {
     /// provider (so `up` never silently replaces a control plane).
     pub fn existing(&self, name: &str, provider: &str) -> Result<Option<&ControlPlane>> {
         match self.get(name) {
-            Some(cp) if cp.provider != provider => {
-                bail!(
-                    "control plane {name:?} already exists with provider {:?}; pick another --name",
+            Some(cp) if cp.provider != provider => Err(hint::error(
+                format!(
+                    "control plane {name:?} already exists with provider {:?}",
                     cp.provider
-                )
-            }
+                ),
+                "pick another --name",
+            )),
             other => Ok(other),
         }
     }

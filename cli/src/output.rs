@@ -172,6 +172,7 @@ pub fn table(kind: &Kind, objects: &[Value], refs: &HashMap<u64, String>, wide: 
         .collect()
 }
 
+/// `-o json|yaml|name` on stdout.
 pub fn print_objects(format: Format, kind: &Kind, objects: &[Value]) -> anyhow::Result<()> {
     match format {
         Format::Json => {
@@ -180,19 +181,19 @@ pub fn print_objects(format: Format, kind: &Kind, objects: &[Value]) -> anyhow::
             } else {
                 Value::Array(objects.to_vec())
             };
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?)?;
         }
         Format::Yaml => {
             for (i, o) in objects.iter().enumerate() {
                 if i > 0 {
-                    println!("---");
+                    outln!("---")?;
                 }
-                print!("{}", serde_yaml::to_string(o)?);
+                out!("{}", serde_yaml::to_string(o)?)?;
             }
         }
         Format::Name => {
             for o in objects {
-                println!("{}/{}", kind.singular(), name_of(o));
+                outln!("{}/{}", kind.singular(), name_of(o))?;
             }
         }
         Format::Wide => unreachable!("tables are printed by the caller"),
@@ -201,13 +202,11 @@ pub fn print_objects(format: Format, kind: &Kind, objects: &[Value]) -> anyhow::
 }
 
 /// `describe`: the object's fields, long documents indented, secrets as the server redacted them.
+/// Values start in one column, one space after the longest key's colon.
 pub fn describe_fields(kind: &Kind, o: &Value, refs: &HashMap<u64, String>) -> String {
-    let mut out = String::new();
-    let line = |out: &mut String, k: &str, v: &str| {
-        out.push_str(&format!("{:<30}{}\n", format!("{k}:"), v))
-    };
-    line(&mut out, "Name", &name_of(o));
-    line(&mut out, "Kind", kind.name);
+    let mut lines: Vec<(&str, String)> = Vec::new();
+    lines.push(("Name", name_of(o)));
+    lines.push(("Kind", kind.name.to_string()));
     for f in kind.fields() {
         if f.name == "Name" {
             continue;
@@ -231,10 +230,47 @@ pub fn describe_fields(kind: &Kind, o: &Value, refs: &HashMap<u64, String>) -> S
             (Value::String(s), _) => s.clone(),
             (other, _) => other.to_string(),
         };
-        line(&mut out, f.name, &shown);
+        lines.push((f.name, shown));
     }
     if kind.role == Role::Instance || kind.reconciled {
-        line(&mut out, "Summary", &status(kind, o));
+        lines.push(("Summary", status(kind, o)));
     }
-    out
+    let width = lines.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0) + 1;
+    lines
+        .iter()
+        .map(|(k, v)| format!("{:<width$}{v}\n", format!("{k}:")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_aligns_values_after_the_longest_key() {
+        let kind = threeport_api::kinds::by_name("AwsRelationalDatabaseInstance").unwrap();
+        let o = serde_json::json!({
+            "Name": "web-db",
+            "AwsRelationalDatabaseDefinitionID": 7,
+            "Reconciled": true,
+        });
+        let refs = HashMap::from([(7, "web-db".to_string())]);
+        let text = describe_fields(kind, &o, &refs);
+        let key = "AwsRelationalDatabaseDefinitionID:";
+        let column = key.len() + 1;
+        for line in text.lines() {
+            let (k, _) = line.split_once(':').unwrap();
+            assert!(line.len() > column, "{line:?}");
+            assert_eq!(
+                line[..column].trim_end(),
+                format!("{k}:"),
+                "value of {k} starts at column {column}:\n{text}"
+            );
+            assert_ne!(&line[column..column + 1], " ", "{text}");
+        }
+        assert!(
+            text.contains(&format!("{key} web-db (AwsRelationalDatabaseDefinition 7)")),
+            "{text}"
+        );
+    }
 }

@@ -57,6 +57,17 @@ impl Env {
             stderr: String::from_utf8_lossy(&out.stderr).into(),
         }
     }
+    /// Run with stdout a pipe nobody reads (`tptctl … | head -0`): every write fails with EPIPE.
+    fn run_with_closed_stdout(&self, args: &[&str]) -> Run {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = self.cmd(args).stdout(writer).output().expect("tptctl runs");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::new(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    }
     fn ok(&self, args: &[&str]) -> Run {
         let r = self.run(args);
         assert_eq!(
@@ -479,6 +490,12 @@ fn get_lists_all_of_a_thousand_objects() {
     let table = env.ok(&["get", "aws-accounts"]);
     assert_eq!(table.lines().len(), 1001);
     assert!(table.stdout.contains("acct-0999"));
+    // `| head -1` with more than a pipe's buffer to print: a quiet success.
+    let r = env.run_with_closed_stdout(&["get", "aws-accounts", "-o", "yaml"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""), "get");
+    // apply goes on with its work when the reader has gone, and says how it went.
+    let r = env.run_with_closed_stdout(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""), "apply");
 }
 
 #[test]
@@ -531,6 +548,101 @@ fn shell_completion_and_help() {
         2,
         "usage errors exit 2"
     );
+}
+
+/// `tptctl … | head -1` exits 0 without a word once the reader has gone: no panic from
+/// `println!`, no "Broken pipe" error (as ripgrep does).
+#[test]
+fn a_closed_stdout_is_a_quiet_success() {
+    let env = Env::new();
+    for args in [
+        &["get", "kinds"][..],
+        &["completion", "bash"],
+        &["version"],
+        &["config", "get-control-planes"],
+    ] {
+        let r = env.run_with_closed_stdout(args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr, "", "{args:?}");
+    }
+}
+
+/// Errors are `error: <what happened>`, then `hint: <what to do>` on its own line.
+#[test]
+fn errors_put_the_fix_on_a_hint_line() {
+    let env = Env::new();
+    let cases: [(&[&str], &str, &str); 5] = [
+        (
+            &["get", "workloads"],
+            "error: no control plane is configured",
+            "hint: create one with `tptctl up --provider local`",
+        ),
+        (
+            &["get", "workloadz"],
+            "error: unknown kind \"workloadz\"",
+            "hint: did you mean \"workloads\"? `tptctl get kinds` lists every kind",
+        ),
+        (
+            &["get", "workloads", "--control-plane", "nope"],
+            "error: control plane \"nope\" is not in the config",
+            "hint: create it with `tptctl up --provider local --name nope`",
+        ),
+        (
+            &["apply"],
+            "error: no files given",
+            "hint: tptctl apply -f FILE|DIR|- [-R]",
+        ),
+        (
+            &["down", "--name", "nope"],
+            "error: no control plane named \"nope\"",
+            "hint: `tptctl config get-control-planes` lists them",
+        ),
+    ];
+    for (args, error, hint) in cases {
+        let r = env.run(args);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr, format!("{error}\n{hint}\n"), "{args:?}");
+    }
+    // --provider lists the real choices.
+    let r = env.run(&["up", "--provider", "docker"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("[possible values: local, kind, eks]"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Every `Next:` command `up` prints runs as printed, from the repository root.
+#[test]
+fn next_commands_printed_by_up_run_as_printed() {
+    let env = Env::new();
+    let port = threeport_testkit::free_port().to_string();
+    let up = env.ok(&[
+        "up",
+        "--provider",
+        "local",
+        "--name",
+        "next",
+        "--port",
+        &port,
+    ]);
+    let next: Vec<&str> = up
+        .stderr
+        .lines()
+        .skip_while(|l| l.trim() != "Next:")
+        .skip(1)
+        .map(str::trim)
+        .take_while(|l| l.starts_with("tptctl "))
+        .collect();
+    assert!(!next.is_empty(), "no Next: commands in\n{}", up.stderr);
+    for line in next {
+        let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+        if args == ["dashboard"] {
+            continue; // needs a terminal: tests/dashboard.rs runs it in tmux
+        }
+        env.ok(&args);
+    }
 }
 
 /// The same apply/get flow against a control plane on PostgreSQL + NATS with mTLS, configured

@@ -1,0 +1,35 @@
+//! `tptctl get KIND [NAME]`: a table (every page, no stop at 50) or machine output.
+
+use super::{Ctx, find, kind_arg};
+use crate::args::GetArgs;
+use crate::output::{self, Format};
+use anyhow::Result;
+use threeport_api::kinds;
+
+pub async fn run(ctx: &Ctx, args: GetArgs) -> Result<u8> {
+    if args.kind == "kinds" {
+        for k in kinds::KINDS.iter() {
+            outln!("{:<40} {}", k.plural, k.aliases.join(", "))?;
+        }
+        return Ok(0);
+    }
+    let kind = kind_arg(&args.kind)?;
+    let client = ctx.client()?;
+    let objects = match &args.name {
+        Some(n) => vec![find(&client, kind, n).await?],
+        None => client.list(kind, &[]).await?,
+    };
+    match args.output {
+        None | Some(Format::Wide) => {
+            if objects.is_empty() {
+                eprintln!("No {} found.", kind.plural);
+                return Ok(0);
+            }
+            let refs = output::reference_names(&client, kind, &objects).await;
+            let wide = args.output == Some(Format::Wide);
+            out!("{}", output::table(kind, &objects, &refs, wide))?;
+        }
+        Some(f) => output::print_objects(f, kind, &objects)?,
+    }
+    Ok(0)
+}
