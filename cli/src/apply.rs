@@ -3,6 +3,8 @@
 
 use crate::hint;
 use crate::output::{self, Format};
+use threeport_api::ObjectExt;
+use threeport_api::status::Health;
 use anyhow::Result;
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -317,14 +319,14 @@ pub async fn wait(
         for (kind, id, name) in pending {
             let o = client.get(kind, id).await?;
             let label = format!("{}/{name}", kind.singular());
-            match output::status(kind, &o).as_str() {
-                "Failed" => failed.push(format!(
-                    "{label}: {}",
-                    o.get("StatusReason")
-                        .and_then(Value::as_str)
-                        .unwrap_or("failed")
-                )),
-                _ if o.get("Reconciled") == Some(&Value::Bool(true)) => {
+            let reason = || o.status_reason().unwrap_or("no reason was recorded").to_string();
+            match threeport_api::status::status(kind, &o).1 {
+                Health::Failed => failed.push(format!("{label}: {}", reason())),
+                // Nothing will reconcile it (no controller serves its kind): waiting cannot help.
+                Health::Pending if !o.is_reconciled() && o.str_field("StatusReason").starts_with("no controller") => {
+                    failed.push(format!("{label}: Pending: {}", reason()))
+                }
+                _ if o.is_reconciled() => {
                     eprintln!(" ✓ {label} reconciled")
                 }
                 _ => still.push((kind, id, name)),

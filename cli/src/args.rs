@@ -49,6 +49,9 @@ pub enum Command {
     Get(GetArgs),
     /// Show an object in detail: fields, related objects, status reason and recent events.
     Describe(DescribeArgs),
+    /// Why an object is not healthy: its status and reason, the deepest cause found by walking
+    /// its children and events, and the latest warnings (the dashboard's why pane).
+    Why(WhyArgs),
     /// Delete an object by name, or everything a file declares.
     Delete(DeleteArgs),
     /// Upstream's `create <kind> -c FILE`: like apply, but existing objects are errors.
@@ -220,6 +223,13 @@ pub struct DescribeArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub inputs: Inputs,
+}
+
+#[derive(Args)]
+pub struct WhyArgs {
+    /// Kind: workloads, workload-instances, helm-workload-instances, … (see `tptctl get kinds`).
+    pub kind: String,
+    pub name: String,
 }
 
 #[derive(Args)]

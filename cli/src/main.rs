@@ -30,6 +30,7 @@ mod kind;
 mod local;
 mod output;
 mod runtime;
+mod view;
 
 use anyhow::Result;
 use args::{Cli, Command};
@@ -79,6 +80,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Get(args) => cmd::get::run(&ctx, args).await,
         Command::Describe(args) => cmd::describe::run(&ctx, args).await,
+        Command::Why(args) => cmd::why::run(&ctx, args).await,
         Command::Delete(args) => cmd::delete::run(&ctx, args).await,
         Command::Create(args) => cmd::create::run(&ctx, args).await,
         Command::Dashboard(args) => cmd::dashboard::run(&ctx, args).await,

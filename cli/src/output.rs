@@ -4,8 +4,10 @@ use clap::ValueEnum;
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::Value;
 use std::collections::HashMap;
-use threeport_api::kinds::{FieldType, Kind, Role};
-use threeport_api::{Client, REDACTED};
+use threeport_api::kinds::{self, Field, FieldType, Kind};
+use threeport_api::status::{self, Snapshot};
+use threeport_api::{Client, ObjectExt, REDACTED};
+use time::OffsetDateTime;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -15,66 +17,13 @@ pub enum Format {
     Name,
 }
 
-/// `5s`, `3m`, `2h`, `4d`, like kubectl's AGE column.
-pub fn age(created: &str) -> String {
-    let Ok(t) =
-        time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
-    else {
-        return "?".into();
-    };
-    let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
-}
-
-/// One word for where an object stands, deepest fact first.
+/// The status word `get` and `describe` print: `threeport_api::status`, as the dashboard shows it.
 pub fn status(kind: &Kind, o: &Value) -> String {
-    let set = |f: &str| o.get(f).is_some_and(|v| !v.is_null());
-    if set("DeletionScheduled") {
-        return "Deleting".into();
-    }
-    if set("CreationFailed") {
-        return "Failed".into();
-    }
-    if let Some(s) = o
-        .get("Status")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
-        return s.to_string();
-    }
-    if !kind.reconciled {
-        return "-".into();
-    }
-    match o.get("Reconciled").and_then(Value::as_bool) {
-        Some(true) => "Reconciled".into(),
-        _ => "Reconciling".into(),
-    }
+    status::status(kind, o).0
 }
 
 pub fn name_of(o: &Value) -> String {
-    match o.get("Name").and_then(Value::as_str) {
-        Some(n) => n.to_string(),
-        None => o.get("ID").map(|v| v.to_string()).unwrap_or_default(),
-    }
-}
-
-/// Column title for a reference field: `KubernetesRuntimeInstanceID` → `KUBERNETES-RUNTIME-INSTANCE`.
-fn ref_title(field: &str) -> String {
-    let stem = field.trim_end_matches("ID");
-    let mut out = String::new();
-    for (i, c) in stem.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 && !stem[..i].ends_with(|p: char| p.is_ascii_uppercase())
-        {
-            out.push('-');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
+    status::display_name(o)
 }
 
 /// Names of referenced objects, fetched once per referenced kind.
@@ -108,35 +57,56 @@ pub async fn reference_names(
     names
 }
 
-pub fn table(kind: &Kind, objects: &[Value], refs: &HashMap<u64, String>, wide: bool) -> String {
+/// A kubectl-style table: NAME, the references, the fields the registry marks as columns (and in
+/// `wide` every short field), STATUS and AGE. Event kinds get TYPE, REASON, OBJECT, MESSAGE and
+/// AGE instead. `now` is the clock ages are measured against.
+pub fn table(
+    kind: &'static Kind,
+    objects: &[Value],
+    refs: &HashMap<u64, String>,
+    names: &dyn status::Objects,
+    wide: bool,
+    now: OffsetDateTime,
+) -> String {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled);
+    if kind.is_event() {
+        t.set_header(["TYPE", "REASON", "OBJECT", "MESSAGE", "AGE"]);
+        let mut lines: Vec<status::EventLine> = objects
+            .iter()
+            .map(|e| status::event_line(names, kind, e))
+            .collect();
+        // Oldest first, as kubectl get events prints them.
+        status::sort_events(&mut lines);
+        lines.reverse();
+        for e in lines {
+            t.add_row([e.ty.clone(), e.reason.clone(), e.object.clone(), e.message.clone(), status::age(e.time, now)]);
+        }
+        return unpad(&t);
+    }
     let ref_fields: Vec<&str> = kind
         .own_fields
         .iter()
         .filter(|f| f.references.is_some())
         .map(|f| f.name)
         .collect();
-    let extra: Vec<&str> = if wide {
-        kind.own_fields
-            .iter()
-            .filter(|f| {
-                f.references.is_none()
-                    && !f.secret
-                    && matches!(f.ty, FieldType::String | FieldType::Bool | FieldType::Int)
-            })
-            .map(|f| f.name)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let mut t = Table::new();
-    t.load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled);
+    let extra: Vec<&'static Field> = kind
+        .own_fields
+        .iter()
+        .filter(|f| {
+            f.references.is_none()
+                && !f.secret
+                && (f.column
+                    || (wide && matches!(f.ty, FieldType::String | FieldType::Bool | FieldType::Int)))
+        })
+        .collect();
     let mut header: Vec<String> = vec!["NAME".into()];
     if wide {
         header.push("ID".into());
     }
-    header.extend(ref_fields.iter().map(|f| ref_title(f)));
-    header.extend(extra.iter().map(|f| f.to_ascii_uppercase()));
+    header.extend(ref_fields.iter().map(|f| status::ref_title(f)));
+    header.extend(extra.iter().map(|f| f.name.to_ascii_uppercase()));
     header.push("STATUS".into());
     header.push("AGE".into());
     t.set_header(header);
@@ -152,24 +122,67 @@ pub fn table(kind: &Kind, objects: &[Value], refs: &HashMap<u64, String>, wide: 
             });
         }
         for f in &extra {
-            row.push(match o.get(*f) {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Null) | None => "".into(),
-                Some(v) => v.to_string(),
-            });
+            row.push(cell(f, o.get(f.name), now));
         }
         row.push(status(kind, o));
-        row.push(age(o
-            .get("CreatedAt")
-            .and_then(Value::as_str)
-            .unwrap_or("")));
+        row.push(status::object_age(o, now));
         t.add_row(row);
     }
-    // comfy-table pads every line; kubectl-style output has no trailing spaces.
+    unpad(&t)
+}
+
+/// One cell: lists joined with commas, timestamps as ages.
+fn cell(f: &Field, v: Option<&Value>, now: OffsetDateTime) -> String {
+    match v {
+        Some(Value::String(s)) if f.ty == FieldType::Timestamp => {
+            status::age(threeport_api::object::parse_time(s), now)
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()))
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(Value::Null) | None => "".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// comfy-table pads every line; kubectl-style output has no trailing spaces.
+fn unpad(t: &Table) -> String {
     t.to_string()
         .lines()
         .map(|l| format!("{}\n", l.trim_end().trim_start_matches(' ')))
         .collect()
+}
+
+/// The objects event lines name (`workload-instance/web`), fetched once per kind they point at.
+pub async fn event_names(client: &Client, kind: &'static Kind, events: &[Value]) -> Snapshot {
+    let mut snap = Snapshot::default();
+    if !kind.is_event() {
+        return snap;
+    }
+    let mut targets: Vec<&'static Kind> = Vec::new();
+    for e in events {
+        if let Some(k) = kinds::by_name(e.str_field("ObjectKind")) {
+            if !targets.iter().any(|t| std::ptr::eq(*t, k)) {
+                targets.push(k);
+            }
+        }
+    }
+    for f in kind.own_fields {
+        if let Some(k) = f.references.and_then(kinds::by_name) {
+            if !targets.iter().any(|t| std::ptr::eq(*t, k)) {
+                targets.push(k);
+            }
+        }
+    }
+    for k in targets {
+        if let Ok(items) = client.list(k, &[]).await {
+            snap.extend(k, items);
+        }
+    }
+    snap
 }
 
 /// `-o json|yaml|name` on stdout.
@@ -232,7 +245,7 @@ pub fn describe_fields(kind: &Kind, o: &Value, refs: &HashMap<u64, String>) -> S
         };
         lines.push((f.name, shown));
     }
-    if kind.role == Role::Instance || kind.reconciled {
+    if kind.has_status() || kind.field("Reconciled").is_some() {
         lines.push(("Summary", status(kind, o)));
     }
     let width = lines.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0) + 1;
@@ -248,7 +261,7 @@ mod tests {
 
     #[test]
     fn describe_aligns_values_after_the_longest_key() {
-        let kind = threeport_api::kinds::by_name("AwsRelationalDatabaseInstance").unwrap();
+        let kind = threeport_api::kinds::AWS_RELATIONAL_DATABASE_INSTANCE;
         let o = serde_json::json!({
             "Name": "web-db",
             "AwsRelationalDatabaseDefinitionID": 7,

@@ -154,6 +154,77 @@ fn apply_and_check(env: &Env, samples: &str) {
     assert_eq!(again.lines().len(), lines.len());
 }
 
+/// Every object of a kind that no controller in this control plane serves says so: `Pending`
+/// with the reason, in `get -o json`, `get`, `describe` and `why`.
+fn pending_where_no_controller_runs(env: &Env) {
+    let mut seen = Vec::new();
+    for kind in threeport_api::KINDS.iter() {
+        if !kind.reconciled || kind.controller().is_some() {
+            continue;
+        }
+        let json = env.ok(&["get", kind.plural, "-o", "json"]);
+        let objects: Vec<Value> = match serde_json::from_str(&json.stdout) {
+            Ok(Value::Array(a)) => a,
+            Ok(one @ Value::Object(_)) => vec![one],
+            _ => continue,
+        };
+        let reason = format!(
+            "no controller for {} is running in this control plane; this release has no controller for it",
+            kind.name
+        );
+        for o in &objects {
+            assert_eq!(o["Status"], "Pending", "{}: {o}", kind.name);
+            assert_eq!(o["StatusReason"], reason.as_str(), "{}: {o}", kind.name);
+        }
+        if !objects.is_empty() {
+            seen.push(kind.name);
+        }
+    }
+    for k in [
+        "HelmWorkloadInstance",
+        "GatewayInstance",
+        "DomainNameInstance",
+        "AwsRelationalDatabaseInstance",
+        "AwsObjectStorageBucketInstance",
+        "SecretInstance",
+        "TerraformInstance",
+        "ObservabilityStackInstance",
+    ] {
+        assert!(seen.contains(&k), "the samples have a {k}: {seen:?}");
+    }
+    let table = env.ok(&["get", "helm-workload-instances"]);
+    assert!(table.lines()[1].contains("Pending"), "{}", table.stdout);
+    let d = env.ok(&["describe", "helm-workload-instance", "wordpress"]);
+    let reason =
+        "no controller for HelmWorkloadInstance is running in this control plane; this release has no controller for it";
+    assert!(
+        d.stdout.lines().any(|l| l.starts_with("Status:") && l.ends_with(" Pending")),
+        "{}",
+        d.stdout
+    );
+    assert!(
+        d.stdout.lines().any(|l| l.starts_with("StatusReason:") && l.ends_with(reason)),
+        "{}",
+        d.stdout
+    );
+    assert!(d.stdout.contains(&format!("Why:\n  {reason}")), "{}", d.stdout);
+    let w = env.ok(&["why", "helm-workload-instance", "wordpress"]);
+    assert_eq!(
+        w.lines()[..3],
+        [
+            "helm-workload-instance/wordpress: ○ Pending",
+            format!("  reason: {reason}").as_str(),
+            format!("  cause:  {reason}").as_str(),
+        ],
+        "{}",
+        w.stdout
+    );
+    // The served kinds are not Pending: their controllers registered.
+    let ctl = env.ok(&["get", "controllers"]);
+    assert!(ctl.lines()[0].starts_with("NAME") && ctl.lines()[0].contains("CONTROLLERS"));
+    assert!(ctl.stdout.contains("kubernetes-runtime,workload") && ctl.stdout.contains("Running"), "{}", ctl.stdout);
+}
+
 fn get_forms(env: &Env) {
     let t = env.ok(&["get", "workload-instances"]);
     let header = t.lines()[0];
@@ -247,6 +318,7 @@ fn local_control_plane_lifecycle() {
 
     apply_and_check(&env, samples);
     get_forms(&env);
+    pending_where_no_controller_runs(&env);
 
     // A change to the manifest reconfigures exactly the definition that uses it… and `api`,
     // which shares the manifest.
@@ -355,7 +427,8 @@ fn local_control_plane_lifecycle() {
         "workload-definition/from-stdin"
     );
 
-    // --wait with nothing to reconcile it ends with the timeout exit code.
+    // --wait on an object nothing will reconcile (no controller serves its kind) does not sit
+    // out the timeout: it fails at once and says why.
     let tf = work.path().join("tf.yaml");
     std::fs::write(
         &tf,
@@ -370,9 +443,11 @@ fn local_control_plane_lifecycle() {
         "--timeout",
         "1s",
     ]);
-    assert_eq!(w.code, 3, "{}", w.stderr);
+    assert_eq!(w.code, 1, "{}", w.stderr);
     assert!(
-        w.stderr.contains("timed out") && w.stderr.contains("terraform-definition/waits"),
+        w.stderr.contains(
+            "terraform-definition/waits: Pending: no controller for TerraformDefinition is running"
+        ),
         "{}",
         w.stderr
     );

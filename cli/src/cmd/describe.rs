@@ -5,7 +5,8 @@ use crate::args::DescribeArgs;
 use crate::{hint, output};
 use anyhow::Result;
 use serde_json::Value;
-use threeport_api::{Client, Kind, kinds, object_id};
+use threeport_api::status::{self, Objects};
+use threeport_api::{Client, Kind, ObjectExt};
 
 /// How many of the latest events are shown.
 const EVENTS: usize = 10;
@@ -41,76 +42,45 @@ pub async fn run(ctx: &Ctx, args: DescribeArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// Kinds whose `<X>ID` field points at `kind`: definitions list their instances, instances their resources.
-async fn related(
-    client: &Client,
-    kind: &'static Kind,
-    id: u64,
-) -> Vec<(&'static Kind, Vec<Value>)> {
-    let mut out = Vec::new();
-    for (k, f) in kinds::references_to(kind.name) {
-        // Events are listed on their own, newest last, below.
-        if matches!(k.group, kinds::Group::Event) || k.name.ends_with("Event") {
-            continue;
-        }
-        if let Ok(items) = client.list(k, &[(&f.filter_key(), id.to_string())]).await
-            && !items.is_empty()
-        {
-            out.push((k, items));
-        }
-    }
-    out
-}
-
+/// Fields, then the children (as the registry defines them) with their status, then why it is
+/// not healthy (the same words as `tptctl why` and the dashboard), then the latest events.
 async fn describe_one(client: &Client, kind: &'static Kind, o: &Value) -> Result<()> {
+    let now = time::OffsetDateTime::now_utc();
     let refs = output::reference_names(client, kind, std::slice::from_ref(o)).await;
     out!("{}", output::describe_fields(kind, o, &refs))?;
-    let id = object_id(o).unwrap_or_default();
-    for (k, items) in related(client, kind, id).await {
-        outln!("{}:", k.name)?;
-        let names: Vec<String> = items.iter().map(output::name_of).collect();
+    let id = o.id().unwrap_or_default();
+    let snap = crate::view::gather(client, kind, o.clone()).await;
+    for ck in kind.children() {
+        let items = snap.referrers(id, ck);
+        if items.is_empty() {
+            continue;
+        }
+        outln!("{}:", ck.name)?;
+        let names: Vec<String> = items.iter().map(|(_, c)| output::name_of(c)).collect();
         let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
-        for (name, it) in names.iter().zip(&items) {
-            outln!("  {name:<width$}  {}", output::status(k, it))?;
+        for (name, (_, c)) in names.iter().zip(&items) {
+            outln!("  {name:<width$}  {}", output::status(ck, c))?;
         }
     }
-    // Events: the generic Event kind, plus WorkloadEvents for workload instances.
-    let mut events: Vec<(String, String, String, String)> = Vec::new();
-    let ev = kinds::by_name("Event").expect("registered");
-    if let Ok(items) = client
-        .list(
-            ev,
-            &[
-                ("objectkind", kind.name.to_string()),
-                ("objectid", id.to_string()),
-            ],
-        )
-        .await
-    {
-        for e in items {
-            let s = |f: &str| e.get(f).and_then(Value::as_str).unwrap_or("").to_string();
-            events.push((s("EventTime"), s("Type"), s("Reason"), s("Note")));
-        }
+    if let Some(cause) = status::deepest_cause(&snap, kind, id) {
+        outln!("Why:")?;
+        outln!("  {}", cause.one_line())?;
     }
-    if kind.name == "WorkloadInstance" {
-        let we = kinds::by_name("WorkloadEvent").expect("registered");
-        if let Ok(items) = client
-            .list(we, &[("workloadinstanceid", id.to_string())])
-            .await
-        {
-            for e in items {
-                let s = |f: &str| e.get(f).and_then(Value::as_str).unwrap_or("").to_string();
-                events.push((s("Timestamp"), s("Type"), s("Reason"), s("Message")));
-            }
-        }
-    }
-    events.sort();
+    let mut events = status::events_for(&snap, kind, id);
+    events.reverse();
     outln!("Events:")?;
     if events.is_empty() {
         outln!("  <none>")?;
     }
-    for (t, ty, reason, msg) in events.iter().rev().take(EVENTS).rev() {
-        outln!("  {:<8} {:<20} {:<6} {}", ty, reason, output::age(t), msg)?;
+    let skip = events.len().saturating_sub(EVENTS);
+    for e in events.iter().skip(skip) {
+        outln!(
+            "  {:<8} {:<20} {:<6} {}",
+            e.ty,
+            e.reason,
+            status::age(e.time, now),
+            e.message
+        )?;
     }
     Ok(())
 }

@@ -26,8 +26,10 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> Result<u8> {
                 return Ok(0);
             }
             let refs = output::reference_names(&client, kind, &objects).await;
+            let names = output::event_names(&client, kind, &objects).await;
             let wide = args.output == Some(Format::Wide);
-            out!("{}", output::table(kind, &objects, &refs, wide))?;
+            let now = time::OffsetDateTime::now_utc();
+            out!("{}", output::table(kind, &objects, &refs, &names, wide, now))?;
         }
         Some(f) => output::print_objects(f, kind, &objects)?,
     }

@@ -17,6 +17,7 @@ pub mod serve_local;
 pub mod up;
 pub mod validate;
 pub mod version;
+pub mod why;
 
 use crate::args::Inputs;
 use crate::hint;

@@ -164,7 +164,7 @@ pub fn object_label(kind: &Kind, o: &Value) -> String {
 pub fn ref_title(field: &str) -> String {
     let stem = field.strip_suffix("ID").unwrap_or(field);
     let mut out = String::new();
-    for (i, c) in stem.chars().enumerate() {
+    for (i, c) in stem.char_indices() {
         if c.is_ascii_uppercase() && i > 0 && !stem[..i].ends_with(|p: char| p.is_ascii_uppercase())
         {
             out.push('-');
