@@ -66,26 +66,10 @@ fn closest_kind(name: &str) -> Option<&'static str> {
     kinds::KINDS
         .iter()
         .flat_map(|k| std::iter::once(k.plural).chain(k.aliases.iter().copied()))
-        .map(|cand| (edit_distance(&name, cand), cand))
+        .map(|cand| (strsim::levenshtein(&name, cand), cand))
         .filter(|(d, cand)| *d <= 2.max(cand.len() / 4))
         .min_by_key(|(d, _)| *d)
         .map(|(_, cand)| cand)
-}
-
-/// Levenshtein distance, for did-you-mean.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// One object by name (or by ID for the unnamed kinds: events, resource rows).
@@ -162,12 +146,5 @@ mod tests {
             hint::render(&e),
             "error: unknown kind \"workloadz\"\nhint: did you mean \"workloads\"? `tptctl get kinds` lists every kind\n"
         );
-    }
-
-    #[test]
-    fn edit_distances() {
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("same", "same"), 0);
     }
 }
