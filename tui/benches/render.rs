@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 use threeport_api::WatchEvent;
-use threeport_tui::app::{App, core_kinds, kind};
+use threeport_api::kinds::{self, Kind};
+use threeport_tui::app::{App, core_kinds};
 use threeport_tui::keymap::Keymap;
 use threeport_tui::net::NetMsg;
 use threeport_tui::ui;
@@ -37,7 +38,7 @@ fn ts(now: OffsetDateTime, secs_ago: i64) -> String {
 
 /// 10 000 objects: 100 runtimes, 1 000 definitions, 4 000 instances, 2 000 resources,
 /// 1 500 workload events and 1 400 events; a tenth of the instances failing with warnings.
-fn objects(now: OffsetDateTime) -> Vec<(&'static str, Vec<Value>)> {
+fn objects(now: OffsetDateTime) -> Vec<(&'static Kind, Vec<Value>)> {
     let mut id = 1_000_000u64;
     let mut next = || {
         id += 1;
@@ -87,12 +88,12 @@ fn objects(now: OffsetDateTime) -> Vec<(&'static str, Vec<Value>)> {
             "Reason": "Reconciled", "Note": format!("reconcile attempt {i}"), "EventTime": ts(now, i as i64)}));
     }
     vec![
-        ("KubernetesRuntimeInstance", runtimes),
-        ("WorkloadDefinition", defs),
-        ("WorkloadInstance", insts),
-        ("WorkloadResourceInstance", resources),
-        ("WorkloadEvent", wevents),
-        ("Event", events),
+        (kinds::KUBERNETES_RUNTIME_INSTANCE, runtimes),
+        (kinds::WORKLOAD_DEFINITION, defs),
+        (kinds::WORKLOAD_INSTANCE, insts),
+        (kinds::WORKLOAD_RESOURCE_INSTANCE, resources),
+        (kinds::WORKLOAD_EVENT, wevents),
+        (kinds::EVENT, events),
     ]
 }
 
@@ -140,10 +141,7 @@ fn main() {
     }
     let t = Instant::now();
     for (k, objects) in data {
-        app.on_net(NetMsg::Snapshot {
-            kind: kind(k),
-            objects,
-        });
+        app.on_net(NetMsg::Snapshot { kind: k, objects });
     }
     app.on_net(NetMsg::Connected);
     let load = t.elapsed();
@@ -178,7 +176,7 @@ fn main() {
     );
 
     // 2. A watch event per frame: apply it, rebuild the rows (sort, filter, clamp), draw.
-    let wi = kind("WorkloadInstance");
+    let wi = kinds::WORKLOAD_INSTANCE;
     let ids: Vec<u64> = app
         .store
         .objects(wi)
@@ -193,7 +191,7 @@ fn main() {
         let t = Instant::now();
         app.on_net(NetMsg::Event(WatchEvent {
             operation: "updated".into(),
-            kind: "WorkloadInstance".into(),
+            kind: wi.name.into(),
             object: o,
         }));
         app.refresh();

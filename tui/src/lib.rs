@@ -3,15 +3,21 @@
 //! - [`app`]: state (views, selection, filter, modes), pure and unit-tested;
 //! - [`keymap`]: actions ↔ keys, overrides from `~/.threeport/dashboard.yaml`, generated help;
 //! - [`ui`]: rendering only (snapshot-tested with ratatui's `TestBackend`);
+//! - [`layout`]: the screen's layout arithmetic, shared by `app` and `ui`;
 //! - [`net`]: list + watch on separate tokio tasks, reconnect with backoff;
-//! - [`store`], [`status`]: the object cache and the "why" of a status.
+//! - [`store`]: the object cache. Status words, ages, event lines and the "why" of a status
+//!   come from `threeport_api::status`, which reads the store.
+//!
+//! Dependencies point one way: `lib` → `ui` → `app` → `store`, `keymap`, `layout`, `net`
+//! (for its message type); `ui` also reads `layout` and `keymap`. Nothing below `lib` knows the
+//! event loop, and `store` knows nothing else in the crate.
 //!
 //! The event loop below only moves messages between the terminal, the network tasks and the app.
 
 pub mod app;
 pub mod keymap;
+pub mod layout;
 pub mod net;
-pub mod status;
 pub mod store;
 pub mod ui;
 

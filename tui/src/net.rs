@@ -142,7 +142,7 @@ struct WatchState {
 
 impl WatchState {
     fn add(&mut self, k: &'static Kind) {
-        if !self.kinds.iter().any(|x| x.name == k.name) {
+        if !self.kinds.iter().any(|x| std::ptr::eq(*x, k)) {
             self.kinds.push(k);
         }
     }
@@ -177,7 +177,7 @@ impl WatchState {
                         kind: k,
                         error: describe(&e),
                     });
-                    self.kinds.retain(|x| x.name != k.name);
+                    self.kinds.retain(|x| !std::ptr::eq(*x, *k));
                 }
                 Err(e) => return Err(describe(&e)),
             }

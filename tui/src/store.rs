@@ -1,10 +1,13 @@
 //! The dashboard's copy of the control plane: objects per kind, filled by a list and kept current
 //! by watch events, with a reverse-reference index so drill-downs and "why" lookups do not scan.
+//! It implements `threeport_api::status::Objects`, so the status words, event lines and the
+//! "why" the dashboard shows are computed by the same code as `tptctl`'s.
 
-use crate::status::{self, Health};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use threeport_api::kinds::{self, FieldType, Kind};
+use threeport_api::object::ObjectExt;
+use threeport_api::status::{self, Health, Objects};
 use threeport_api::{WatchEvent, object_id};
 use time::OffsetDateTime;
 
@@ -24,10 +27,8 @@ impl Obj {
     fn new(kind: &Kind, value: Value) -> Obj {
         let (status, health) = status::status_label(kind, &value);
         Obj {
-            name: display_name(&value),
-            created: status::parse_time(
-                value.get("CreatedAt").and_then(Value::as_str).unwrap_or(""),
-            ),
+            name: status::display_name(&value),
+            created: value.created_at(),
             status,
             health,
             value,
@@ -84,7 +85,6 @@ fn slot(kind: &Kind) -> usize {
     kinds::KINDS
         .iter()
         .position(|k| std::ptr::eq(k, kind))
-        .or_else(|| kinds::KINDS.iter().position(|k| k.name == kind.name))
         .expect("kinds come from the registry")
 }
 
@@ -166,21 +166,6 @@ impl Store {
                 set.range((want, 0)..=(want, u64::MAX))
                     .filter_map(move |(_, id)| data.objects.get(id).map(|o| (*id, o)))
             })
-    }
-
-    /// Kinds that have at least one object pointing at `target`.
-    pub fn referrer_kinds(&self, target: u64) -> Vec<&'static Kind> {
-        let mut out: Vec<&'static Kind> = Vec::new();
-        if let Some(set) = self.referrers.get(&target) {
-            for (k, _) in set {
-                if let Some(kind) = kinds::KINDS.get(*k)
-                    && !out.iter().any(|x| std::ptr::eq(*x, kind))
-                {
-                    out.push(kind);
-                }
-            }
-        }
-        out
     }
 
     fn index(&mut self, kind: &'static Kind, id: u64, o: &Value) {
@@ -274,26 +259,18 @@ impl Store {
     }
 }
 
-/// `Name`, or for unnamed kinds the Kubernetes object (`Deployment/web`) or the ID.
-pub fn display_name(o: &Value) -> String {
-    if let Some(n) = o
-        .get("Name")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
-        return n.to_string();
+/// What `threeport_api::status` reads. Names come precomputed; referrers come from the index,
+/// in ID order.
+impl Objects for Store {
+    fn get(&self, kind: &'static Kind, id: u64) -> Option<&Value> {
+        Store::get(self, kind, id)
     }
-    if let Some(def) = o.get("JSONDefinition") {
-        let k = def.get("kind").and_then(Value::as_str);
-        let n = def
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str);
-        if let (Some(k), Some(n)) = (k, n) {
-            return format!("{k}/{n}");
-        }
+    fn referrers(&self, target: u64, kind: &'static Kind) -> Vec<(u64, &Value)> {
+        self.referrers_of(target, kind).collect()
     }
-    o.get("ID").map(|v| v.to_string()).unwrap_or_default()
+    fn name_of(&self, kind: &'static Kind, id: u64) -> Option<String> {
+        Store::name_of(self, kind, id)
+    }
 }
 
 #[cfg(test)]
@@ -302,7 +279,7 @@ mod tests {
     use serde_json::json;
 
     fn wi() -> &'static Kind {
-        kinds::by_name("WorkloadInstance").unwrap()
+        kinds::WORKLOAD_INSTANCE
     }
 
     #[test]
@@ -314,7 +291,7 @@ mod tests {
         );
         let ev = |op: &str, o: Value| WatchEvent {
             operation: op.into(),
-            kind: "WorkloadInstance".into(),
+            kind: wi().name.into(),
             object: o,
         };
         // An older update (from before the list) is ignored.
@@ -339,7 +316,7 @@ mod tests {
         // Kinds never listed are ignored.
         let other = WatchEvent {
             operation: "created".into(),
-            kind: "AwsAccount".into(),
+            kind: kinds::AWS_ACCOUNT.name.into(),
             object: json!({"ID": 5, "Name": "x"}),
         };
         assert!(!s.apply(other));

@@ -1,36 +1,16 @@
 //! Rendering only: `draw` turns an [`App`] and the current time into a frame. No I/O, no state
 //! changes, so every view can be snapshot-tested with ratatui's `TestBackend`.
 
-use crate::app::{App, ColKind, Conn, Level, Mode, View};
+use crate::app::{self, App, ColKind, Conn, Level, Mode, View};
 use crate::keymap::Action;
-use crate::status::{self, Health};
+use crate::layout::{FOOTER, HEADER, detail_height, list_height};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Clear, HighlightSpacing, Paragraph, Row, Table, TableState};
+use threeport_api::status::{self, Health};
 use time::OffsetDateTime;
-
-const HEADER: u16 = 2;
-const FOOTER: u16 = 1;
-
-/// Height of the "why" pane for a window height (none on small windows).
-fn detail_height(h: u16) -> u16 {
-    match h {
-        h if h >= 30 => 8,
-        h if h >= 20 => 6,
-        _ => 0,
-    }
-}
-
-fn list_height(h: u16) -> u16 {
-    h.saturating_sub(HEADER + FOOTER + detail_height(h))
-}
-
-/// How many rows the list shows in a window of this size (borders and column titles take 3).
-pub fn list_capacity(_w: u16, h: u16) -> usize {
-    list_height(h).saturating_sub(3) as usize
-}
 
 /// Styles; with `NO_COLOR` only modifiers (bold, reverse) are used, never a colour.
 struct Theme {
@@ -49,6 +29,8 @@ impl Theme {
         match h {
             Health::Ok => self.fg(Color::Green),
             Health::Progress => self.fg(Color::Yellow),
+            // Waiting on something that is not there (a controller): worth a look, not a failure.
+            Health::Pending => self.fg(Color::LightBlue).add_modifier(Modifier::BOLD),
             Health::Failed => self.fg(Color::Red).add_modifier(Modifier::BOLD),
             Health::Deleting => self.fg(Color::Magenta),
             Health::None => Style::default(),
@@ -261,12 +243,16 @@ fn draw_table(f: &mut Frame, app: &App, t: &Theme, area: Rect, now: OffsetDateTi
                 ColKind::Age => Cell::from(status::age(r.time, now)),
                 ColKind::Why => match r.health {
                     Health::Deleting => Cell::from(""),
-                    _ => Cell::from(
+                    h => Cell::from(
                         status::deepest_cause(&app.store, r.kind, r.id)
                             .map(|c| c.one_line())
                             .unwrap_or_default(),
                     )
-                    .style(t.health(Health::Failed)),
+                    .style(t.health(if h == Health::Pending {
+                        Health::Pending
+                    } else {
+                        Health::Failed
+                    })),
                 },
             })
             .collect();
@@ -312,13 +298,13 @@ fn draw_event(f: &mut Frame, app: &App, t: &Theme, area: Rect, now: OffsetDateTi
     let Some((k, id)) = app.target() else {
         return false;
     };
-    if !status::is_event_kind(k) {
+    if !k.is_event() {
         return false;
     }
     let Some(o) = app.store.get(k, id) else {
         return false;
     };
-    let e = status::event_line(&app.store, k, id, o);
+    let e = status::event_line(&app.store, k, o);
     let block = Block::bordered().title(Span::styled(format!(" event: {} ", e.reason), t.title()));
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -379,14 +365,23 @@ fn draw_why(f: &mut Frame, app: &App, t: &Theme, area: Rect, now: OffsetDateTime
         label("Status:"),
         Span::styled(w.status.0.clone(), t.health(w.status.1)),
     ])];
+    // Reasons and causes are wrapped: their end often says what to do (`start one with …`).
+    let text_width = inner.width.saturating_sub(LABEL_WIDTH) as usize;
     if let Some(r) = &w.reason {
-        lines.push(Line::from(vec![label("Reason:"), Span::raw(r.clone())]));
+        lines.extend(labelled(label("Reason:"), r, Style::default(), text_width));
     }
-    if let Some(c) = &w.cause {
-        lines.push(Line::from(vec![
-            label("Cause:"),
-            Span::styled(c.one_line(), t.health(Health::Failed)),
-        ]));
+    // A cause that only repeats the reason (a Pending object's) is not shown twice.
+    let cause = w
+        .cause
+        .as_ref()
+        .filter(|c| !(c.path.is_empty() && w.reason.as_deref() == Some(c.text.as_str())));
+    if let Some(c) = cause {
+        let style = t.health(if w.status.1 == Health::Pending {
+            Health::Pending
+        } else {
+            Health::Failed
+        });
+        lines.extend(labelled(label("Cause:"), &c.one_line(), style, text_width));
     }
     if !w.failing.is_empty() {
         lines.push(Line::from(vec![
@@ -412,11 +407,52 @@ fn draw_why(f: &mut Frame, app: &App, t: &Theme, area: Rect, now: OffsetDateTime
     if w.cause.is_none()
         && w.warnings.is_empty()
         && w.failing.is_empty()
-        && w.status.1 != Health::Failed
+        && !w.status.1.is_trouble()
     {
         lines.push(Line::styled(" no problems reported", t.dim()));
     }
     f.render_widget(Paragraph::new(lines), inner);
+}
+
+/// Width of the why pane's labels (` Reason:   `).
+const LABEL_WIDTH: u16 = 11;
+/// At most this many lines for one wrapped field, so the fields after it stay visible.
+const MAX_WRAPPED: usize = 3;
+
+/// `label` then `text` wrapped at spaces to `width`, continuation lines indented under the text;
+/// cut with `…` after [`MAX_WRAPPED`] lines.
+fn labelled(label: Span<'static>, text: &str, style: Style, width: usize) -> Vec<Line<'static>> {
+    let mut rows: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in text.split(' ') {
+        let (cw, ww) = (cur.chars().count(), word.chars().count());
+        if !cur.is_empty() && width > 0 && cw + 1 + ww > width {
+            rows.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    rows.push(cur);
+    if rows.len() > MAX_WRAPPED {
+        rows.truncate(MAX_WRAPPED);
+        let last = &mut rows[MAX_WRAPPED - 1];
+        let keep = last.chars().count().min(width.saturating_sub(1));
+        *last = last.chars().take(keep).collect::<String>() + "…";
+    }
+    let indent = " ".repeat(LABEL_WIDTH as usize);
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let head = if i == 0 {
+                label.clone()
+            } else {
+                Span::raw(indent.clone())
+            };
+            Line::from(vec![head, Span::styled(r, style)])
+        })
+        .collect()
 }
 
 fn hint(app: &App, a: Action, what: &str) -> Vec<Span<'static>> {
@@ -446,7 +482,7 @@ fn draw_footer(f: &mut Frame, app: &App, t: &Theme, area: Rect) {
             l
         }
         Mode::Command { input, .. } => {
-            let matches = App::completions(input);
+            let matches = app::completions(input);
             let shown = if input.is_empty() {
                 "workloads runtimes control-planes events … (tab completes any kind)".to_string()
             } else if matches.is_empty() {

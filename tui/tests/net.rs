@@ -48,7 +48,7 @@ async fn lists_follows_and_resumes_after_a_restart() {
     let port = threeport_testkit::free_port();
     let server = start(&db, port).await;
     let client = Client::new(&server.url(), None).unwrap();
-    let aws = kinds::by_name("AwsAccount").unwrap();
+    let aws = kinds::AWS_ACCOUNT;
     client
         .create(aws, &json!({"Name": "a0", "AccountID": "0"}))
         .await
@@ -64,7 +64,7 @@ async fn lists_follows_and_resumes_after_a_restart() {
         first
             .iter()
             .any(|m| matches!(m, NetMsg::Snapshot { kind, objects }
-            if kind.name == "AwsAccount" && objects.len() == 1)),
+            if std::ptr::eq(*kind, aws) && objects.len() == 1)),
         "{first:#?}"
     );
     client
@@ -100,12 +100,12 @@ async fn lists_follows_and_resumes_after_a_restart() {
     );
 
     // A kind asked for later is listed, then followed.
-    let wd = kinds::by_name("WorkloadDefinition").unwrap();
+    let wd = kinds::WORKLOAD_DEFINITION;
     cmd_tx.send(NetCmd::Load(wd)).unwrap();
     until(
         &mut rx,
         "the workload definitions",
-        |m| matches!(m, NetMsg::Snapshot { kind, .. } if kind.name == "WorkloadDefinition"),
+        |m| matches!(m, NetMsg::Snapshot { kind, .. } if std::ptr::eq(*kind, wd)),
     )
     .await;
     client

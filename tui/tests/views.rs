@@ -8,7 +8,8 @@ use ratatui::style::Color;
 use serde_json::{Value, json};
 use std::time::Duration;
 use threeport_api::REDACTED;
-use threeport_tui::app::{App, View, core_kinds, kind};
+use threeport_api::kinds::{self, Kind};
+use threeport_tui::app::{App, View, core_kinds};
 use threeport_tui::keymap::Keymap;
 use threeport_tui::net::NetMsg;
 use threeport_tui::ui;
@@ -23,17 +24,17 @@ fn at(mins_ago: i64) -> String {
         .unwrap()
 }
 
-fn fixture() -> Vec<(&'static str, Vec<Value>)> {
+fn fixture() -> Vec<(&'static Kind, Vec<Value>)> {
     vec![
         (
-            "KubernetesRuntimeDefinition",
+            kinds::KUBERNETES_RUNTIME_DEFINITION,
             vec![
                 json!({"ID": 100, "Name": "kind", "InfraProvider": "kind", "CreatedAt": at(600), "Reconciled": true}),
                 json!({"ID": 101, "Name": "eks", "InfraProvider": "eks", "CreatedAt": at(600), "Reconciled": true}),
             ],
         ),
         (
-            "KubernetesRuntimeInstance",
+            kinds::KUBERNETES_RUNTIME_INSTANCE,
             vec![
                 json!({"ID": 110, "Name": "dev-0", "KubernetesRuntimeDefinitionID": 100, "Location": "Local",
                        "Status": "Healthy", "Reconciled": true, "CreatedAt": at(590), "CACertificate": REDACTED}),
@@ -43,11 +44,11 @@ fn fixture() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
-            "ControlPlaneDefinition",
+            kinds::CONTROL_PLANE_DEFINITION,
             vec![json!({"ID": 1, "Name": "genesis", "CreatedAt": at(3000), "Reconciled": true})],
         ),
         (
-            "ControlPlaneInstance",
+            kinds::CONTROL_PLANE_INSTANCE,
             vec![
                 json!({"ID": 120, "Name": "threeport-dev", "ControlPlaneDefinitionID": 1, "Genesis": true,
                         "IsSelf": true, "Status": "Healthy", "Reconciled": true, "CreatedAt": at(3000),
@@ -55,14 +56,14 @@ fn fixture() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
-            "WorkloadDefinition",
+            kinds::WORKLOAD_DEFINITION,
             vec![
                 json!({"ID": 200, "Name": "web", "YAMLDocument": "kind: Deployment", "Reconciled": true, "CreatedAt": at(60)}),
                 json!({"ID": 201, "Name": "api", "YAMLDocument": "kind: Deployment", "Reconciled": false, "CreatedAt": at(1)}),
             ],
         ),
         (
-            "WorkloadInstance",
+            kinds::WORKLOAD_INSTANCE,
             vec![
                 json!({"ID": 300, "Name": "web", "WorkloadDefinitionID": 200, "KubernetesRuntimeInstanceID": 110,
                        "Status": "Healthy", "Reconciled": true, "CreatedAt": at(59)}),
@@ -76,7 +77,7 @@ fn fixture() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
-            "WorkloadResourceInstance",
+            kinds::WORKLOAD_RESOURCE_INSTANCE,
             vec![
                 json!({"ID": 400, "WorkloadInstanceID": 301, "Reconciled": false, "CreatedAt": at(30),
                        "JSONDefinition": {"kind": "Deployment", "metadata": {"name": "web-canary"}}}),
@@ -87,7 +88,7 @@ fn fixture() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
-            "WorkloadEvent",
+            kinds::WORKLOAD_EVENT,
             vec![
                 json!({"ID": 500, "WorkloadInstanceID": 301, "WorkloadResourceInstanceID": 400, "Type": "Normal",
                        "Reason": "Scheduled", "Message": "assigned to node dev-0-worker", "Timestamp": at(29)}),
@@ -98,7 +99,7 @@ fn fixture() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
-            "Event",
+            kinds::EVENT,
             vec![
                 json!({"ID": 600, "ObjectKind": "KubernetesRuntimeInstance", "ObjectID": 111, "Type": "Warning",
                         "Reason": "ReconcileFailed", "Note": "AccessDenied: eks:CreateNodegroup",
@@ -106,7 +107,7 @@ fn fixture() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
-            "AwsAccount",
+            kinds::AWS_ACCOUNT,
             vec![
                 json!({"ID": 700, "Name": "default-account", "AccountID": "111122223333", "DefaultAccount": true,
                         "DefaultRegion": "us-east-1", "AccessKeyID": REDACTED, "SecretAccessKey": REDACTED,
@@ -126,10 +127,7 @@ fn app() -> App {
         });
     }
     for (k, objects) in fixture() {
-        app.on_net(NetMsg::Snapshot {
-            kind: kind(k),
-            objects,
-        });
+        app.on_net(NetMsg::Snapshot { kind: k, objects });
     }
     app.on_net(NetMsg::Connected);
     app.refresh();
@@ -199,7 +197,7 @@ fn any_kind_through_command_mode() {
     key(&mut a, KeyCode::Tab);
     key(&mut a, KeyCode::Tab);
     key(&mut a, KeyCode::Enter);
-    assert_eq!(a.screen().view, View::Kind(kind("AwsAccount")));
+    assert_eq!(a.screen().view, View::Kind(kinds::AWS_ACCOUNT));
     insta::assert_snapshot!("aws_accounts", screen(&mut a, 100, 20));
 }
 
@@ -351,16 +349,130 @@ fn live_events_update_the_view() {
     let mut a = app();
     a.on_net(NetMsg::Event(threeport_api::WatchEvent {
         operation: "created".into(),
-        kind: "WorkloadDefinition".into(),
+        kind: kinds::WORKLOAD_DEFINITION.name.into(),
         object: json!({"ID": 250, "Name": "blog", "YAMLDocument": "x", "CreatedAt": at(0)}),
     }));
     let s = screen(&mut a, 100, 20);
     assert!(s.contains("blog"), "{s}");
     a.on_net(NetMsg::Event(threeport_api::WatchEvent {
         operation: "deleted".into(),
-        kind: "WorkloadDefinition".into(),
+        kind: kinds::WORKLOAD_DEFINITION.name.into(),
         object: json!({"ID": 250}),
     }));
     let s = screen(&mut a, 100, 20);
     assert!(!s.contains("blog"), "{s}");
+}
+
+/// Replace `kind`'s objects with the fixture's plus `extra`, as a fresh list would.
+fn add(a: &mut App, kind: &'static Kind, extra: Vec<Value>) {
+    let mut objects: Vec<Value> = fixture()
+        .into_iter()
+        .filter(|(k, _)| std::ptr::eq(*k, kind))
+        .flat_map(|(_, v)| v)
+        .collect();
+    objects.extend(extra);
+    a.on_net(NetMsg::Snapshot { kind, objects });
+    a.refresh();
+}
+
+/// What the server stores for an object of a kind no running controller serves.
+fn pending(kind: &Kind, fix: &str) -> Value {
+    json!({"Status": "Pending", "Reconciled": false,
+           "StatusReason": format!("no controller for {} is running in this control plane; {fix}", kind.name)})
+}
+
+fn with(mut o: Value, more: Value) -> Value {
+    o.as_object_mut()
+        .unwrap()
+        .extend(more.as_object().unwrap().clone());
+    o
+}
+
+#[test]
+fn pending_objects_say_what_they_wait_for() {
+    let mut a = app();
+    let start = "start one with `threeport controllers --only workload`";
+    add(
+        &mut a,
+        kinds::WORKLOAD_DEFINITION,
+        vec![with(
+            pending(kinds::WORKLOAD_DEFINITION, start),
+            json!({"ID": 210, "Name": "queue", "YAMLDocument": "kind: Deployment", "CreatedAt": at(3)}),
+        )],
+    );
+    add(
+        &mut a,
+        kinds::WORKLOAD_INSTANCE,
+        vec![with(
+            pending(kinds::WORKLOAD_INSTANCE, start),
+            json!({"ID": 310, "Name": "queue", "WorkloadDefinitionID": 210,
+                   "KubernetesRuntimeInstanceID": 110, "CreatedAt": at(3)}),
+        )],
+    );
+    // api, └ api-staging, queue, └ queue.
+    keys(&mut a, "jjj");
+    assert_eq!(a.selected_row().unwrap().cells[0], "└ queue");
+    let s = screen(&mut a, 120, 30);
+    assert!(s.contains("○ Pending"), "{s}");
+    insta::assert_snapshot!("workloads_pending", s);
+
+    // A kind this release has no controller for.
+    let (hwd, hwi) = (
+        kinds::HELM_WORKLOAD_DEFINITION,
+        kinds::HELM_WORKLOAD_INSTANCE,
+    );
+    let none = "this release has no controller for it";
+    a.run_command("helm-workload-instances");
+    a.on_net(NetMsg::Snapshot {
+        kind: hwd,
+        objects: vec![with(
+            pending(hwd, none),
+            json!({"ID": 800, "Name": "redis", "Repo": "https://charts.bitnami.com/bitnami",
+                   "Chart": "redis", "CreatedAt": at(4)}),
+        )],
+    });
+    a.on_net(NetMsg::Snapshot {
+        kind: hwi,
+        objects: vec![with(
+            pending(hwi, none),
+            json!({"ID": 810, "Name": "redis", "HelmWorkloadDefinitionID": 800,
+                   "KubernetesRuntimeInstanceID": 110, "CreatedAt": at(4)}),
+        )],
+    });
+    a.refresh();
+    let s = screen(&mut a, 120, 20);
+    assert!(
+        s.contains("no controller for HelmWorkloadInstance is running"),
+        "{s}"
+    );
+    insta::assert_snapshot!("helm_workload_instances_pending", s);
+}
+
+#[test]
+fn controllers_view_shows_running_and_gone() {
+    let mut a = app();
+    a.run_command("controllers");
+    assert_eq!(a.screen().view, View::Kind(kinds::CONTROLLER));
+    let served = |k: &[&Kind]| k.iter().map(|k| k.name).collect::<Vec<_>>();
+    a.on_net(NetMsg::Snapshot {
+        kind: kinds::CONTROLLER,
+        objects: vec![
+            json!({"ID": 900, "Name": "cp-0-4242", "Controllers": ["workload", "kubernetes-runtime"],
+                   "Kinds": served(&[kinds::WORKLOAD_DEFINITION, kinds::WORKLOAD_INSTANCE,
+                                     kinds::KUBERNETES_RUNTIME_DEFINITION, kinds::KUBERNETES_RUNTIME_INSTANCE]),
+                   "HeartbeatAt": at(0), "Version": "0.1.0", "Host": "cp-0", "Status": "Running",
+                   "StatusReason": "serves workload, kubernetes-runtime", "CreatedAt": at(120)}),
+            json!({"ID": 901, "Name": "cp-1-977", "Controllers": ["workload"],
+                   "Kinds": served(&[kinds::WORKLOAD_DEFINITION, kinds::WORKLOAD_INSTANCE]),
+                   "HeartbeatAt": at(10), "Version": "0.1.0", "Host": "cp-1", "Status": "Gone",
+                   "StatusReason": format!("no heartbeat since {} (now {}); the process stopped or cannot reach the API", at(10), at(9)),
+                   "CreatedAt": at(300)}),
+        ],
+    });
+    a.refresh();
+    keys(&mut a, "j");
+    assert_eq!(a.selected_row().unwrap().cells[0], "cp-1-977");
+    let s = screen(&mut a, 120, 20);
+    assert!(s.contains("✓ Running") && s.contains("✗ Gone"), "{s}");
+    insta::assert_snapshot!("controllers", s);
 }
