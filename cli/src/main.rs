@@ -31,6 +31,8 @@ mod local;
 mod output;
 mod runtime;
 mod view;
+#[cfg(test)]
+mod same_words;
 
 use anyhow::Result;
 use args::{Cli, Command};
