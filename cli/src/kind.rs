@@ -1,15 +1,28 @@
 //! `tptctl up/down --provider kind`: the installer does the work; this writes the config
 //! entry, last, so a failed `up` never leaves one behind.
 
-use crate::config::{ControlPlane, Credential, KubeApi, ThreeportConfig, b64};
+use crate::config::ThreeportConfig;
 use anyhow::Result;
 use std::path::Path;
 use std::time::Duration;
 use threeport_installers::kind::{self, KindOptions};
 use threeport_installers::manifests::Images;
 
-pub const PROVIDER: &str = "kind";
+pub const PROVIDER: &str = kind::PROVIDER;
 
+/// What `tptctl up --provider kind` was asked for.
+pub struct UpOptions {
+    pub name: String,
+    /// Host port for the API.
+    pub port: u16,
+    pub images: Images,
+    /// Keep what a failed `up` created.
+    pub retain: bool,
+    /// Show kind's own output.
+    pub verbose: bool,
+}
+
+/// [`up_with`] with the options spelled out.
 pub async fn up(
     config_path: &Path,
     name: &str,
@@ -18,60 +31,38 @@ pub async fn up(
     retain: bool,
     verbose: bool,
 ) -> Result<()> {
-    let mut cfg = ThreeportConfig::load(config_path)?;
-    if crate::install::already_up(&cfg, name, PROVIDER).await? {
-        return Ok(());
-    }
-    let opts = KindOptions {
+    let opts = UpOptions {
         name: name.to_string(),
         port,
         images,
         retain,
         verbose,
+    };
+    up_with(config_path, opts).await
+}
+
+pub async fn up_with(config_path: &Path, opts: UpOptions) -> Result<()> {
+    let name = opts.name.as_str();
+    let cfg = ThreeportConfig::load(config_path)?;
+    if crate::install::already_up(&cfg, name, PROVIDER).await? {
+        return Ok(());
+    }
+    let kind_opts = KindOptions {
+        name: name.to_string(),
+        port: opts.port,
+        images: opts.images,
+        retain: opts.retain,
+        verbose: opts.verbose,
         data_dir: crate::local::data_dir(config_path, name),
         rollout_timeout: Duration::from_secs(600),
     };
     let cancel = crate::install::cancel_on_ctrl_c();
     let progress = threeport_installers::Progress::new();
-    let installed = kind::up(&opts, &progress, cancel).await?;
-    cfg.upsert(ControlPlane {
-        name: name.to_string(),
-        provider: PROVIDER.into(),
-        genesis: true,
-        auth_enabled: true,
-        api_server: installed.api_server,
-        ca_cert: b64(&installed.ca_pem),
-        credentials: vec![Credential {
-            name: name.to_string(),
-            client_cert: b64(&installed.client_cert_pem),
-            client_key: b64(&installed.client_key_pem),
-        }],
-        encryption_key: installed.encryption_key,
-        kube_api: KubeApi {
-            api_endpoint: installed.kube_api.server.clone(),
-            ca_certificate: installed
-                .kube_api
-                .ca_pem
-                .as_deref()
-                .map(b64)
-                .unwrap_or_default(),
-            certificate: installed
-                .kube_api
-                .cert_pem
-                .as_deref()
-                .map(b64)
-                .unwrap_or_default(),
-            key: installed
-                .kube_api
-                .key_pem
-                .as_deref()
-                .map(b64)
-                .unwrap_or_default(),
-        },
-        ..Default::default()
-    });
-    cfg.current_control_plane = name.to_string();
-    cfg.save(config_path)?;
+    let installed = kind::up(&kind_opts, &progress, cancel).await.map_err(|e| {
+        let resume = format!("tptctl up --provider kind --name {name}");
+        crate::install::explain(e, name, &resume)
+    })?;
+    crate::install::save(config_path, &installed)?;
     eprintln!(
         "\ncontrol plane {name:?} is ready on kind cluster {}\n\nNext:\n  tptctl apply -f testdata/samples/api-split.yaml\n  tptctl dashboard\n  tptctl down --name {name}",
         kind::cluster_name(name)

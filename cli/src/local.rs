@@ -4,13 +4,14 @@
 //! Layout of `<config dir>/<name>/`: `tls/` (CA, server and client certificates), `encryption.key`,
 //! `threeport.db`, `threeport.log`, `threeport.pid`, `port`.
 
-use crate::config::{ControlPlane, Credential, ThreeportConfig, b64};
+use crate::config::ThreeportConfig;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use threeport_installers::{Installed, ProviderConfig};
 use threeport_pki::{TlsBundle, files};
 
-pub const PROVIDER: &str = "local";
+pub const PROVIDER: &str = threeport_installers::outcome::LOCAL;
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn data_dir(config_path: &Path, name: &str) -> PathBuf {
@@ -61,23 +62,23 @@ fn free_port(preferred: u16) -> Result<u16> {
 /// Start (or resume) the local control plane and write its config entry.
 pub async fn up(config_path: &Path, name: &str, port: Option<u16>) -> Result<()> {
     let started = Instant::now();
-    let mut cfg = ThreeportConfig::load(config_path)?;
+    let cfg = ThreeportConfig::load(config_path)?;
     cfg.existing(name, PROVIDER)?;
     let dir = data_dir(config_path, name);
-    if let Some(pid) = running_pid(&dir) {
-        if cfg.get(name).is_some() {
-            eprintln!(
-                "control plane {name:?} is already running (pid {pid}) at {}",
-                cfg.get(name).map(ControlPlane::url).unwrap_or_default()
-            );
-            return Ok(());
-        }
+    if let Some(pid) = running_pid(&dir)
+        && let Some(cp) = cfg.get(name)
+    {
+        eprintln!(
+            "control plane {name:?} is already running (pid {pid}) at {}",
+            cp.url()
+        );
+        return Ok(());
     }
     let fresh =
         !dir.join(files::CA_CERT).exists() && !dir.join("tls").join(files::CA_CERT).exists();
     let result = start(&dir, name, port, fresh).await;
-    let entry = match result {
-        Ok(entry) => entry,
+    let installed = match result {
+        Ok(installed) => installed,
         Err(e) => {
             // Leave nothing behind: no process, no config entry, no half-made data dir.
             if let Some(pid) = running_pid(&dir) {
@@ -93,21 +94,19 @@ pub async fn up(config_path: &Path, name: &str, port: Option<u16>) -> Result<()>
             return Err(e.context(format!("the control plane's log ended with:\n{tail}")));
         }
     };
-    cfg.upsert(entry);
-    cfg.current_control_plane = name.to_string();
-    cfg.save(config_path)?;
+    crate::install::save(config_path, &installed)?;
     eprintln!(
         " ✓ control plane {name:?} is ready ({:.1}s)",
         started.elapsed().as_secs_f64()
     );
     eprintln!("   data and logs: {}", dir.display());
     eprintln!(
-        "\nNext:\n  tptctl apply -f testdata/workload/web.yaml\n  tptctl get workloads\n  tptctl down --name {name}"
+        "\nNext:\n  tptctl apply -f testdata/samples/api-split.yaml\n  tptctl get workloads\n  tptctl down --name {name}"
     );
     Ok(())
 }
 
-async fn start(dir: &Path, name: &str, port: Option<u16>, fresh: bool) -> Result<ControlPlane> {
+async fn start(dir: &Path, name: &str, port: Option<u16>, fresh: bool) -> Result<Installed> {
     let tls_dir = dir.join("tls");
     if fresh {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -159,31 +158,28 @@ async fn start(dir: &Path, name: &str, port: Option<u16>, fresh: bool) -> Result
         std::fs::read_to_string(tls_dir.join(f))
             .with_context(|| format!("missing {f} in {}", tls_dir.display()))
     };
-    let entry = ControlPlane {
+    let installed = Installed {
         name: name.to_string(),
-        provider: PROVIDER.into(),
-        genesis: true,
-        auth_enabled: true,
         api_server: format!("127.0.0.1:{port}"),
-        ca_cert: b64(&read(files::CA_CERT)?),
-        credentials: vec![Credential {
-            name: name.to_string(),
-            client_cert: b64(&read(files::CLIENT_CERT)?),
-            client_key: b64(&read(files::CLIENT_KEY)?),
-        }],
+        tls: threeport_api::ClientTls {
+            ca_pem: read(files::CA_CERT)?,
+            cert_pem: read(files::CLIENT_CERT)?,
+            key_pem: read(files::CLIENT_KEY)?,
+        },
         encryption_key: std::fs::read_to_string(dir.join("encryption.key"))?
             .trim()
             .to_string(),
-        ..Default::default()
+        kube_api: None,
+        provider: ProviderConfig::Local,
     };
-    let client = entry.client()?;
+    let client = installed.client()?;
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait()? {
             bail!("the control plane process exited ({status}) before it was ready");
         }
         if client.version().await.is_ok() {
-            return Ok(entry);
+            return Ok(installed);
         }
         if Instant::now() > deadline {
             bail!(

@@ -220,11 +220,19 @@ async fn up_and_down_with_kind() {
             dep.status.unwrap().ready_replicas.unwrap_or(0) >= 1,
             "rollout of {d} was waited on"
         );
-        let image = dep.spec.template.spec.unwrap().containers[0]
-            .image
-            .clone()
-            .unwrap();
-        assert_eq!(image, "ghcr.io/threeport/threeport:test");
+        let container = dep.spec.template.spec.unwrap().containers[0].clone();
+        assert_eq!(
+            container.image.as_deref(),
+            Some("ghcr.io/threeport/threeport:test")
+        );
+        // Each controller Deployment runs only its own controllers.
+        let args = container.args.unwrap_or_default();
+        if let Some(only) = d
+            .strip_prefix("threeport-")
+            .and_then(|c| c.strip_suffix("-controller"))
+        {
+            assert_eq!(args[..3], ["controllers", "--only", only], "{d}: {args:?}");
+        }
     }
     let svc = Api::<Service>::namespaced(k.clone(), ns)
         .get("threeport-api-server")

@@ -1,15 +1,84 @@
-//! Installing the control plane into a cluster: server-side apply every object, wait for each
-//! rollout, then register the cluster and the control plane through the new API.
+//! Installing the control plane into a cluster, the same way for every provider that has one
+//! (kind, EKS): server-side apply every object, wait for each rollout, wait for the API, then
+//! register the cluster and the control plane through the new API. [`Steps`] runs these as
+//! phases; the provider only brings the cluster and the API's address.
 
+use crate::Progress;
 use crate::manifests::{self, NAMESPACE};
 use anyhow::{Context, Result, bail};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::{ApiResource, Scope};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use threeport_api::{Client, kinds};
+use threeport_api::{Client, ClientTls, kinds};
+use tokio_util::sync::CancellationToken;
 
 pub const FIELD_MANAGER: &str = "threeport-installer";
+
+/// The install phases every provider shares, each stopped by `cancel` (Ctrl-C).
+pub struct Steps<'a> {
+    pub progress: &'a Progress,
+    pub cancel: &'a CancellationToken,
+    /// For each wait: rollouts, then the API.
+    pub timeout: Duration,
+}
+
+impl Steps<'_> {
+    /// Run `f` as a phase that Ctrl-C interrupts.
+    pub async fn phase<T>(
+        &self,
+        name: &str,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.progress
+            .phase(name, async {
+                tokio::select! {
+                    r = f => r,
+                    _ = self.cancel.cancelled() => bail!("interrupted"),
+                }
+            })
+            .await
+    }
+
+    /// "Installing the control plane", then "Waiting for rollouts".
+    pub async fn install(&self, client: &kube::Client, objects: &[Value]) -> Result<()> {
+        self.phase("Installing the control plane", apply_all(client, objects))
+            .await?;
+        self.phase(
+            "Waiting for rollouts",
+            wait_rollouts(client, objects, self.timeout),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// "Waiting for the API" at `api_server` (`host:port`), then "Registering the cluster and the
+    /// control plane"; returns the API's client.
+    pub async fn register(
+        &self,
+        api_server: &str,
+        tls: &ClientTls,
+        cluster: &ClusterInfo,
+        control_plane: &str,
+    ) -> Result<Client> {
+        let api = Client::new(&format!("https://{api_server}"), Some(tls))?;
+        self.phase("Waiting for the API", wait_api(&api, self.timeout))
+            .await?;
+        self.phase(
+            "Registering the cluster and the control plane",
+            register(&api, cluster, control_plane),
+        )
+        .await?;
+        Ok(api)
+    }
+}
+
+/// A kube-rs client from a kubeconfig's text (its current context).
+pub async fn kube_client(kubeconfig: &str) -> Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::from_yaml(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
 
 /// Apply `objects` in order with server-side apply.
 pub async fn apply_all(client: &kube::Client, objects: &[Value]) -> Result<()> {

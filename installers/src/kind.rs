@@ -6,15 +6,17 @@
 //! cluster and the data dir) unless `retain` is set, and never leaves a config entry: writing
 //! it is the caller's last step.
 
-use crate::Progress;
-use crate::install::{self, ClusterInfo};
-use crate::kubeconfig;
-use crate::manifests::{self, Exposure, Images, Secrets};
+use crate::install::{ClusterInfo, Steps};
+use crate::manifests::{self, Exposure, Images};
+use crate::outcome::{Installed, KubeApi, ProviderConfig, UpFailed};
+use crate::{Progress, kubeconfig, secrets};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+pub const PROVIDER: &str = crate::outcome::KIND;
 
 #[derive(Clone, Debug)]
 pub struct KindOptions {
@@ -29,16 +31,6 @@ pub struct KindOptions {
     /// `~/.threeport/<name>/`.
     pub data_dir: PathBuf,
     pub rollout_timeout: Duration,
-}
-
-/// What the caller needs to write the config entry.
-pub struct Installed {
-    pub api_server: String,
-    pub ca_pem: String,
-    pub client_cert_pem: String,
-    pub client_key_pem: String,
-    pub encryption_key: String,
-    pub kube_api: kubeconfig::Connection,
 }
 
 pub fn cluster_name(name: &str) -> String {
@@ -68,69 +60,6 @@ impl State {
             true,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))
-    }
-}
-
-/// Saved secret material, so a resumed install applies the same certificates.
-#[derive(Serialize, Deserialize)]
-struct SavedSecrets {
-    api: [String; 6],
-    db: [String; 6],
-    controllers: Vec<(String, String, String)>,
-    encryption_key: String,
-}
-
-impl SavedSecrets {
-    fn from(s: &Secrets) -> SavedSecrets {
-        SavedSecrets {
-            api: [
-                s.api.ca.pair.cert_pem.clone(),
-                s.api.ca.pair.key_pem.clone(),
-                s.api.server.cert_pem.clone(),
-                s.api.server.key_pem.clone(),
-                s.api.client.cert_pem.clone(),
-                s.api.client.key_pem.clone(),
-            ],
-            db: [
-                s.db_ca.pair.cert_pem.clone(),
-                s.db_ca.pair.key_pem.clone(),
-                s.db_node.cert_pem.clone(),
-                s.db_node.key_pem.clone(),
-                s.db_root.cert_pem.clone(),
-                s.db_root.key_pem.clone(),
-            ],
-            controllers: s
-                .controllers
-                .iter()
-                .map(|(n, p)| (n.clone(), p.cert_pem.clone(), p.key_pem.clone()))
-                .collect(),
-            encryption_key: s.encryption_key.clone(),
-        }
-    }
-    fn into_secrets(self) -> Secrets {
-        use threeport_pki::{CertAuthority, CertPair, TlsBundle};
-        let pair = |c: &str, k: &str| CertPair {
-            cert_pem: c.into(),
-            key_pem: k.into(),
-        };
-        let [a0, a1, a2, a3, a4, a5] = self.api;
-        let [d0, d1, d2, d3, d4, d5] = self.db;
-        Secrets {
-            api: TlsBundle {
-                ca: CertAuthority::from_pem(&a0, &a1),
-                server: pair(&a2, &a3),
-                client: pair(&a4, &a5),
-            },
-            db_ca: CertAuthority::from_pem(&d0, &d1),
-            db_node: pair(&d2, &d3),
-            db_root: pair(&d4, &d5),
-            controllers: self
-                .controllers
-                .into_iter()
-                .map(|(n, c, k)| (n, pair(&c, &k)))
-                .collect(),
-            encryption_key: self.encryption_key,
-        }
     }
 }
 
@@ -244,16 +173,7 @@ fn kind(args: &[&str], verbose: bool) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-async fn cancellable<T>(
-    cancel: &CancellationToken,
-    f: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    tokio::select! {
-        r = f => r,
-        _ = cancel.cancelled() => bail!("interrupted"),
-    }
-}
-
+/// Create (or resume) the kind cluster and install the control plane into it.
 pub async fn up(
     opts: &KindOptions,
     progress: &Progress,
@@ -267,45 +187,45 @@ pub async fn up(
         ..Default::default()
     });
     let result = run(opts, &mut state, progress, &cancel).await;
-    if let Err(e) = &result {
-        if opts.retain {
-            eprintln!(
-                "\nleft behind for debugging: kind cluster {} and {}\n  resume:   tptctl up --provider kind --name {}\n  clean up: tptctl down --name {}",
-                cluster_name(&opts.name),
-                dir.display(),
-                opts.name,
-                opts.name
-            );
-        } else if fresh || !state.registered {
-            progress.start("Rolling back");
-            let mut left = Vec::new();
-            if state.cluster_created {
-                if let Err(err) = kind(
-                    &["delete", "cluster", "--name", &cluster_name(&opts.name)],
-                    opts.verbose,
-                ) {
-                    left.push(format!(
-                        "kind cluster {} ({err}); delete it with `kind delete cluster --name {}`",
-                        cluster_name(&opts.name),
-                        cluster_name(&opts.name)
-                    ));
-                }
-            }
-            if let Err(err) = std::fs::remove_dir_all(dir) {
-                if err.kind() != std::io::ErrorKind::NotFound {
-                    left.push(format!("{} ({err})", dir.display()));
-                }
-            }
-            if left.is_empty() {
-                progress.done();
-                eprintln!("nothing was left behind ({e:#})");
-            } else {
-                progress.failed("some resources remain");
-                eprintln!("left behind:\n  {}", left.join("\n  "));
-            }
+    let Err(e) = result else { return result };
+    let cluster = format!("kind cluster {}", cluster_name(&opts.name));
+    let mut failed = UpFailed::new(format!("creating control plane {} on kind", opts.name));
+    let mut made = Vec::new();
+    if state.cluster_created {
+        made.push(cluster.clone());
+    }
+    if dir.exists() {
+        made.push(dir.display().to_string());
+    }
+    // A resumed install that had finished registering is not undone by a later failure.
+    if made.is_empty() || opts.retain || (!fresh && state.registered) {
+        failed.retained = opts.retain;
+        failed.left_behind = made;
+        return Err(e.context(failed));
+    }
+    progress.start("Rolling back");
+    if state.cluster_created {
+        match kind(
+            &["delete", "cluster", "--name", &cluster_name(&opts.name)],
+            opts.verbose,
+        ) {
+            Ok(_) => failed.rolled_back.push(cluster),
+            Err(err) => failed.left_behind.push(format!("{cluster} ({err:#})")),
         }
     }
-    result
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => failed.rolled_back.push(dir.display().to_string()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => failed
+            .left_behind
+            .push(format!("{} ({err})", dir.display())),
+    }
+    if failed.left_behind.is_empty() {
+        progress.done();
+    } else {
+        progress.failed();
+    }
+    Err(e.context(failed))
 }
 
 async fn run(
@@ -316,6 +236,11 @@ async fn run(
 ) -> Result<Installed> {
     let dir = &opts.data_dir;
     let cluster = cluster_name(&opts.name);
+    let steps = Steps {
+        progress,
+        cancel,
+        timeout: opts.rollout_timeout,
+    };
     progress
         .phase("Checking prerequisites", async {
             let checks = doctor((!state.cluster_created).then_some(state.port));
@@ -333,29 +258,7 @@ async fn run(
     std::fs::create_dir_all(dir)?;
     let secrets = progress
         .phase("Generating certificates and keys", async {
-            let path = dir.join("install-secrets.json");
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                return Ok(serde_json::from_str::<SavedSecrets>(&text)?.into_secrets());
-            }
-            let key = base64_key();
-            let s = Secrets::generate(&[], key)?;
-            threeport_pki::write_file(
-                &path,
-                serde_json::to_string(&SavedSecrets::from(&s))?.as_bytes(),
-                true,
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            // The API's certificates where a local process can use them (the config entry, resume).
-            s.api
-                .write_dir(&dir.join("tls"))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            threeport_pki::write_file(
-                &dir.join("encryption.key"),
-                s.encryption_key.as_bytes(),
-                true,
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            Ok(s)
+            secrets::load_or_generate(dir, &[])
         })
         .await?;
     state.save(dir)?;
@@ -365,20 +268,17 @@ async fn run(
         let config_arg = config.display().to_string();
         let verbose = opts.verbose;
         let c = cluster.clone();
-        progress
-            .phase(
-                &format!("Creating kind cluster {cluster}"),
-                cancellable(cancel, async move {
-                    tokio::task::spawn_blocking(move || {
-                        kind(
-                            &["create", "cluster", "--name", &c, "--config", &config_arg],
-                            verbose,
-                        )
-                    })
-                    .await??;
-                    Ok(())
-                }),
-            )
+        steps
+            .phase(&format!("Creating kind cluster {cluster}"), async move {
+                tokio::task::spawn_blocking(move || {
+                    kind(
+                        &["create", "cluster", "--name", &c, "--config", &config_arg],
+                        verbose,
+                    )
+                })
+                .await??;
+                Ok(())
+            })
             .await?;
         state.cluster_created = true;
         state.save(dir)?;
@@ -392,44 +292,20 @@ async fn run(
     threeport_pki::write_file(&kc_path, kubeconfig_text.as_bytes(), true)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let conn = kubeconfig::read_kubeconfig(&kc_path, None)?;
-    let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig_text)?;
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?,
-    )?;
+    let client = crate::install::kube_client(&kubeconfig_text).await?;
     let objects = manifests::control_plane(&opts.images, &secrets, Exposure::NodePort);
-    progress
-        .phase(
-            "Installing the control plane",
-            cancellable(cancel, install::apply_all(&client, &objects)),
-        )
-        .await?;
+    steps.install(&client, &objects).await?;
     state.installed = true;
     state.save(dir)?;
-    progress
-        .phase(
-            "Waiting for rollouts",
-            cancellable(
-                cancel,
-                install::wait_rollouts(&client, &objects, opts.rollout_timeout),
-            ),
-        )
-        .await?;
     let tls = threeport_api::ClientTls {
         ca_pem: secrets.api.ca.pair.cert_pem.clone(),
         cert_pem: secrets.api.client.cert_pem.clone(),
         key_pem: secrets.api.client.key_pem.clone(),
     };
     let api_server = format!("127.0.0.1:{}", state.port);
-    let api = threeport_api::Client::new(&format!("https://{api_server}"), Some(&tls))?;
-    progress
-        .phase(
-            "Waiting for the API",
-            cancellable(cancel, install::wait_api(&api, opts.rollout_timeout)),
-        )
-        .await?;
     let info = ClusterInfo {
         name: cluster.clone(),
-        provider: "kind".into(),
+        provider: PROVIDER.into(),
         // Controllers run inside the cluster: they reach its API server at the in-cluster address.
         endpoint: "https://kubernetes.default.svc".into(),
         ca_pem: conn.ca_pem.clone(),
@@ -437,27 +313,20 @@ async fn run(
         key_pem: conn.key_pem.clone(),
         token: conn.token.clone(),
     };
-    progress
-        .phase(
-            "Registering the cluster and the control plane",
-            cancellable(cancel, install::register(&api, &info, &opts.name)),
-        )
-        .await?;
+    steps.register(&api_server, &tls, &info, &opts.name).await?;
     state.registered = true;
     state.save(dir)?;
     Ok(Installed {
+        name: opts.name.clone(),
         api_server,
-        ca_pem: secrets.api.ca.pair.cert_pem.clone(),
-        client_cert_pem: secrets.api.client.cert_pem.clone(),
-        client_key_pem: secrets.api.client.key_pem.clone(),
+        tls,
         encryption_key: secrets.encryption_key.clone(),
-        kube_api: conn,
+        kube_api: Some(KubeApi {
+            connection: conn,
+            kubeconfig: kc_path,
+        }),
+        provider: ProviderConfig::Kind { cluster },
     })
-}
-
-fn base64_key() -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
 }
 
 /// `tptctl down` for kind: delete the cluster and the data dir.
@@ -469,7 +338,7 @@ pub fn down(name: &str, data_dir: &Path, verbose: bool, progress: &Progress) -> 
     ) {
         Ok(_) => progress.done(),
         Err(e) => {
-            progress.failed(&e.to_string());
+            progress.failed();
             return Err(e);
         }
     }

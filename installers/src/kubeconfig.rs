@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 
 /// Connection details read from a kubeconfig context.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Connection {
     pub context: String,
     pub server: String,

@@ -21,7 +21,15 @@ pub const API_NAME: &str = "threeport-api-server";
 pub const API_PORT: i32 = 1323;
 /// The NodePort kind maps to the host.
 pub const NODE_PORT: i32 = 30323;
-pub const CONTROLLERS: &[&str] = &["workload-controller", "kubernetes-runtime-controller"];
+/// The controllers, one Deployment each: `threeport-<name>-controller` runs
+/// `threeport controllers --only <name>`, with its own client certificate.
+pub const CONTROLLERS: &[&str] = &["workload", "kubernetes-runtime"];
+
+/// `workload` → `workload-controller`: the name of its Deployment (after `threeport-`),
+/// certificate and Secret.
+pub fn controller_name(controller: &str) -> String {
+    format!("{controller}-controller")
+}
 
 /// How the API is exposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +94,11 @@ impl Secrets {
         let db_root = db_ca.issue_client("root").map_err(e)?;
         let controllers = CONTROLLERS
             .iter()
-            .map(|c| Ok((c.to_string(), api.ca.issue_client(c).map_err(e)?)))
+            .map(|c| {
+                let name = controller_name(c);
+                let pair = api.ca.issue_client(&name).map_err(e)?;
+                Ok((name, pair))
+            })
             .collect::<anyhow::Result<_>>()?;
         Ok(Secrets {
             api,
@@ -484,18 +496,22 @@ pub fn control_plane(images: &Images, secrets: &Secrets, exposure: Exposure) -> 
         false,
     )));
 
-    // One Deployment per controller, each with its own client certificate.
-    for name in CONTROLLERS {
+    // One Deployment per controller, each running only its own controller with its own
+    // client certificate, so each scales and fails on its own.
+    for controller in CONTROLLERS {
+        let name = controller_name(controller);
         push(to(&deployment(
             &format!("threeport-{name}"),
             "threeport",
             None,
             Container {
-                name: name.to_string(),
+                name: name.clone(),
                 image: Some(images.threeport()),
                 args: Some(
                     [
                         "controllers",
+                        "--only",
+                        controller,
                         "--api-url",
                         "https://threeport-api-server:1323",
                         "--nats-url",
@@ -576,6 +592,23 @@ mod tests {
             tag: "dev".into(),
             ..Default::default()
         };
+        // Each controller Deployment runs only its own controllers.
+        for (deployment, only) in [
+            ("threeport-workload-controller", "workload"),
+            (
+                "threeport-kubernetes-runtime-controller",
+                "kubernetes-runtime",
+            ),
+        ] {
+            let d = objs
+                .iter()
+                .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == deployment)
+                .unwrap_or_else(|| panic!("{deployment} missing"));
+            let args = &d["spec"]["template"]["spec"]["containers"][0]["args"];
+            assert_eq!(args[0], "controllers", "{args}");
+            assert_eq!(args[1], "--only", "{args}");
+            assert_eq!(args[2], only, "{args}");
+        }
         let objs = control_plane(&custom, &s, Exposure::LoadBalancer);
         assert!(
             serde_json::to_string(&objs)

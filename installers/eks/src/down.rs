@@ -2,12 +2,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use aws_sdk_ec2::types::Filter;
 
-use crate::aws::{Clients, err, is_not_found};
+use crate::aws::{AwsResultExt, Clients, Found};
 use crate::wait::{EksStatusSource, StatusSource, Target, WaitOptions, wait_until};
 use crate::{Inventory, InventoryItem, Progress};
 
@@ -31,7 +30,7 @@ pub struct DownOptions {
 pub async fn down(
     aws: &aws_config::SdkConfig,
     inventory_path: &Path,
-    progress: &dyn Progress,
+    progress: &Progress,
 ) -> Result<DownReport> {
     down_with(aws, inventory_path, progress, &DownOptions::default()).await
 }
@@ -42,7 +41,7 @@ pub async fn down(
 pub async fn down_with(
     aws: &aws_config::SdkConfig,
     inventory_path: &Path,
-    progress: &dyn Progress,
+    progress: &Progress,
     opts: &DownOptions,
 ) -> Result<DownReport> {
     let Some(mut inv) = Inventory::load(inventory_path)? else {
@@ -55,85 +54,86 @@ pub async fn down_with(
             client: clients.eks.clone(),
         }),
     };
-    let report = delete_items(
-        &clients,
-        &mut inv,
-        inventory_path,
+    let deleter = Deleter {
+        c: &clients,
         progress,
-        &opts.wait,
-        &*status,
-        "Deleting",
-        |_| true,
-    )
-    .await;
+        wait: &opts.wait,
+        status: &*status,
+    };
+    let report = deleter
+        .delete_items(&mut inv, inventory_path, "Deleting", |_| true)
+        .await;
     Ok(report)
 }
 
-/// Deletes the selected items of `inv` in reverse order, saving the inventory
-/// after each deletion. Used by `down` and by `up`'s rollback.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn delete_items(
-    c: &Clients,
-    inv: &mut Inventory,
-    path: &Path,
-    progress: &dyn Progress,
-    wait: &WaitOptions,
-    status: &dyn StatusSource,
-    verb: &str,
-    select: impl Fn(&InventoryItem) -> bool,
-) -> DownReport {
-    let mut report = DownReport::default();
-    let items: Vec<InventoryItem> = inv
-        .resources
-        .iter()
-        .rev()
-        .filter(|i| select(i))
-        .cloned()
-        .collect();
-    let vpc = inv
-        .resources
-        .iter()
-        .find(|i| i.kind == "Vpc")
-        .map(|i| i.id.clone());
-    let mut swept = false;
-    for item in items {
-        // Once the cluster is gone, clear network interfaces left in the VPC
-        // (they block security group, subnet and VPC deletion).
-        if !swept
-            && matches!(item.kind.as_str(), "SecurityGroup" | "Subnet" | "Vpc")
-            && let Some(vpc) = &vpc
-        {
-            swept = true;
-            let title = format!("Deleting network interfaces in {vpc}");
-            progress.start(&title);
-            let t = Instant::now();
-            match sweep_network_interfaces(c, vpc).await {
-                Ok(()) => progress.done(&title, t.elapsed()),
-                Err(e) => progress.failed(&title, &format!("{e:#}")),
+/// What deleting needs besides the inventory. Used by `down` and by `up`'s rollback.
+pub(crate) struct Deleter<'a> {
+    pub c: &'a Clients,
+    pub progress: &'a Progress,
+    pub wait: &'a WaitOptions,
+    pub status: &'a dyn StatusSource,
+}
+
+impl Deleter<'_> {
+    /// Deletes the selected items of `inv` in reverse order, saving the inventory after each
+    /// deletion. A failure is shown on its ✗ line and reported; the walk goes on.
+    pub async fn delete_items(
+        &self,
+        inv: &mut Inventory,
+        path: &Path,
+        verb: &str,
+        select: impl Fn(&InventoryItem) -> bool,
+    ) -> DownReport {
+        let (c, progress) = (self.c, self.progress);
+        let mut report = DownReport::default();
+        let items: Vec<InventoryItem> = inv
+            .resources
+            .iter()
+            .rev()
+            .filter(|i| select(i))
+            .cloned()
+            .collect();
+        let vpc = inv
+            .resources
+            .iter()
+            .find(|i| i.kind == "Vpc")
+            .map(|i| i.id.clone());
+        let mut swept = false;
+        for item in items {
+            // Once the cluster is gone, clear network interfaces left in the VPC
+            // (they block security group, subnet and VPC deletion).
+            if !swept
+                && matches!(item.kind.as_str(), "SecurityGroup" | "Subnet" | "Vpc")
+                && let Some(vpc) = &vpc
+            {
+                swept = true;
+                progress.start(&format!("Deleting network interfaces in {vpc}"));
+                match sweep_network_interfaces(c, vpc).await {
+                    Ok(()) => progress.done(),
+                    Err(e) => progress.failed_because(&format!("{e:#}")),
+                }
+            }
+            progress.start(&format!("{verb} {} {}", item.kind, item.id));
+            match delete_one(c, &item, self.wait, self.status).await {
+                Ok(()) => {
+                    progress.done();
+                    if let Some(pos) = inv.resources.iter().position(|i| *i == item) {
+                        inv.resources.remove(pos);
+                    }
+                    if let Err(e) = inv.save_or_remove(path) {
+                        tracing::error!("saving inventory {}: {e:#}", path.display());
+                    }
+                    report.deleted.push(item);
+                }
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    progress.failed_because(&msg);
+                    report.failed.push((item, msg));
+                }
             }
         }
-        let title = format!("{verb} {} {}", item.kind, item.id);
-        progress.start(&title);
-        let t = Instant::now();
-        match delete_one(c, &item, wait, status).await {
-            Ok(()) => {
-                progress.done(&title, t.elapsed());
-                if let Some(pos) = inv.resources.iter().position(|i| *i == item) {
-                    inv.resources.remove(pos);
-                }
-                if let Err(e) = inv.save_or_remove(path) {
-                    tracing::error!("saving inventory {}: {e:#}", path.display());
-                }
-                report.deleted.push(item);
-            }
-            Err(e) => {
-                let msg = format!("{e:#}");
-                progress.failed(&title, &msg);
-                report.failed.push((item, msg));
-            }
-        }
+        report
     }
-    report
 }
 
 /// Deletes one resource; "already gone" counts as success.
@@ -146,11 +146,7 @@ async fn delete_one(
     let id = item.id.as_str();
     macro_rules! gone_ok {
         ($call:expr, $op:expr) => {
-            match $call.send().await {
-                Ok(_) => Ok(()),
-                Err(e) if is_not_found(&e) => Ok(()),
-                Err(e) => Err(err(e, $op)),
-            }
+            anyhow::Ok($call.send().await.aws($op).found().map(|_| ())?)
         };
     }
     match item.kind.as_str() {
@@ -239,70 +235,57 @@ async fn delete_one(
 /// Detaches every managed policy, deletes inline policies, removes the role from
 /// instance profiles, then deletes the role.
 async fn delete_role(c: &Clients, name: &str) -> Result<()> {
-    let attached = match c
-        .iam
+    let iam = &c.iam;
+    let Some(attached) = (iam
         .list_attached_role_policies()
         .role_name(name)
         .send()
-        .await
-    {
-        Ok(out) => out,
-        Err(e) if is_not_found(&e) => return Ok(()),
-        Err(e) => return Err(err(e, "ListAttachedRolePolicies")),
+        .await)
+        .aws("ListAttachedRolePolicies")
+        .found()?
+    else {
+        return Ok(());
     };
-    for p in attached.attached_policies() {
-        if let Some(arn) = p.policy_arn() {
-            match c
-                .iam
-                .detach_role_policy()
-                .role_name(name)
-                .policy_arn(arn)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(err(e, "DetachRolePolicy")),
-            }
-        }
+    for arn in attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn())
+    {
+        (iam.detach_role_policy()
+            .role_name(name)
+            .policy_arn(arn)
+            .send()
+            .await)
+            .aws("DetachRolePolicy")
+            .found()?;
     }
-    let inline = c
-        .iam
-        .list_role_policies()
-        .role_name(name)
-        .send()
-        .await
-        .map_err(|e| err(e, "ListRolePolicies"))?;
+    let inline = (iam.list_role_policies().role_name(name).send().await).aws("ListRolePolicies")?;
     for p in inline.policy_names() {
-        c.iam
-            .delete_role_policy()
+        (iam.delete_role_policy()
             .role_name(name)
             .policy_name(p)
             .send()
-            .await
-            .map_err(|e| err(e, "DeleteRolePolicy"))?;
+            .await)
+            .aws("DeleteRolePolicy")?;
     }
-    let profiles = c
-        .iam
+    let profiles = (iam
         .list_instance_profiles_for_role()
         .role_name(name)
         .send()
-        .await
-        .map_err(|e| err(e, "ListInstanceProfilesForRole"))?;
+        .await)
+        .aws("ListInstanceProfilesForRole")?;
     for p in profiles.instance_profiles() {
-        c.iam
-            .remove_role_from_instance_profile()
+        (iam.remove_role_from_instance_profile())
             .instance_profile_name(p.instance_profile_name())
             .role_name(name)
             .send()
             .await
-            .map_err(|e| err(e, "RemoveRoleFromInstanceProfile"))?;
+            .aws("RemoveRoleFromInstanceProfile")?;
     }
-    match c.iam.delete_role().role_name(name).send().await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(err(e, "DeleteRole")),
-    }
+    (iam.delete_role().role_name(name).send().await)
+        .aws("DeleteRole")
+        .found()?;
+    Ok(())
 }
 
 /// Deletes the network interfaces left in the VPC (detaching those that are
@@ -315,34 +298,32 @@ async fn sweep_network_interfaces(c: &Clients, vpc: &str) -> Result<()> {
         .filters(Filter::builder().name("vpc-id").values(vpc).build())
         .send()
         .await
-        .map_err(|e| err(e, "DescribeNetworkInterfaces"))?;
+        .aws("DescribeNetworkInterfaces")?;
     let mut failures = Vec::new();
     for eni in out.network_interfaces() {
         let Some(id) = eni.network_interface_id() else {
             continue;
         };
         if let Some(att) = eni.attachment().and_then(|a| a.attachment_id())
-            && let Err(e) = c
-                .ec2
-                .detach_network_interface()
+            && let Err(e) = (c.ec2.detach_network_interface())
                 .attachment_id(att)
                 .force(true)
                 .send()
                 .await
-            && !is_not_found(&e)
+                .aws("DetachNetworkInterface")
+                .found()
         {
-            failures.push(format!("{id}: {:#}", err(e, "DetachNetworkInterface")));
+            failures.push(format!("{id}: {e}"));
             continue;
         }
-        if let Err(e) = c
-            .ec2
-            .delete_network_interface()
+        if let Err(e) = (c.ec2.delete_network_interface())
             .network_interface_id(id)
             .send()
             .await
-            && !is_not_found(&e)
+            .aws("DeleteNetworkInterface")
+            .found()
         {
-            failures.push(format!("{id}: {:#}", err(e, "DeleteNetworkInterface")));
+            failures.push(format!("{id}: {e}"));
         }
     }
     if failures.is_empty() {

@@ -7,19 +7,23 @@
 //! * [`down`] deletes exactly the inventory, in reverse order, and reports what
 //!   it could not delete (those items stay in the inventory file).
 //!
+//! * [`provider`] is `tptctl up/down --provider eks`: this infrastructure, then the control
+//!   plane installed into the cluster behind a load balancer, ending in an [`Installed`].
+//! * [`AwsError`] is how every failed AWS call reads: `<Operation>: <Code>: <message>`.
+//!
 //! See README.md for the inventory format and the creation/deletion order.
 
-mod aws;
+pub mod aws;
 mod down;
 mod inventory;
+pub mod provider;
 mod up;
 pub mod wait;
 
-use std::time::Duration;
-
-pub use aws::CONTROL_PLANE_TAG;
+pub use aws::{AwsError, AwsErrorKind, AwsResultExt, CONTROL_PLANE_TAG, Found};
 pub use down::{DownOptions, DownReport, down, down_with};
 pub use inventory::{Inventory, InventoryItem};
+pub use threeport_installers::{Installed, Progress, UpFailed};
 pub use up::{UpOptions, up, up_with};
 pub use wait::{Clock, StatusSource, TokioClock, WaitOptions};
 
@@ -90,28 +94,6 @@ impl EksSpec {
     /// The EKS cluster name: `threeport-<name>`.
     pub fn cluster_name(&self) -> String {
         format!("threeport-{}", self.name)
-    }
-}
-
-/// Receives one start and one done/failed call per phase.
-pub trait Progress: Send + Sync {
-    fn start(&self, phase: &str);
-    fn done(&self, phase: &str, elapsed: Duration);
-    fn failed(&self, phase: &str, error: &str);
-}
-
-/// A progress sink that prints plain ` • phase …` lines (for non-TTY output).
-pub struct PlainProgress;
-
-impl Progress for PlainProgress {
-    fn start(&self, phase: &str) {
-        eprintln!(" • {phase} …");
-    }
-    fn done(&self, phase: &str, elapsed: Duration) {
-        eprintln!(" ✓ {phase} ({:.1}s)", elapsed.as_secs_f64());
-    }
-    fn failed(&self, phase: &str, error: &str) {
-        eprintln!(" ✗ {phase}: {error}");
     }
 }
 

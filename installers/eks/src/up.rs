@@ -1,21 +1,30 @@
 //! `up`: create (or resume creating) everything an EKS control plane needs.
+//!
+//! Every resource goes through [`Ledger::ensure`], so each step below is its three AWS calls:
+//!
+//! 1. `describe`: the resource the inventory recorded for this step. Still there: done.
+//!    Gone: its record is dropped.
+//! 2. `find_by_tag`: one carrying our tags (or our name, for roles, the cluster and the node
+//!    group) that no record lists: a run crashed between "AWS created it" and "inventory saved".
+//!    It is adopted, never duplicated. One with our name but not our tag is an error.
+//! 3. `create`: a new one, recorded (and the inventory saved) before the step goes on.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, Filter, IpPermission, ResourceType, Tag, TagSpecification,
     UserIdGroupPair,
 };
 use aws_sdk_eks::types::{NodegroupScalingConfig, VpcConfigRequest};
 use base64::Engine;
-use serde_json::json;
+use serde_json::{Value, json};
+use threeport_installers::UpFailed;
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::{CONTROL_PLANE_TAG, Clients, code, err, is_not_found};
-use crate::down::delete_items;
+use crate::aws::{AwsResultExt, CONTROL_PLANE_TAG, Clients, Found};
+use crate::down::Deleter;
 use crate::wait::{EksStatusSource, StatusSource, Target, WaitOptions, wait_until};
 use crate::{ClusterAccess, EksSpec, Inventory, InventoryItem, Progress};
 
@@ -48,7 +57,7 @@ pub async fn up(
     aws: &aws_config::SdkConfig,
     spec: &EksSpec,
     inventory_path: &Path,
-    progress: &dyn Progress,
+    progress: &Progress,
     cancel: CancellationToken,
 ) -> Result<ClusterAccess> {
     up_with(
@@ -70,13 +79,13 @@ pub async fn up(
 /// recorded (a crash between create and save) are adopted, not duplicated.
 ///
 /// On error or cancellation the resources created by *this* run are deleted
-/// (in reverse order) unless `opts.retain`; the returned error says what was
-/// left behind and how to clean up or resume.
+/// (in reverse order) unless `opts.retain`. The error's context is an [`UpFailed`]
+/// (`creating EKS control plane <name>`) that lists what was rolled back and what is left.
 pub async fn up_with(
     aws: &aws_config::SdkConfig,
     spec: &EksSpec,
     inventory_path: &Path,
-    progress: &dyn Progress,
+    progress: &Progress,
     cancel: CancellationToken,
     opts: &UpOptions,
 ) -> Result<ClusterAccess> {
@@ -107,118 +116,117 @@ pub async fn up_with(
     let mut run = Run {
         c: &clients,
         spec,
-        inv,
-        path: inventory_path,
+        ledger: Ledger {
+            inv,
+            path: inventory_path,
+            created: Vec::new(),
+        },
         progress,
         cancel: &cancel,
         opts,
         status,
-        created: Vec::new(),
         account: String::new(),
     };
-    match run.steps().await {
-        Ok(access) => Ok(access),
-        Err(e) => {
-            let e = e.context(format!("creating EKS control plane {}", spec.name));
-            if opts.retain || run.created.is_empty() {
-                return Err(e.context(run.left_behind_message()));
-            }
-            let created = run.created.clone();
-            let report = delete_items(
-                &clients,
-                &mut run.inv,
+    let e = match run.steps().await {
+        Ok(access) => return Ok(access),
+        Err(e) => e,
+    };
+    let name = |i: &InventoryItem| format!("{} {}", i.kind, i.id);
+    let mut failed = UpFailed::new(format!("creating EKS control plane {}", spec.name));
+    failed.listed_in = Some(inventory_path.to_path_buf());
+    if !opts.retain && !run.ledger.created.is_empty() {
+        let created = run.ledger.created.clone();
+        let deleter = Deleter {
+            c: &clients,
+            progress,
+            wait: &opts.wait,
+            status: &*run.status,
+        };
+        let report = deleter
+            .delete_items(
+                &mut run.ledger.inv,
                 inventory_path,
-                progress,
-                &opts.wait,
-                &*run.status,
                 "Rolling back",
                 |item| created.contains(item),
             )
             .await;
-            let mut msg = format!(
-                "rolled back {} resource(s) created by this run",
-                report.deleted.len()
-            );
-            if !report.failed.is_empty() {
-                msg.push_str(&format!("; {} could not be deleted", report.failed.len()));
-            }
-            Err(e.context(format!("{msg}. {}", run.left_behind_message())))
-        }
+        failed.rolled_back = report.deleted.iter().map(name).collect();
     }
+    failed.retained = opts.retain;
+    failed.left_behind = run.ledger.inv.resources.iter().map(name).collect();
+    Err(e.context(failed))
 }
 
 struct Run<'a> {
     c: &'a Clients,
     spec: &'a EksSpec,
-    inv: Inventory,
-    path: &'a Path,
-    progress: &'a dyn Progress,
+    ledger: Ledger<'a>,
+    progress: &'a Progress,
     cancel: &'a CancellationToken,
     opts: &'a UpOptions,
     status: Arc<dyn StatusSource>,
-    /// Items recorded by this run (rolled back on failure).
-    created: Vec<InventoryItem>,
     /// The caller's AWS account, from the identity check.
     account: String,
 }
 
-/// Runs one phase: checks cancellation, reports start/done/failed, applies `fail_after`.
-macro_rules! phase {
-    ($run:expr, $step:expr, $title:expr, $body:expr) => {{
-        if $run.cancel.is_cancelled() {
-            bail!("cancelled before: {}", $title);
-        }
-        let title: String = $title;
-        $run.progress.start(&title);
-        let t = Instant::now();
-        let r = $body;
-        match r {
-            Ok(v) => {
-                $run.progress.done(&title, t.elapsed());
-                if $run.opts.fail_after.as_deref() == Some($step) {
-                    bail!("injected failure after step {}", $step);
-                }
-                v
-            }
-            Err(e) => {
-                $run.progress.failed(&title, &format!("{e:#}"));
-                return Err(e);
-            }
-        }
-    }};
+/// The inventory as `up` writes it: every record saved at once, and what this run recorded
+/// remembered for its rollback.
+struct Ledger<'a> {
+    inv: Inventory,
+    path: &'a Path,
+    /// Items recorded by this run (rolled back on failure).
+    created: Vec<InventoryItem>,
 }
 
-impl Run<'_> {
-    fn left_behind_message(&self) -> String {
-        if self.inv.resources.is_empty() {
-            return "nothing was left behind".to_string();
+/// A resource `find_by_tag` found or `create` made: its id, what the step needs of it, and
+/// what the inventory keeps besides (`arn`, …).
+struct Made<T> {
+    id: String,
+    value: T,
+    extra: Value,
+}
+
+impl<T> Made<T> {
+    fn new(id: impl Into<String>, value: T) -> Self {
+        Made {
+            id: id.into(),
+            value,
+            extra: json!({}),
         }
-        let list: Vec<String> = self
-            .inv
-            .resources
-            .iter()
-            .map(|i| format!("{} {}", i.kind, i.id))
-            .collect();
-        format!(
-            "left behind (recorded in {}): {}. Run `tptctl up` again to resume, or `tptctl down` to delete them",
-            self.path.display(),
-            list.join(", ")
-        )
     }
 
+    fn with(mut self, key: &str, value: impl serde::Serialize) -> Self {
+        self.extra[key] = json!(value);
+        self
+    }
+}
+
+impl Ledger<'_> {
     /// Records a new resource and saves the inventory at once.
-    fn record(
-        &mut self,
-        kind: &str,
-        id: &str,
-        step: &str,
-        mut extra: serde_json::Value,
-    ) -> Result<()> {
+    fn record(&mut self, kind: &str, id: &str, step: &str, mut extra: Value) -> Result<()> {
         extra["step"] = json!(step);
         let item = InventoryItem::new(kind, id, extra);
         self.inv.resources.push(item.clone());
         self.inv.save(self.path).context("saving inventory")?;
         self.created.push(item);
+        Ok(())
+    }
+
+    /// Records what has no describe of its own (attachments, routes, associations) unless it
+    /// is recorded with this id already; `made_now` re-records it, so this run's rollback
+    /// undoes what this run did.
+    fn record_once(
+        &mut self,
+        kind: &str,
+        id: &str,
+        step: &str,
+        extra: Value,
+        made_now: bool,
+    ) -> Result<()> {
+        if made_now || self.recorded(step).map(|i| i.id) != Some(id.to_string()) {
+            self.inv.resources.retain(|i| i.step() != step);
+            self.record(kind, id, step, extra)?;
+        }
         Ok(())
     }
 
@@ -233,29 +241,97 @@ impl Run<'_> {
         self.inv.find_step(step).cloned()
     }
 
-    fn tag_spec(&self, rt: ResourceType, name: &str) -> TagSpecification {
-        TagSpecification::builder()
-            .resource_type(rt)
-            .tags(Tag::builder().key("Name").value(name).build())
-            .tags(
-                Tag::builder()
-                    .key(CONTROL_PLANE_TAG)
-                    .value(&self.spec.name)
-                    .build(),
-            )
-            .build()
+    /// The resource of `step` (inventory kind `kind`): the recorded one if `describe` still
+    /// finds it, else one `find_by_tag` finds (adopted), else a new one from `create`. Found
+    /// or made, it is recorded before this returns.
+    async fn ensure<T>(
+        &mut self,
+        step: &str,
+        kind: &str,
+        describe: impl AsyncFnOnce(String) -> Result<Option<T>>,
+        find_by_tag: impl AsyncFnOnce() -> Result<Option<Made<T>>>,
+        create: impl AsyncFnOnce() -> Result<Made<T>>,
+    ) -> Result<T> {
+        if let Some(item) = self.recorded(step) {
+            match describe(item.id).await? {
+                Some(v) => return Ok(v),
+                None => self.forget(step)?,
+            }
+        }
+        if let Some(mut found) = find_by_tag().await? {
+            found.extra["adopted"] = json!(true);
+            self.record(kind, &found.id, step, found.extra)?;
+            return Ok(found.value);
+        }
+        let made = create().await?;
+        self.record(kind, &made.id, step, made.extra)?;
+        Ok(made.value)
     }
+}
 
-    fn tag_filters(&self, name: &str) -> Vec<Filter> {
-        vec![
-            Filter::builder().name("tag:Name").values(name).build(),
-            Filter::builder()
-                .name(format!("tag:{CONTROL_PLANE_TAG}"))
-                .values(&self.spec.name)
+/// Runs one phase: checks cancellation, reports start/done/failed, applies `fail_after`.
+/// The error is returned, not printed: whoever receives it reports it once.
+macro_rules! phase {
+    ($run:expr, $step:expr, $title:expr, $body:expr) => {{
+        if $run.cancel.is_cancelled() {
+            bail!("cancelled before: {}", $title);
+        }
+        let title: String = $title;
+        $run.progress.start(&title);
+        match $body {
+            Ok(v) => {
+                $run.progress.done();
+                if $run.opts.fail_after.as_deref() == Some($step) {
+                    bail!("injected failure after step {}", $step);
+                }
+                v
+            }
+            Err(e) => {
+                $run.progress.failed();
+                return Err(e);
+            }
+        }
+    }};
+}
+
+/// EC2 tags at creation: Name and the control-plane tag, so a resource never exists untagged.
+fn tag_spec(spec: &EksSpec, rt: ResourceType, name: &str) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(rt)
+        .tags(Tag::builder().key("Name").value(name).build())
+        .tags(
+            Tag::builder()
+                .key(CONTROL_PLANE_TAG)
+                .value(&spec.name)
                 .build(),
-        ]
-    }
+        )
+        .build()
+}
 
+/// Filters for EC2 resources carrying both our tags.
+fn tag_filters(spec: &EksSpec, name: &str) -> Vec<Filter> {
+    vec![
+        Filter::builder().name("tag:Name").values(name).build(),
+        Filter::builder()
+            .name(format!("tag:{CONTROL_PLANE_TAG}"))
+            .values(&spec.name)
+            .build(),
+    ]
+}
+
+/// Whether EKS tags (a map) name this control plane.
+fn eks_tagged_ours(
+    tags: Option<&std::collections::HashMap<String, String>>,
+    spec: &EksSpec,
+) -> bool {
+    tags.is_some_and(|t| t.get(CONTROL_PLANE_TAG) == Some(&spec.name))
+}
+
+fn first<T: Clone>(items: &[T]) -> Option<T> {
+    items.first().cloned()
+}
+
+impl Run<'_> {
     async fn steps(&mut self) -> Result<ClusterAccess> {
         let s = self.spec;
         phase!(
@@ -342,13 +418,7 @@ impl Run<'_> {
     }
 
     async fn identity(&mut self) -> Result<()> {
-        let out = self
-            .c
-            .sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| err(e, "GetCallerIdentity"))?;
+        let out = (self.c.sts.get_caller_identity().send().await).aws("GetCallerIdentity")?;
         tracing::info!(account = out.account(), arn = out.arn(), "AWS identity");
         self.account = out.account().unwrap_or_default().to_string();
         Ok(())
@@ -356,133 +426,120 @@ impl Run<'_> {
 
     /// Ensures the role exists and has `policies` attached; returns its ARN.
     async fn role(&mut self, step: &str, service: &str, policies: &[&str]) -> Result<String> {
-        let name = self.spec.resource_name(step);
-        let iam = &self.c.iam;
-        let existing = match iam.get_role().role_name(&name).send().await {
-            Ok(out) => out.role().cloned(),
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => return Err(err(e, "GetRole")),
+        let (iam, spec) = (&self.c.iam, self.spec);
+        let name = spec.resource_name(step);
+        let get = async |name: &str| -> Result<Option<aws_sdk_iam::types::Role>> {
+            let out = (iam.get_role().role_name(name).send().await)
+                .aws("GetRole")
+                .found()?;
+            Ok(out.and_then(|o| o.role().cloned()))
         };
-        let arn = match (existing, self.recorded(step)) {
-            (Some(role), Some(_)) => role.arn().to_string(),
-            (Some(role), None) => {
-                // Created by a run that crashed before saving: adopt it if it is ours.
-                let ours = role
-                    .tags()
-                    .iter()
-                    .any(|t| t.key() == CONTROL_PLANE_TAG && t.value() == self.spec.name);
-                if !ours {
-                    bail!(
+        let arn = self
+            .ledger
+            .ensure(
+                step,
+                "IamRole",
+                async |id| Ok(get(&id).await?.map(|r| r.arn().to_string())),
+                async || {
+                    let Some(role) = get(&name).await? else {
+                        return Ok(None);
+                    };
+                    let ours = (role.tags().iter())
+                        .any(|t| t.key() == CONTROL_PLANE_TAG && t.value() == spec.name);
+                    ensure!(
+                        ours,
                         "IAM role {name} already exists and is not tagged {CONTROL_PLANE_TAG}={}",
-                        self.spec.name
+                        spec.name
                     );
-                }
-                let arn = role.arn().to_string();
-                self.record(
-                    "IamRole",
-                    &name,
-                    step,
-                    json!({ "arn": arn, "adopted": true }),
-                )?;
-                arn
-            }
-            (None, recorded) => {
-                if recorded.is_some() {
-                    self.forget(step)?;
-                }
-                let trust = json!({
-                    "Version": "2012-10-17",
-                    "Statement": [{
-                        "Effect": "Allow",
-                        "Principal": { "Service": service },
-                        "Action": "sts:AssumeRole"
-                    }]
-                });
-                let out = iam
-                    .create_role()
-                    .role_name(&name)
-                    .assume_role_policy_document(trust.to_string())
-                    .description(format!("Threeport control plane {}", self.spec.name))
-                    .tags(
-                        aws_sdk_iam::types::Tag::builder()
-                            .key(CONTROL_PLANE_TAG)
-                            .value(&self.spec.name)
-                            .build()?,
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| err(e, "CreateRole"))?;
-                let arn = out
-                    .role()
-                    .map(|r| r.arn().to_string())
-                    .context("CreateRole returned no role")?;
-                self.record("IamRole", &name, step, json!({ "arn": arn }))?;
-                arn
-            }
-        };
+                    Ok(Some(
+                        Made::new(&name, role.arn().to_string()).with("arn", role.arn()),
+                    ))
+                },
+                async || {
+                    let trust = json!({
+                        "Version": "2012-10-17",
+                        "Statement": [{
+                            "Effect": "Allow",
+                            "Principal": { "Service": service },
+                            "Action": "sts:AssumeRole"
+                        }]
+                    });
+                    let tag = aws_sdk_iam::types::Tag::builder()
+                        .key(CONTROL_PLANE_TAG)
+                        .value(&spec.name)
+                        .build()?;
+                    let out = (iam.create_role())
+                        .role_name(&name)
+                        .assume_role_policy_document(trust.to_string())
+                        .description(format!("Threeport control plane {}", spec.name))
+                        .tags(tag)
+                        .send()
+                        .await
+                        .aws("CreateRole")?;
+                    let arn = out
+                        .role()
+                        .map(|r| r.arn().to_string())
+                        .context("CreateRole returned no role")?;
+                    Ok(Made::new(&name, arn.clone()).with("arn", arn))
+                },
+            )
+            .await?;
         // Attaching is idempotent; each attachment is recorded so `down` detaches it.
         for (i, policy) in policies.iter().enumerate() {
-            let pstep = format!("{step}-policy-{i}");
-            iam.attach_role_policy()
+            (iam.attach_role_policy()
                 .role_name(&name)
-                .policy_arn(*policy)
-                .send()
-                .await
-                .map_err(|e| err(e, &format!("AttachRolePolicy {policy}")))?;
-            if self.recorded(&pstep).is_none() {
-                self.record(
-                    "IamRolePolicyAttachment",
-                    policy,
-                    &pstep,
-                    json!({ "role": name }),
-                )?;
-            }
+                .policy_arn(*policy))
+            .send()
+            .await
+            .aws("AttachRolePolicy")?;
+            self.ledger.record_once(
+                "IamRolePolicyAttachment",
+                policy,
+                &format!("{step}-policy-{i}"),
+                json!({ "role": name }),
+                false,
+            )?;
         }
         Ok(arn)
     }
 
     async fn vpc(&mut self) -> Result<String> {
-        let name = self.spec.resource_name("vpc");
-        let ec2 = &self.c.ec2;
-        if let Some(item) = self.recorded("vpc") {
-            match ec2.describe_vpcs().vpc_ids(&item.id).send().await {
-                Ok(out) if !out.vpcs().is_empty() => return Ok(item.id),
-                Ok(_) => self.forget("vpc")?,
-                Err(e) if is_not_found(&e) => self.forget("vpc")?,
-                Err(e) => return Err(err(e, "DescribeVpcs")),
-            }
-        }
-        let found = ec2
-            .describe_vpcs()
-            .set_filters(Some(self.tag_filters(&name)))
-            .send()
-            .await
-            .map_err(|e| err(e, "DescribeVpcs"))?;
-        let id = if let Some(id) = found.vpcs().first().and_then(|v| v.vpc_id()) {
-            let id = id.to_string();
-            self.record(
-                "Vpc",
-                &id,
+        let (ec2, spec) = (&self.c.ec2, self.spec);
+        let name = spec.resource_name("vpc");
+        let id = self
+            .ledger
+            .ensure(
                 "vpc",
-                json!({ "cidr": VPC_CIDR, "adopted": true }),
-            )?;
-            id
-        } else {
-            let out = ec2
-                .create_vpc()
-                .cidr_block(VPC_CIDR)
-                .tag_specifications(self.tag_spec(ResourceType::Vpc, &name))
-                .send()
-                .await
-                .map_err(|e| err(e, "CreateVpc"))?;
-            let id = out
-                .vpc()
-                .and_then(|v| v.vpc_id())
-                .context("CreateVpc returned no id")?
-                .to_string();
-            self.record("Vpc", &id, "vpc", json!({ "cidr": VPC_CIDR }))?;
-            id
-        };
+                "Vpc",
+                async |id| {
+                    let out = (ec2.describe_vpcs().vpc_ids(&id).send().await)
+                        .aws("DescribeVpcs")
+                        .found()?;
+                    Ok(out.filter(|o| !o.vpcs().is_empty()).map(|_| id))
+                },
+                async || {
+                    let out = (ec2.describe_vpcs())
+                        .set_filters(Some(tag_filters(spec, &name)))
+                        .send()
+                        .await
+                        .aws("DescribeVpcs")?;
+                    let id = first(out.vpcs()).and_then(|v| v.vpc_id);
+                    Ok(id.map(|id| Made::new(&id, id.clone()).with("cidr", VPC_CIDR)))
+                },
+                async || {
+                    let out = (ec2.create_vpc())
+                        .cidr_block(VPC_CIDR)
+                        .tag_specifications(tag_spec(spec, ResourceType::Vpc, &name))
+                        .send()
+                        .await
+                        .aws("CreateVpc")?;
+                    let id = (out.vpc().and_then(|v| v.vpc_id()))
+                        .context("CreateVpc returned no id")?
+                        .to_string();
+                    Ok(Made::new(&id, id.clone()).with("cidr", VPC_CIDR))
+                },
+            )
+            .await?;
         // Nodes need DNS hostnames; both calls are idempotent.
         for hostnames in [false, true] {
             let req = ec2.modify_vpc_attribute().vpc_id(&id);
@@ -492,19 +549,18 @@ impl Run<'_> {
             } else {
                 req.enable_dns_support(on)
             };
-            req.send().await.map_err(|e| err(e, "ModifyVpcAttribute"))?;
+            req.send().await.aws("ModifyVpcAttribute")?;
         }
         Ok(id)
     }
 
     async fn subnets(&mut self, vpc: &str) -> Result<Vec<String>> {
-        let ec2 = &self.c.ec2;
-        let azs = ec2
-            .describe_availability_zones()
+        let (ec2, spec) = (&self.c.ec2, self.spec);
+        let azs = (ec2.describe_availability_zones())
             .filters(Filter::builder().name("state").values("available").build())
             .send()
             .await
-            .map_err(|e| err(e, "DescribeAvailabilityZones"))?;
+            .aws("DescribeAvailabilityZones")?;
         let mut zones: Vec<String> = azs
             .availability_zones()
             .iter()
@@ -512,217 +568,172 @@ impl Run<'_> {
             .filter_map(|z| z.zone_name().map(str::to_string))
             .collect();
         zones.sort();
-        if zones.len() < self.spec.zone_count {
+        if zones.len() < spec.zone_count {
             bail!(
                 "region {} has {} available zones, {} requested",
-                self.spec.region,
+                spec.region,
                 zones.len(),
-                self.spec.zone_count
+                spec.zone_count
             );
         }
         let mut ids = Vec::new();
-        for (i, zone) in zones.iter().take(self.spec.zone_count).enumerate() {
-            let step = format!("subnet-{i}");
-            let name = self.spec.resource_name(&format!("subnet-{zone}"));
-            if let Some(item) = self.recorded(&step) {
-                match ec2.describe_subnets().subnet_ids(&item.id).send().await {
-                    Ok(out) if !out.subnets().is_empty() => {
-                        ids.push(item.id);
-                        continue;
-                    }
-                    Ok(_) => self.forget(&step)?,
-                    Err(e) if is_not_found(&e) => self.forget(&step)?,
-                    Err(e) => return Err(err(e, "DescribeSubnets")),
-                }
-            }
+        for (i, zone) in zones.iter().take(spec.zone_count).enumerate() {
+            let name = spec.resource_name(&format!("subnet-{zone}"));
             let cidr = format!("10.0.{}.0/20", i * 16);
-            let found = ec2
-                .describe_subnets()
-                .set_filters(Some(self.tag_filters(&name)))
-                .send()
-                .await
-                .map_err(|e| err(e, "DescribeSubnets"))?;
-            let id = if let Some(id) = found.subnets().first().and_then(|s| s.subnet_id()) {
-                let id = id.to_string();
-                self.record(
-                    "Subnet",
-                    &id,
-                    &step,
-                    json!({ "zone": zone, "cidr": cidr, "adopted": true }),
-                )?;
-                id
-            } else {
-                let out = ec2
-                    .create_subnet()
-                    .vpc_id(vpc)
-                    .cidr_block(&cidr)
-                    .availability_zone(zone)
-                    .tag_specifications(self.tag_spec(ResourceType::Subnet, &name))
-                    .send()
-                    .await
-                    .map_err(|e| err(e, "CreateSubnet"))?;
-                let id = out
-                    .subnet()
-                    .and_then(|s| s.subnet_id())
-                    .context("CreateSubnet returned no id")?
-                    .to_string();
-                self.record("Subnet", &id, &step, json!({ "zone": zone, "cidr": cidr }))?;
-                id
+            let made = |id: String| {
+                Made::new(&id, id.clone())
+                    .with("zone", zone)
+                    .with("cidr", &cidr)
             };
+            let id = self
+                .ledger
+                .ensure(
+                    &format!("subnet-{i}"),
+                    "Subnet",
+                    async |id| {
+                        let out = (ec2.describe_subnets().subnet_ids(&id).send().await)
+                            .aws("DescribeSubnets")
+                            .found()?;
+                        Ok(out.filter(|o| !o.subnets().is_empty()).map(|_| id))
+                    },
+                    async || {
+                        let out = (ec2.describe_subnets())
+                            .set_filters(Some(tag_filters(spec, &name)))
+                            .send()
+                            .await
+                            .aws("DescribeSubnets")?;
+                        Ok(first(out.subnets()).and_then(|s| s.subnet_id).map(made))
+                    },
+                    async || {
+                        let out = (ec2.create_subnet())
+                            .vpc_id(vpc)
+                            .cidr_block(&cidr)
+                            .availability_zone(zone)
+                            .tag_specifications(tag_spec(spec, ResourceType::Subnet, &name))
+                            .send()
+                            .await
+                            .aws("CreateSubnet")?;
+                        let id = (out.subnet().and_then(|s| s.subnet_id()))
+                            .context("CreateSubnet returned no id")?;
+                        Ok(made(id.to_string()))
+                    },
+                )
+                .await?;
             // Managed node groups in public subnets need public IPs.
-            ec2.modify_subnet_attribute()
+            (ec2.modify_subnet_attribute())
                 .subnet_id(&id)
                 .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
                 .send()
                 .await
-                .map_err(|e| err(e, "ModifySubnetAttribute"))?;
+                .aws("ModifySubnetAttribute")?;
             ids.push(id);
         }
         Ok(ids)
     }
 
     async fn internet_gateway(&mut self, vpc: &str) -> Result<String> {
-        let name = self.spec.resource_name("igw");
-        let ec2 = &self.c.ec2;
-        let mut igw = None;
-        if let Some(item) = self.recorded("internet-gateway") {
-            match ec2
-                .describe_internet_gateways()
-                .internet_gateway_ids(&item.id)
-                .send()
-                .await
-            {
-                Ok(out) if !out.internet_gateways().is_empty() => {
-                    igw = Some(out.internet_gateways()[0].clone())
-                }
-                Ok(_) => self.forget("internet-gateway")?,
-                Err(e) if is_not_found(&e) => self.forget("internet-gateway")?,
-                Err(e) => return Err(err(e, "DescribeInternetGateways")),
-            }
-        }
-        if igw.is_none() {
-            let found = ec2
-                .describe_internet_gateways()
-                .set_filters(Some(self.tag_filters(&name)))
-                .send()
-                .await
-                .map_err(|e| err(e, "DescribeInternetGateways"))?;
-            if let Some(g) = found.internet_gateways().first() {
-                let id = g.internet_gateway_id().unwrap_or_default().to_string();
-                self.record(
-                    "InternetGateway",
-                    &id,
-                    "internet-gateway",
-                    json!({ "adopted": true }),
-                )?;
-                igw = Some(g.clone());
-            }
-        }
-        let igw = match igw {
-            Some(g) => g,
-            None => {
-                let out = ec2
-                    .create_internet_gateway()
-                    .tag_specifications(self.tag_spec(ResourceType::InternetGateway, &name))
-                    .send()
-                    .await
-                    .map_err(|e| err(e, "CreateInternetGateway"))?;
-                let g = out
-                    .internet_gateway()
-                    .context("CreateInternetGateway returned nothing")?
-                    .clone();
-                self.record(
-                    "InternetGateway",
-                    g.internet_gateway_id().unwrap_or_default(),
-                    "internet-gateway",
-                    json!({}),
-                )?;
-                g
-            }
+        let (ec2, spec) = (&self.c.ec2, self.spec);
+        let name = spec.resource_name("igw");
+        let made = |g: aws_sdk_ec2::types::InternetGateway| {
+            Made::new(g.internet_gateway_id().unwrap_or_default().to_string(), g)
         };
+        let igw = self
+            .ledger
+            .ensure(
+                "internet-gateway",
+                "InternetGateway",
+                async |id| {
+                    let out = (ec2.describe_internet_gateways())
+                        .internet_gateway_ids(&id)
+                        .send()
+                        .await
+                        .aws("DescribeInternetGateways")
+                        .found()?;
+                    Ok(out.and_then(|o| first(o.internet_gateways())))
+                },
+                async || {
+                    let out = (ec2.describe_internet_gateways())
+                        .set_filters(Some(tag_filters(spec, &name)))
+                        .send()
+                        .await
+                        .aws("DescribeInternetGateways")?;
+                    Ok(first(out.internet_gateways()).map(made))
+                },
+                async || {
+                    let out = (ec2.create_internet_gateway())
+                        .tag_specifications(tag_spec(spec, ResourceType::InternetGateway, &name))
+                        .send()
+                        .await
+                        .aws("CreateInternetGateway")?;
+                    let g = out
+                        .internet_gateway()
+                        .context("CreateInternetGateway returned nothing")?;
+                    Ok(made(g.clone()))
+                },
+            )
+            .await?;
         let id = igw.internet_gateway_id().unwrap_or_default().to_string();
         let attached = igw.attachments().iter().any(|a| a.vpc_id() == Some(vpc));
         if !attached {
-            ec2.attach_internet_gateway()
+            (ec2.attach_internet_gateway())
                 .internet_gateway_id(&id)
                 .vpc_id(vpc)
                 .send()
                 .await
-                .map_err(|e| err(e, "AttachInternetGateway"))?;
+                .aws("AttachInternetGateway")?;
         }
-        if !attached || self.recorded("internet-gateway-attachment").is_none() {
-            self.inv
-                .resources
-                .retain(|i| i.step() != "internet-gateway-attachment");
-            self.record(
-                "InternetGatewayAttachment",
-                &id,
-                "internet-gateway-attachment",
-                json!({ "vpc_id": vpc }),
-            )?;
-        }
+        self.ledger.record_once(
+            "InternetGatewayAttachment",
+            &id,
+            "internet-gateway-attachment",
+            json!({ "vpc_id": vpc }),
+            !attached,
+        )?;
         Ok(id)
     }
 
     async fn route_table(&mut self, vpc: &str, igw: &str, subnets: &[String]) -> Result<()> {
-        let name = self.spec.resource_name("rtb");
-        let ec2 = &self.c.ec2;
-        let mut table = None;
-        if let Some(item) = self.recorded("route-table") {
-            match ec2
-                .describe_route_tables()
-                .route_table_ids(&item.id)
-                .send()
-                .await
-            {
-                Ok(out) if !out.route_tables().is_empty() => {
-                    table = Some(out.route_tables()[0].clone())
-                }
-                Ok(_) => self.forget("route-table")?,
-                Err(e) if is_not_found(&e) => self.forget("route-table")?,
-                Err(e) => return Err(err(e, "DescribeRouteTables")),
-            }
-        }
-        if table.is_none() {
-            let found = ec2
-                .describe_route_tables()
-                .set_filters(Some(self.tag_filters(&name)))
-                .send()
-                .await
-                .map_err(|e| err(e, "DescribeRouteTables"))?;
-            if let Some(t) = found.route_tables().first() {
-                self.record(
-                    "RouteTable",
-                    t.route_table_id().unwrap_or_default(),
-                    "route-table",
-                    json!({ "vpc_id": vpc, "adopted": true }),
-                )?;
-                table = Some(t.clone());
-            }
-        }
-        let table = match table {
-            Some(t) => t,
-            None => {
-                let out = ec2
-                    .create_route_table()
-                    .vpc_id(vpc)
-                    .tag_specifications(self.tag_spec(ResourceType::RouteTable, &name))
-                    .send()
-                    .await
-                    .map_err(|e| err(e, "CreateRouteTable"))?;
-                let t = out
-                    .route_table()
-                    .context("CreateRouteTable returned nothing")?
-                    .clone();
-                self.record(
-                    "RouteTable",
-                    t.route_table_id().unwrap_or_default(),
-                    "route-table",
-                    json!({ "vpc_id": vpc }),
-                )?;
-                t
-            }
+        let (ec2, spec) = (&self.c.ec2, self.spec);
+        let name = spec.resource_name("rtb");
+        let made = |t: aws_sdk_ec2::types::RouteTable| {
+            Made::new(t.route_table_id().unwrap_or_default().to_string(), t).with("vpc_id", vpc)
         };
+        let table = self
+            .ledger
+            .ensure(
+                "route-table",
+                "RouteTable",
+                async |id| {
+                    let out = (ec2.describe_route_tables())
+                        .route_table_ids(&id)
+                        .send()
+                        .await
+                        .aws("DescribeRouteTables")
+                        .found()?;
+                    Ok(out.and_then(|o| first(o.route_tables())))
+                },
+                async || {
+                    let out = (ec2.describe_route_tables())
+                        .set_filters(Some(tag_filters(spec, &name)))
+                        .send()
+                        .await
+                        .aws("DescribeRouteTables")?;
+                    Ok(first(out.route_tables()).map(made))
+                },
+                async || {
+                    let out = (ec2.create_route_table())
+                        .vpc_id(vpc)
+                        .tag_specifications(tag_spec(spec, ResourceType::RouteTable, &name))
+                        .send()
+                        .await
+                        .aws("CreateRouteTable")?;
+                    let t = out
+                        .route_table()
+                        .context("CreateRouteTable returned nothing")?;
+                    Ok(made(t.clone()))
+                },
+            )
+            .await?;
         let rtb = table.route_table_id().unwrap_or_default().to_string();
 
         // Default route to the internet gateway.
@@ -730,27 +741,24 @@ impl Run<'_> {
             r.destination_cidr_block() == Some("0.0.0.0/0") && r.gateway_id() == Some(igw)
         });
         if !has_route {
-            ec2.create_route()
+            (ec2.create_route())
                 .route_table_id(&rtb)
                 .destination_cidr_block("0.0.0.0/0")
                 .gateway_id(igw)
                 .send()
                 .await
-                .map_err(|e| err(e, "CreateRoute"))?;
+                .aws("CreateRoute")?;
         }
-        if !has_route || self.recorded("route-default").is_none() {
-            self.inv.resources.retain(|i| i.step() != "route-default");
-            self.record(
-                "Route",
-                "0.0.0.0/0",
-                "route-default",
-                json!({ "route_table_id": rtb, "gateway_id": igw }),
-            )?;
-        }
+        self.ledger.record_once(
+            "Route",
+            "0.0.0.0/0",
+            "route-default",
+            json!({ "route_table_id": rtb, "gateway_id": igw }),
+            !has_route,
+        )?;
 
         // One association per subnet.
         for (i, subnet) in subnets.iter().enumerate() {
-            let step = format!("route-table-association-{i}");
             let existing = table
                 .associations()
                 .iter()
@@ -759,89 +767,73 @@ impl Run<'_> {
                 .map(str::to_string);
             let assoc = match existing {
                 Some(a) => a,
-                None => ec2
-                    .associate_route_table()
+                None => (ec2.associate_route_table())
                     .route_table_id(&rtb)
                     .subnet_id(subnet)
                     .send()
                     .await
-                    .map_err(|e| err(e, "AssociateRouteTable"))?
+                    .aws("AssociateRouteTable")?
                     .association_id()
                     .context("AssociateRouteTable returned no id")?
                     .to_string(),
             };
-            if self.recorded(&step).map(|i| i.id) != Some(assoc.clone()) {
-                self.inv.resources.retain(|i| i.step() != step);
-                self.record(
-                    "RouteTableAssociation",
-                    &assoc,
-                    &step,
-                    json!({ "route_table_id": rtb, "subnet_id": subnet }),
-                )?;
-            }
+            self.ledger.record_once(
+                "RouteTableAssociation",
+                &assoc,
+                &format!("route-table-association-{i}"),
+                json!({ "route_table_id": rtb, "subnet_id": subnet }),
+                false,
+            )?;
         }
         Ok(())
     }
 
     async fn security_group(&mut self, vpc: &str) -> Result<String> {
-        let name = self.spec.resource_name("cluster-sg");
-        let ec2 = &self.c.ec2;
-        if let Some(item) = self.recorded("security-group") {
-            match ec2
-                .describe_security_groups()
-                .group_ids(&item.id)
-                .send()
-                .await
-            {
-                Ok(out) if !out.security_groups().is_empty() => return Ok(item.id),
-                Ok(_) => self.forget("security-group")?,
-                Err(e) if is_not_found(&e) => self.forget("security-group")?,
-                Err(e) => return Err(err(e, "DescribeSecurityGroups")),
-            }
-        }
-        let mut filters = self.tag_filters(&name);
-        filters.push(Filter::builder().name("vpc-id").values(vpc).build());
-        let found = ec2
-            .describe_security_groups()
-            .set_filters(Some(filters))
-            .send()
-            .await
-            .map_err(|e| err(e, "DescribeSecurityGroups"))?;
-        if let Some(id) = found.security_groups().first().and_then(|g| g.group_id()) {
-            let id = id.to_string();
-            self.record(
-                "SecurityGroup",
-                &id,
+        let (ec2, spec) = (&self.c.ec2, self.spec);
+        let name = spec.resource_name("cluster-sg");
+        let made = |id: &str| Made::new(id, id.to_string()).with("vpc_id", vpc);
+        let id = self
+            .ledger
+            .ensure(
                 "security-group",
-                json!({ "vpc_id": vpc, "adopted": true }),
-            )?;
-            return Ok(id);
-        }
-        let out = ec2
-            .create_security_group()
-            .group_name(&name)
-            .description(format!(
-                "Threeport control plane {} cluster",
-                self.spec.name
-            ))
-            .vpc_id(vpc)
-            .tag_specifications(self.tag_spec(ResourceType::SecurityGroup, &name))
-            .send()
-            .await
-            .map_err(|e| err(e, "CreateSecurityGroup"))?;
-        let id = out
-            .group_id()
-            .context("CreateSecurityGroup returned no id")?
-            .to_string();
-        self.record(
-            "SecurityGroup",
-            &id,
-            "security-group",
-            json!({ "vpc_id": vpc }),
-        )?;
-        // Members of the group (control plane and nodes) may talk to each other.
-        let rule = ec2
-            .authorize_security_group_ingress()
+                "SecurityGroup",
+                async |id| {
+                    let out = (ec2.describe_security_groups().group_ids(&id).send().await)
+                        .aws("DescribeSecurityGroups")
+                        .found()?;
+                    Ok(out.filter(|o| !o.security_groups().is_empty()).map(|_| id))
+                },
+                async || {
+                    let mut filters = tag_filters(spec, &name);
+                    filters.push(Filter::builder().name("vpc-id").values(vpc).build());
+                    let out = (ec2.describe_security_groups())
+                        .set_filters(Some(filters))
+                        .send()
+                        .await
+                        .aws("DescribeSecurityGroups")?;
+                    Ok(first(out.security_groups())
+                        .and_then(|g| g.group_id)
+                        .map(|id| made(&id)))
+                },
+                async || {
+                    let out = (ec2.create_security_group())
+                        .group_name(&name)
+                        .description(format!("Threeport control plane {} cluster", spec.name))
+                        .vpc_id(vpc)
+                        .tag_specifications(tag_spec(spec, ResourceType::SecurityGroup, &name))
+                        .send()
+                        .await
+                        .aws("CreateSecurityGroup")?;
+                    let id = out
+                        .group_id()
+                        .context("CreateSecurityGroup returned no id")?;
+                    Ok(made(id))
+                },
+            )
+            .await?;
+        // Members of the group (control plane and nodes) may talk to each other. Run on
+        // every pass, so a crash right after the create is repaired by the next `up`.
+        let rule = (ec2.authorize_security_group_ingress())
             .group_id(&id)
             .ip_permissions(
                 IpPermission::builder()
@@ -850,76 +842,71 @@ impl Run<'_> {
                     .build(),
             )
             .send()
-            .await;
-        if let Err(e) = rule
-            && code(&e) != "InvalidPermission.Duplicate"
-        {
-            return Err(err(e, "AuthorizeSecurityGroupIngress"));
+            .await
+            .aws("AuthorizeSecurityGroupIngress");
+        match rule {
+            Err(e) if !e.has_code("InvalidPermission.Duplicate") => Err(e.into()),
+            _ => Ok(id),
         }
-        Ok(id)
     }
 
     async fn cluster(&mut self, role_arn: &str, subnets: &[String], sg: &str) -> Result<()> {
-        let name = self.spec.cluster_name();
-        let eks = &self.c.eks;
-        let existing = match eks.describe_cluster().name(&name).send().await {
-            Ok(out) => out.cluster().cloned(),
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => return Err(err(e, "DescribeCluster")),
+        let (eks, spec) = (&self.c.eks, self.spec);
+        let name = spec.cluster_name();
+        // The cluster by name; one being deleted or failed cannot be used or adopted.
+        let get = async || -> Result<Option<aws_sdk_eks::types::Cluster>> {
+            let out = (eks.describe_cluster().name(&name).send().await)
+                .aws("DescribeCluster")
+                .found()?;
+            let cluster = out.and_then(|o| o.cluster().cloned());
+            if let Some(status) = cluster.as_ref().and_then(|c| c.status())
+                && matches!(status.as_str(), "DELETING" | "FAILED")
+            {
+                bail!(
+                    "EKS cluster {name} exists but is {}; run `tptctl down` first",
+                    status.as_str()
+                );
+            }
+            Ok(cluster)
         };
-        if let Some(c) = existing {
-            let status = c
-                .status()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default();
-            if status == "DELETING" || status == "FAILED" {
-                bail!("EKS cluster {name} exists but is {status}; run `tptctl down` first");
-            }
-            if self.recorded("cluster").is_none() {
-                let ours = c
-                    .tags()
-                    .is_some_and(|t| t.get(CONTROL_PLANE_TAG) == Some(&self.spec.name));
-                if !ours {
-                    bail!(
+        self.ledger
+            .ensure(
+                "cluster",
+                "EksCluster",
+                async |_| Ok(get().await?.map(|_| ())),
+                async || {
+                    let Some(c) = get().await? else {
+                        return Ok(None);
+                    };
+                    ensure!(
+                        eks_tagged_ours(c.tags(), spec),
                         "EKS cluster {name} already exists and is not tagged {CONTROL_PLANE_TAG}={}",
-                        self.spec.name
+                        spec.name
                     );
-                }
-                self.record(
-                    "EksCluster",
-                    &name,
-                    "cluster",
-                    json!({ "arn": c.arn(), "adopted": true }),
-                )?;
-            }
-            return Ok(());
-        }
-        if self.recorded("cluster").is_some() {
-            self.forget("cluster")?;
-        }
-        let out = eks
-            .create_cluster()
-            .name(&name)
-            .role_arn(role_arn)
-            .resources_vpc_config(
-                VpcConfigRequest::builder()
-                    .set_subnet_ids(Some(subnets.to_vec()))
-                    .security_group_ids(sg)
-                    .endpoint_public_access(true)
-                    .endpoint_private_access(true)
-                    .build(),
+                    Ok(Some(Made::new(&name, ()).with("arn", c.arn())))
+                },
+                async || {
+                    let out = (eks.create_cluster())
+                        .name(&name)
+                        .role_arn(role_arn)
+                        .resources_vpc_config(
+                            VpcConfigRequest::builder()
+                                .set_subnet_ids(Some(subnets.to_vec()))
+                                .security_group_ids(sg)
+                                .endpoint_public_access(true)
+                                .endpoint_private_access(true)
+                                .build(),
+                        )
+                        .tags(CONTROL_PLANE_TAG, &spec.name)
+                        .tags("Name", &name)
+                        .send()
+                        .await
+                        .aws("CreateCluster")?;
+                    let arn = out.cluster().and_then(|c| c.arn()).unwrap_or_default();
+                    Ok(Made::new(&name, ()).with("arn", arn))
+                },
             )
-            .tags(CONTROL_PLANE_TAG, &self.spec.name)
-            .tags("Name", &name)
-            .send()
             .await
-            .map_err(|e| err(e, "CreateCluster"))?;
-        let arn = out
-            .cluster()
-            .and_then(|c| c.arn())
-            .unwrap_or_default()
-            .to_string();
-        self.record("EksCluster", &name, "cluster", json!({ "arn": arn }))
     }
 
     async fn wait_cluster(&mut self) -> Result<()> {
@@ -943,81 +930,74 @@ impl Run<'_> {
     }
 
     async fn nodegroup(&mut self, node_role_arn: &str, subnets: &[String]) -> Result<()> {
-        let cluster = self.spec.cluster_name();
-        let name = self.spec.resource_name("nodes");
-        let eks = &self.c.eks;
-        let existing = match eks
-            .describe_nodegroup()
-            .cluster_name(&cluster)
-            .nodegroup_name(&name)
-            .send()
-            .await
-        {
-            Ok(out) => out.nodegroup().cloned(),
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => return Err(err(e, "DescribeNodegroup")),
+        let (eks, spec) = (&self.c.eks, self.spec);
+        let cluster = spec.cluster_name();
+        let name = spec.resource_name("nodes");
+        // The node group by name; one being deleted or failed cannot be used or adopted.
+        let get = async || -> Result<Option<aws_sdk_eks::types::Nodegroup>> {
+            let out = (eks.describe_nodegroup())
+                .cluster_name(&cluster)
+                .nodegroup_name(&name)
+                .send()
+                .await
+                .aws("DescribeNodegroup")
+                .found()?;
+            let ng = out.and_then(|o| o.nodegroup().cloned());
+            if let Some(status) = ng.as_ref().and_then(|n| n.status())
+                && matches!(
+                    status.as_str(),
+                    "DELETING" | "CREATE_FAILED" | "DELETE_FAILED"
+                )
+            {
+                bail!(
+                    "node group {name} exists but is {}; run `tptctl down` first",
+                    status.as_str()
+                );
+            }
+            Ok(ng)
         };
-        if let Some(ng) = existing {
-            let status = ng
-                .status()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default();
-            if status == "DELETING" || status == "CREATE_FAILED" || status == "DELETE_FAILED" {
-                bail!("node group {name} exists but is {status}; run `tptctl down` first");
-            }
-            if self.recorded("nodegroup").is_none() {
-                let ours = ng
-                    .tags()
-                    .is_some_and(|t| t.get(CONTROL_PLANE_TAG) == Some(&self.spec.name));
-                if !ours {
-                    bail!(
+        self.ledger
+            .ensure(
+                "nodegroup",
+                "NodeGroup",
+                async |_| Ok(get().await?.map(|_| ())),
+                async || {
+                    let Some(ng) = get().await? else {
+                        return Ok(None);
+                    };
+                    ensure!(
+                        eks_tagged_ours(ng.tags(), spec),
                         "node group {name} already exists and is not tagged {CONTROL_PLANE_TAG}={}",
-                        self.spec.name
+                        spec.name
                     );
-                }
-                self.record(
-                    "NodeGroup",
-                    &name,
-                    "nodegroup",
-                    json!({ "cluster": cluster, "adopted": true }),
-                )?;
-            }
-            return Ok(());
-        }
-        if self.recorded("nodegroup").is_some() {
-            self.forget("nodegroup")?;
-        }
-        let s = self.spec;
-        let out = eks
-            .create_nodegroup()
-            .cluster_name(&cluster)
-            .nodegroup_name(&name)
-            .node_role(node_role_arn)
-            .set_subnets(Some(subnets.to_vec()))
-            .instance_types(&s.instance_type)
-            .scaling_config(
-                NodegroupScalingConfig::builder()
-                    .min_size(s.node_min)
-                    .max_size(s.node_max)
-                    .desired_size(s.node_desired)
-                    .build(),
+                    Ok(Some(Made::new(&name, ()).with("cluster", &cluster)))
+                },
+                async || {
+                    let out = (eks.create_nodegroup())
+                        .cluster_name(&cluster)
+                        .nodegroup_name(&name)
+                        .node_role(node_role_arn)
+                        .set_subnets(Some(subnets.to_vec()))
+                        .instance_types(&spec.instance_type)
+                        .scaling_config(
+                            NodegroupScalingConfig::builder()
+                                .min_size(spec.node_min)
+                                .max_size(spec.node_max)
+                                .desired_size(spec.node_desired)
+                                .build(),
+                        )
+                        .tags(CONTROL_PLANE_TAG, &spec.name)
+                        .tags("Name", &name)
+                        .send()
+                        .await
+                        .aws("CreateNodegroup")?;
+                    let arn = (out.nodegroup().and_then(|n| n.nodegroup_arn())).unwrap_or_default();
+                    Ok(Made::new(&name, ())
+                        .with("cluster", &cluster)
+                        .with("arn", arn))
+                },
             )
-            .tags(CONTROL_PLANE_TAG, &s.name)
-            .tags("Name", &name)
-            .send()
             .await
-            .map_err(|e| err(e, "CreateNodegroup"))?;
-        let arn = out
-            .nodegroup()
-            .and_then(|n| n.nodegroup_arn())
-            .unwrap_or_default()
-            .to_string();
-        self.record(
-            "NodeGroup",
-            &name,
-            "nodegroup",
-            json!({ "cluster": cluster, "arn": arn }),
-        )
     }
 
     async fn wait_nodegroup(&mut self) -> Result<()> {
@@ -1043,14 +1023,8 @@ impl Run<'_> {
 
     async fn access(&self) -> Result<ClusterAccess> {
         let name = self.spec.cluster_name();
-        let out = self
-            .c
-            .eks
-            .describe_cluster()
-            .name(&name)
-            .send()
-            .await
-            .map_err(|e| err(e, "DescribeCluster"))?;
+        let out =
+            (self.c.eks.describe_cluster().name(&name).send().await).aws("DescribeCluster")?;
         let c = out
             .cluster()
             .context("DescribeCluster returned no cluster")?;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use tokio_util::sync::CancellationToken;
 
+use crate::aws::{AwsResultExt, Found};
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where time comes from while waiting.
@@ -58,14 +60,14 @@ pub struct EksStatusSource {
 impl StatusSource for EksStatusSource {
     fn cluster_status<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(async move {
-            match self.client.describe_cluster().name(cluster).send().await {
-                Ok(out) => Ok(out
-                    .cluster()
-                    .and_then(|c| c.status())
-                    .map(|s| s.as_str().to_string())),
-                Err(e) if crate::aws::is_not_found(&e) => Ok(None),
-                Err(e) => Err(crate::aws::err(e, "DescribeCluster")),
-            }
+            let out = (self.client.describe_cluster().name(cluster).send().await)
+                .aws("DescribeCluster")
+                .found()?;
+            Ok(out
+                .as_ref()
+                .and_then(|o| o.cluster())
+                .and_then(|c| c.status())
+                .map(|s| s.as_str().to_string()))
         })
     }
     fn nodegroup_status<'a>(
@@ -74,21 +76,18 @@ impl StatusSource for EksStatusSource {
         nodegroup: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>>> {
         Box::pin(async move {
-            match self
-                .client
-                .describe_nodegroup()
+            let out = (self.client.describe_nodegroup())
                 .cluster_name(cluster)
                 .nodegroup_name(nodegroup)
                 .send()
                 .await
-            {
-                Ok(out) => Ok(out
-                    .nodegroup()
-                    .and_then(|n| n.status())
-                    .map(|s| s.as_str().to_string())),
-                Err(e) if crate::aws::is_not_found(&e) => Ok(None),
-                Err(e) => Err(crate::aws::err(e, "DescribeNodegroup")),
-            }
+                .aws("DescribeNodegroup")
+                .found()?;
+            Ok(out
+                .as_ref()
+                .and_then(|o| o.nodegroup())
+                .and_then(|n| n.status())
+                .map(|s| s.as_str().to_string()))
         })
     }
 }

@@ -11,9 +11,10 @@ use aws_config::BehaviorVersion;
 use aws_sdk_ec2::types::Filter;
 use threeport_eks::wait::{BoxFuture, EksStatusSource};
 use threeport_eks::{
-    Clock, DownOptions, EksSpec, Inventory, InventoryItem, Progress, StatusSource, UpOptions,
-    WaitOptions, down_with, up_with,
+    AwsError, Clock, DownOptions, EksSpec, Inventory, InventoryItem, Progress, StatusSource,
+    UpFailed, UpOptions, WaitOptions, down_with, up_with,
 };
+use threeport_installers::Event;
 use tokio_util::sync::CancellationToken;
 
 const TAG: &str = "threeport.io/control-plane";
@@ -41,14 +42,57 @@ async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
 // ---------------------------------------------------------------- seams
 
 /// Records every progress event and prints it; optionally cancels a token when
-/// a phase containing `cancel_after` completes.
-#[derive(Default)]
+/// a phase containing `cancel_after` completes. Derefs to the [`Progress`] to pass.
 struct Recorder {
-    events: Mutex<Vec<String>>,
-    cancel_after: Option<(String, CancellationToken)>,
+    events: Arc<Mutex<Vec<String>>>,
+    progress: Progress,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new(None)
+    }
+}
+
+impl std::ops::Deref for Recorder {
+    type Target = Progress;
+    fn deref(&self) -> &Progress {
+        &self.progress
+    }
 }
 
 impl Recorder {
+    fn new(cancel_after: Option<(String, CancellationToken)>) -> Self {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
+        let progress = Progress::observed(move |e| {
+            let line = match e {
+                Event::Start { phase } => {
+                    println!(" • {phase} …");
+                    format!("start: {phase}")
+                }
+                Event::Done { phase, elapsed } => {
+                    println!(" ✓ {phase} ({elapsed:?})");
+                    if let Some((needle, token)) = &cancel_after
+                        && phase.contains(needle.as_str())
+                    {
+                        token.cancel();
+                    }
+                    format!("done: {phase}")
+                }
+                Event::Failed { phase, reason, .. } => {
+                    println!(" ✗ {phase}: {reason:?}");
+                    format!("failed: {phase}: {}", reason.as_deref().unwrap_or(""))
+                }
+                Event::Note(text) => {
+                    println!("{text}");
+                    format!("note: {text}")
+                }
+            };
+            seen.lock().unwrap().push(line);
+        });
+        Recorder { events, progress }
+    }
     fn done_phases(&self) -> Vec<String> {
         self.events
             .lock()
@@ -65,29 +109,6 @@ impl Recorder {
             .filter(|e| e.starts_with("failed: "))
             .cloned()
             .collect()
-    }
-}
-
-impl Progress for Recorder {
-    fn start(&self, phase: &str) {
-        println!(" • {phase} …");
-        self.events.lock().unwrap().push(format!("start: {phase}"));
-    }
-    fn done(&self, phase: &str, elapsed: Duration) {
-        println!(" ✓ {phase} ({elapsed:?})");
-        self.events.lock().unwrap().push(format!("done: {phase}"));
-        if let Some((needle, token)) = &self.cancel_after
-            && phase.contains(needle.as_str())
-        {
-            token.cancel();
-        }
-    }
-    fn failed(&self, phase: &str, error: &str) {
-        println!(" ✗ {phase}: {error}");
-        self.events
-            .lock()
-            .unwrap()
-            .push(format!("failed: {phase}: {error}"));
     }
 }
 
@@ -636,10 +657,7 @@ async fn cancel_after_cluster_with_retain_then_down_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("inventory.json");
     let token = CancellationToken::new();
-    let progress = Recorder {
-        cancel_after: Some(("Creating EKS cluster".to_string(), token.clone())),
-        ..Recorder::default()
-    };
+    let progress = Recorder::new(Some(("Creating EKS cluster".to_string(), token.clone())));
     let mut opts = opts();
     opts.retain = true;
 
@@ -647,10 +665,21 @@ async fn cancel_after_cluster_with_retain_then_down_leaves_nothing() {
         .await
         .unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("cancelled"), "{msg}");
     assert!(
-        msg.contains("tptctl down"),
-        "error says how to clean up: {msg}"
+        msg.starts_with("creating EKS control plane gamma: cancelled"),
+        "{msg}"
+    );
+    // What is left, and where it is listed, for the caller's hint.
+    let failed = UpFailed::of(&err).expect("an UpFailed context");
+    assert!(failed.retained && failed.rolled_back.is_empty());
+    assert_eq!(failed.left_behind.len(), ALL_KINDS.len() - 1);
+    assert_eq!(failed.listed_in.as_deref(), Some(path.as_path()));
+    assert!(
+        failed
+            .summary()
+            .starts_with("kept for debugging: 17 resources"),
+        "{}",
+        failed.summary()
     );
 
     let inv = Inventory::load(&path).unwrap().unwrap();
@@ -700,7 +729,12 @@ async fn failure_after_cluster_rolls_back() {
         msg.contains("injected failure after step cluster-active"),
         "{msg}"
     );
-    assert!(msg.contains("rolled back 17 resource(s)"), "{msg}");
+    let failed = UpFailed::of(&err).expect("an UpFailed context");
+    assert_eq!(failed.rolled_back.len(), 17);
+    assert_eq!(
+        failed.summary(),
+        "rolled back 17 resources; nothing was left behind"
+    );
     assert!(!path.exists(), "inventory removed after a full rollback");
     assert!(
         progress
@@ -837,4 +871,72 @@ async fn down_reports_and_keeps_failures() {
     let left = Inventory::load(&path).unwrap().unwrap();
     assert_eq!(left.resources.len(), 1);
     assert_eq!(left.resources[0].id, "thing-1");
+}
+
+/// A failed AWS call reads `<Operation>: <Code>: <message>`, once, with no SDK dump: a VPC
+/// carrying our tags but another CIDR (left by someone else) is adopted, and AWS (moto)
+/// refuses the first subnet. The phase's ✗ line has no reason (the error carries it), the
+/// error is typed, and what this run recorded is rolled back.
+#[tokio::test]
+async fn a_refused_aws_call_reads_operation_code_message() {
+    let moto = start_moto();
+    let cfg = sdk_config(&moto).await;
+    let aws = Aws::new(&cfg);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.json");
+    aws.ec2
+        .create_vpc()
+        .cidr_block("192.168.0.0/16")
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Vpc)
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key("Name")
+                        .value("threeport-clash-vpc")
+                        .build(),
+                )
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key(TAG)
+                        .value("clash")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let progress = Recorder::default();
+
+    let err = up_with(
+        &cfg,
+        &spec("clash"),
+        &path,
+        &progress,
+        CancellationToken::new(),
+        &opts(),
+    )
+    .await
+    .unwrap_err();
+
+    let aws_err = err
+        .downcast_ref::<AwsError>()
+        .expect("an AwsError in the chain");
+    assert_eq!(aws_err.operation, "CreateSubnet");
+    assert_eq!(aws_err.code.as_deref(), Some("InvalidSubnet.Range"));
+    assert_eq!(aws_err.message, "The CIDR '10.0.0.0/20' is invalid.");
+    assert_eq!(
+        format!("{err:#}"),
+        "creating EKS control plane clash: CreateSubnet: InvalidSubnet.Range: The CIDR '10.0.0.0/20' is invalid."
+    );
+    assert_eq!(
+        progress.failed_phases(),
+        ["failed: Creating subnets in 2 availability zones: "],
+        "the ✗ line leaves the error to the caller"
+    );
+    let failed = UpFailed::of(&err).expect("an UpFailed context");
+    assert!(failed.left_behind.is_empty(), "{failed:?}");
+    assert!(failed.rolled_back.iter().any(|r| r.starts_with("Vpc ")));
+    aws.assert_nothing_left("clash", &[]).await;
 }
