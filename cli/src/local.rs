@@ -37,6 +37,8 @@ pub fn running_pid(dir: &Path) -> Option<i32> {
     pid_of(dir).filter(|p| is_our_server(*p))
 }
 
+// The one unsafe call in tptctl: signalling the background control plane it started.
+#[allow(unsafe_code)]
 fn signal(pid: i32, sig: i32) {
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe {

@@ -3,6 +3,8 @@
 //! every provider shares: the [`Progress`] display, the saved secrets, and the outcome of `up`
 //! ([`Installed`], or an error with an [`UpFailed`] context).
 
+#![forbid(unsafe_code)]
+
 pub mod install;
 pub mod kind;
 pub mod kubeconfig;

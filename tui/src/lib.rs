@@ -14,6 +14,8 @@
 //!
 //! The event loop below only moves messages between the terminal, the network tasks and the app.
 
+#![forbid(unsafe_code)]
+
 pub mod app;
 pub mod keymap;
 pub mod layout;

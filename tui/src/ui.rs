@@ -71,7 +71,7 @@ impl Theme {
     }
 }
 
-pub fn draw(f: &mut Frame, app: &App, now: OffsetDateTime) {
+pub fn draw(f: &mut Frame<'_>, app: &App, now: OffsetDateTime) {
     let theme = Theme {
         color: !app.no_color,
     };
@@ -102,7 +102,7 @@ pub fn draw(f: &mut Frame, app: &App, now: OffsetDateTime) {
     }
 }
 
-fn draw_header(f: &mut Frame, app: &App, t: &Theme, area: Rect) {
+fn draw_header(f: &mut Frame<'_>, app: &App, t: &Theme, area: Rect) {
     let conn = match &app.conn {
         Conn::Connecting => Span::styled("… connecting", t.fg(Color::Yellow)),
         Conn::Connected => Span::styled("● connected", t.fg(Color::Green)),
@@ -189,7 +189,7 @@ fn empty_text(app: &App) -> String {
     }
 }
 
-fn draw_table(f: &mut Frame, app: &App, t: &Theme, area: Rect, now: OffsetDateTime) {
+fn draw_table(f: &mut Frame<'_>, app: &App, t: &Theme, area: Rect, now: OffsetDateTime) {
     let block = Block::bordered().title(Span::styled(list_title(app), t.title()));
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -231,7 +231,7 @@ fn draw_table(f: &mut Frame, app: &App, t: &Theme, area: Rect, now: OffsetDateTi
     let mut rows = Vec::with_capacity(end.saturating_sub(offset));
     for i in offset..end {
         let Some(r) = app.row(i) else { break };
-        let cells: Vec<Cell> = cols
+        let cells: Vec<Cell<'_>> = cols
             .iter()
             .enumerate()
             .map(|(ci, c)| match c.kind {
@@ -271,7 +271,7 @@ fn draw_table(f: &mut Frame, app: &App, t: &Theme, area: Rect, now: OffsetDateTi
     f.render_stateful_widget(table, inner, &mut state);
 }
 
-fn draw_text(f: &mut Frame, app: &App, t: &Theme, area: Rect) {
+fn draw_text(f: &mut Frame<'_>, app: &App, t: &Theme, area: Rect) {
     let block = Block::bordered().title(Span::styled(
         format!(" {} ", app.screen().view.title(&app.store)),
         t.title(),
@@ -281,7 +281,7 @@ fn draw_text(f: &mut Frame, app: &App, t: &Theme, area: Rect) {
     let text = app.text();
     let start = app.screen().selected.min(text.len());
     let end = (start + inner.height as usize).min(text.len());
-    let lines: Vec<Line> = text[start..end]
+    let lines: Vec<Line<'_>> = text[start..end]
         .iter()
         .map(|l| {
             if l.starts_with('#') {
@@ -294,7 +294,7 @@ fn draw_text(f: &mut Frame, app: &App, t: &Theme, area: Rect) {
     f.render_widget(Paragraph::new(lines), inner);
 }
 
-fn draw_event(f: &mut Frame, app: &App, t: &Theme, area: Rect, now: OffsetDateTime) -> bool {
+fn draw_event(f: &mut Frame<'_>, app: &App, t: &Theme, area: Rect, now: OffsetDateTime) -> bool {
     let Some((k, id)) = app.target() else {
         return false;
     };
@@ -335,7 +335,7 @@ fn draw_event(f: &mut Frame, app: &App, t: &Theme, area: Rect, now: OffsetDateTi
     true
 }
 
-fn draw_why(f: &mut Frame, app: &App, t: &Theme, area: Rect, now: OffsetDateTime) {
+fn draw_why(f: &mut Frame<'_>, app: &App, t: &Theme, area: Rect, now: OffsetDateTime) {
     if draw_event(f, app, t, area, now) {
         return;
     }
@@ -468,7 +468,7 @@ fn hint(app: &App, a: Action, what: &str) -> Vec<Span<'static>> {
     }
 }
 
-fn draw_footer(f: &mut Frame, app: &App, t: &Theme, area: Rect) {
+fn draw_footer(f: &mut Frame<'_>, app: &App, t: &Theme, area: Rect) {
     let line = match &app.mode {
         Mode::Filter { input } => {
             let l = Line::from(vec![
@@ -524,7 +524,7 @@ fn draw_footer(f: &mut Frame, app: &App, t: &Theme, area: Rect) {
     f.render_widget(Paragraph::new(line), area);
 }
 
-fn set_cursor(f: &mut Frame, area: Rect, x: usize) {
+fn set_cursor(f: &mut Frame<'_>, area: Rect, x: usize) {
     let x = area.x.saturating_add(x.min(u16::MAX as usize) as u16);
     if x < area.right() {
         f.set_cursor_position((x, area.y));
@@ -542,7 +542,7 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     }
 }
 
-fn draw_confirm(f: &mut Frame, app: &App, t: &Theme, area: Rect) {
+fn draw_confirm(f: &mut Frame<'_>, app: &App, t: &Theme, area: Rect) {
     let Mode::Confirm(c) = &app.mode else { return };
     let r = centered(area, 64, 8);
     f.render_widget(Clear, r);
@@ -584,7 +584,7 @@ fn draw_confirm(f: &mut Frame, app: &App, t: &Theme, area: Rect) {
     }
 }
 
-fn draw_help(f: &mut Frame, app: &App, t: &Theme, area: Rect) {
+fn draw_help(f: &mut Frame<'_>, app: &App, t: &Theme, area: Rect) {
     let help = app.keymap.help_lines();
     let h = help.len() as u16 + 8;
     let r = centered(area, 84, h);
@@ -592,7 +592,7 @@ fn draw_help(f: &mut Frame, app: &App, t: &Theme, area: Rect) {
     let block = Block::bordered().title(Span::styled(" help: keys ", t.title()));
     let inner = block.inner(r);
     f.render_widget(block, r);
-    let mut lines: Vec<Line> = help
+    let mut lines: Vec<Line<'_>> = help
         .into_iter()
         .map(|(keys, what)| {
             Line::from(vec![

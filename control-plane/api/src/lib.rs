@@ -1,6 +1,8 @@
 //! Threeport's object model and REST client: the crate `tptctl`, the dashboard and the
 //! controllers share. It stays light (no server or database dependencies).
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod envelope;
 pub mod kinds;

@@ -1,6 +1,8 @@
 //! Controllers: a shared runtime (locks, backoff, in-progress acks, delivery limits, events)
 //! and the reconcilers built on it. They talk to the control plane only through its REST API.
 
+#![forbid(unsafe_code)]
+
 pub mod cluster;
 pub mod kuberuntime;
 pub mod registration;

@@ -4,6 +4,8 @@
 //! Keys are ECDSA P-256 (rcgen's default) rather than upstream's RSA-4096: generation takes
 //! microseconds instead of seconds, which keeps `tptctl up --provider local` under 2 s.
 
+#![forbid(unsafe_code)]
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,

@@ -8,6 +8,9 @@
 //! `BENCH_CREATES` (sequential creates for the ratio, default 500), `BENCH_LARGE` (objects for
 //! the second list measurement, default 20000; 0 skips it).
 
+// Signals a child process / sets PATH for the servers it starts.
+#![allow(unsafe_code)]
+
 use async_nats::jetstream;
 use futures::StreamExt;
 use serde_json::{Value, json};

@@ -4,6 +4,8 @@
 //! [`start`] is the one entry point: `threeport serve` calls it, `tptctl up --provider local`
 //! calls it, and the tests call it.
 
+#![forbid(unsafe_code)]
+
 pub mod bus;
 pub mod crypto;
 pub mod http;

@@ -1,5 +1,8 @@
 //! Operations: database outages, hostile input, mutual TLS, encryption at rest, the binary.
 
+// Signals a child process / sets PATH for the servers it starts.
+#![allow(unsafe_code)]
+
 mod common;
 
 use common::{Harness, KEY_B64};

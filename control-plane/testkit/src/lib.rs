@@ -14,6 +14,9 @@
 //! # let _ = (url, nats.url());
 //! ```
 
+// Test-only: child-process signals, the PostgreSQL user lookup and an atexit hook are FFI calls.
+#![allow(unsafe_code)]
+
 mod moto;
 mod nats;
 mod port;

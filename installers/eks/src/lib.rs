@@ -13,6 +13,8 @@
 //!
 //! See README.md for the inventory format and the creation/deletion order.
 
+#![forbid(unsafe_code)]
+
 pub mod aws;
 mod down;
 mod inventory;
