@@ -136,7 +136,7 @@ impl Resolver<'_> {
     }
 
     async fn default_runtime(&mut self, loaded: &[Desired]) -> Result<Option<u64>, String> {
-        let kri = kinds::by_name("KubernetesRuntimeInstance").expect("registered");
+        let kri = kinds::KUBERNETES_RUNTIME_INSTANCE;
         if let Some(d) = loaded.iter().find(|d| {
             d.kind.name == kri.name && d.fields.get("DefaultRuntime") == Some(&Value::Bool(true))
         }) {

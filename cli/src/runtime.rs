@@ -8,8 +8,8 @@ pub use threeport_installers::kubeconfig::{Connection, read_kubeconfig};
 
 /// A KubernetesRuntimeDefinition and Instance for the cluster, ready for `apply::apply`.
 pub fn desired(name: &str, conn: &Connection, default: bool, source: &str) -> Loaded {
-    let krd = kinds::by_name("KubernetesRuntimeDefinition").expect("registered");
-    let kri = kinds::by_name("KubernetesRuntimeInstance").expect("registered");
+    let krd = kinds::KUBERNETES_RUNTIME_DEFINITION;
+    let kri = kinds::KUBERNETES_RUNTIME_INSTANCE;
     let provider = if conn.context.starts_with("kind-") {
         "kind"
     } else {

@@ -202,10 +202,9 @@ async fn upsert(client: &Client, kind: &'static threeport_api::Kind, body: Value
 /// Register the cluster as the default runtime and the control plane itself (both already
 /// reconciled: they exist, nothing needs creating). Idempotent, so a resumed `up` can redo it.
 pub async fn register(client: &Client, cluster: &ClusterInfo, control_plane: &str) -> Result<()> {
-    let k = |n: &str| kinds::by_name(n).expect("registered kind");
     let krd = upsert(
         client,
-        k("KubernetesRuntimeDefinition"),
+        kinds::KUBERNETES_RUNTIME_DEFINITION,
         json!({"Name": cluster.name, "InfraProvider": cluster.provider, "Reconciled": true}),
     )
     .await?;
@@ -223,16 +222,16 @@ pub async fn register(client: &Client, cluster: &ClusterInfo, control_plane: &st
             inst[f] = json!(v);
         }
     }
-    let kri = upsert(client, k("KubernetesRuntimeInstance"), inst).await?;
+    let kri = upsert(client, kinds::KUBERNETES_RUNTIME_INSTANCE, inst).await?;
     let cpd = upsert(
         client,
-        k("ControlPlaneDefinition"),
+        kinds::CONTROL_PLANE_DEFINITION,
         json!({"Name": control_plane, "AuthEnabled": true, "Reconciled": true}),
     )
     .await?;
     upsert(
         client,
-        k("ControlPlaneInstance"),
+        kinds::CONTROL_PLANE_INSTANCE,
         json!({
             "Name": control_plane, "ControlPlaneDefinitionID": cpd, "KubernetesRuntimeInstanceID": kri, "Namespace": NAMESPACE,
             "Genesis": true, "IsSelf": true, "Reconciled": true,

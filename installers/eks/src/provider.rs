@@ -229,7 +229,6 @@ async fn record_inventory(
     region: &str,
     inventory: &Path,
 ) -> Result<()> {
-    let k = |n: &str| threeport_api::kinds::by_name(n).expect("registered kind");
     let inv: Value = serde_json::from_str(&std::fs::read_to_string(inventory)?)?;
     let id = |o: &Value| threeport_api::object_id(o).context("object without ID");
     let find_or_create = |kind: &'static threeport_api::Kind, body: Value| async move {
@@ -242,25 +241,25 @@ async fn record_inventory(
         }
     };
     let account = find_or_create(
-        k("AwsAccount"),
+        threeport_api::kinds::AWS_ACCOUNT,
         json!({"Name": format!("{}-account", access.cluster_name), "AccountID": access.account_id, "DefaultRegion": region}),
     )
     .await?;
     let krd = api
-        .find_by_name(k("KubernetesRuntimeDefinition"), &access.cluster_name)
+        .find_by_name(threeport_api::kinds::KUBERNETES_RUNTIME_DEFINITION, &access.cluster_name)
         .await?
         .context("runtime definition not registered")?;
     let kri = api
-        .find_by_name(k("KubernetesRuntimeInstance"), &access.cluster_name)
+        .find_by_name(threeport_api::kinds::KUBERNETES_RUNTIME_INSTANCE, &access.cluster_name)
         .await?
         .context("runtime instance not registered")?;
     let def = find_or_create(
-        k("AwsEksKubernetesRuntimeDefinition"),
+        threeport_api::kinds::AWS_EKS_KUBERNETES_RUNTIME_DEFINITION,
         json!({"Name": access.cluster_name, "AwsAccountID": id(&account)?, "ZoneCount": 2, "KubernetesRuntimeDefinitionID": id(&krd)?, "Reconciled": true}),
     )
     .await?;
     find_or_create(
-        k("AwsEksKubernetesRuntimeInstance"),
+        threeport_api::kinds::AWS_EKS_KUBERNETES_RUNTIME_INSTANCE,
         json!({"Name": access.cluster_name, "Region": region, "AwsEksKubernetesRuntimeDefinitionID": id(&def)?,
                "KubernetesRuntimeInstanceID": id(&kri)?, "ResourceInventory": inv, "Reconciled": true}),
     )
