@@ -388,6 +388,14 @@ async fn list(
     let mut name = None;
     let mut filters: Vec<(&'static str, String)> = Vec::new();
     for (key, value) in &q {
+        // No stored value holds U+0000 (writes refuse it), and PostgreSQL cannot even compare
+        // against one: say so instead of failing with a database error.
+        if value.contains('\0') {
+            return Err(ErrorResponse::bad(
+                kind,
+                format!("query parameter \"{key}\" may not contain a NUL character"),
+            ));
+        }
         match key.as_str() {
             "page" => {
                 page = value.parse().ok().filter(|p| *p >= 1).ok_or_else(|| {

@@ -212,6 +212,8 @@ async fn hostile_input(h: &Harness) {
         "/v0/workload-definitions/-1",
         "/v0/workload-definitions/99999999999999999999",
         "/v0/workload-definitions/1;DROP%20TABLE%20objects",
+        "/v0/workload-definitions?name=a%00b",
+        "/v0/workload-instances?kubernetesruntimeinstanceid=1&name=%00",
         "/v0/workload-definitions?name=%27%20OR%201%3D1%20--",
         "/v0/workload-definitions?page=-1",
         "/v0/workload-definitions?size=99999999999999999999",
