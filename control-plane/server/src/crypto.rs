@@ -68,7 +68,13 @@ pub fn seal(kind: &Kind, body: &mut Map<String, Value>, cipher: &Cipher) {
             if v.is_null() {
                 continue;
             }
+            // Strings are stored as they are, unless they could be read back as one of the two
+            // markers: then they get the `raw:` marker, so a secret that starts with `json:` is
+            // never mistaken for a serialized non-string.
             let plain = match &*v {
+                Value::String(s) if s.starts_with("json:") || s.starts_with("raw:") => {
+                    format!("raw:{s}")
+                }
                 Value::String(s) => s.clone(),
                 other => format!("json:{other}"),
             };
@@ -84,10 +90,15 @@ pub fn unseal(kind: &Kind, body: &mut Map<String, Value>, cipher: Option<&Cipher
             let Value::String(stored) = v else { continue };
             *v = match (reveal, cipher) {
                 (true, Some(c)) => match c.decrypt(stored) {
-                    Ok(plain) => match plain.strip_prefix("json:") {
-                        Some(j) => serde_json::from_str(j).unwrap_or(Value::String(plain)),
-                        None => Value::String(plain),
-                    },
+                    Ok(plain) => {
+                        if let Some(raw) = plain.strip_prefix("raw:") {
+                            Value::String(raw.to_string())
+                        } else if let Some(j) = plain.strip_prefix("json:") {
+                            serde_json::from_str(j).unwrap_or(Value::String(plain))
+                        } else {
+                            Value::String(plain)
+                        }
+                    }
                     Err(_) => Value::String(REDACTED.into()),
                 },
                 _ => Value::String(REDACTED.into()),
@@ -109,5 +120,24 @@ mod tests {
         let other = Cipher::from_key_material(Cipher::generate_key_b64().as_bytes()).unwrap();
         assert!(other.decrypt(&e).is_err());
         assert!(Cipher::from_key_material(b"short").is_err());
+    }
+
+    #[test]
+    fn secrets_come_back_as_they_went_in() {
+        let c = Cipher::from_key_material(Cipher::generate_key_b64().as_bytes()).unwrap();
+        let kind = threeport_api::kinds::SECRET_DEFINITION;
+        for v in [
+            serde_json::json!({"password": "x"}),
+            serde_json::json!("json:{\"not\": \"an object\"}"),
+            serde_json::json!("raw:abc"),
+            serde_json::json!("plain"),
+        ] {
+            let mut body = Map::new();
+            body.insert("Data".into(), v.clone());
+            seal(kind, &mut body, &c);
+            assert_ne!(body["Data"], v);
+            unseal(kind, &mut body, Some(&c), true);
+            assert_eq!(body["Data"], v);
+        }
     }
 }
