@@ -19,8 +19,7 @@ use threeport_api::kinds::{self, KINDS};
 use threeport_api::validate::{Mode, check_body};
 use threeport_api::{Kind, Operation};
 
-pub const DEFAULT_PAGE_SIZE: u64 = 50;
-pub const MAX_PAGE_SIZE: u64 = 1000;
+pub use crate::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 #[derive(Clone)]
 pub struct AppState {

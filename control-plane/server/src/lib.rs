@@ -32,6 +32,9 @@ pub use tls::install_crypto_provider;
 /// Upstream's API port.
 pub const DEFAULT_PORT: u16 = 1323;
 pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// Upstream's page size, and the largest page a client may ask for.
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+pub const MAX_PAGE_SIZE: u64 = 1000;
 
 #[derive(Clone, Debug)]
 pub struct ServeConfig {

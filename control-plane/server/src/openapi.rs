@@ -24,7 +24,7 @@
 use serde_json::{Map, Value, json};
 use threeport_api::kinds::{Field, FieldType, KINDS, Kind, SERVER_MANAGED};
 
-use crate::http::MAX_PAGE_SIZE;
+use crate::MAX_PAGE_SIZE;
 
 /// What `Name` must look like (see `threeport_api::validate`): at least one character that is
 /// neither white space (Unicode `White_Space`, as `str::trim` reads it) nor a control
@@ -269,7 +269,7 @@ fn list_parameters(kind: &Kind) -> Vec<Value> {
                "description": "page number, from 1"}),
         json!({"name": "size", "in": "query", "required": false,
                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE,
-                          "default": crate::http::DEFAULT_PAGE_SIZE},
+                          "default": crate::DEFAULT_PAGE_SIZE},
                "description": "objects per page"}),
         reveal_parameter(),
     ]);
