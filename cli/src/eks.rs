@@ -40,31 +40,8 @@ pub struct UpOptions {
     pub retain: bool,
 }
 
-/// [`up_with`] with the options spelled out.
-pub async fn up(
-    config_path: &Path,
-    name: &str,
-    region: &str,
-    profile: Option<&str>,
-    images: Images,
-    retain: bool,
-) -> Result<()> {
-    let opts = UpOptions {
-        name: name.to_string(),
-        region: region.to_string(),
-        profile: profile.map(str::to_string),
-        images,
-        retain,
-    };
-    up_with(config_path, opts).await
-}
-
-pub async fn up_with(config_path: &Path, opts: UpOptions) -> Result<()> {
+pub async fn up(config_path: &Path, opts: UpOptions) -> Result<()> {
     let name = opts.name.as_str();
-    let cfg = ThreeportConfig::load(config_path)?;
-    if crate::install::already_up(&cfg, name, PROVIDER).await? {
-        return Ok(());
-    }
     let eks = EksOptions {
         name: name.to_string(),
         place: place(config_path, name, &opts.region, opts.profile.as_deref()),
@@ -72,23 +49,27 @@ pub async fn up_with(config_path: &Path, opts: UpOptions) -> Result<()> {
         retain: opts.retain,
         timeout: Duration::from_secs(900),
     };
-    let cancel = crate::install::cancel_on_ctrl_c();
-    let progress = threeport_installers::Progress::new();
-    let installed = provider::up(&eks, &progress, cancel).await.map_err(|e| {
-        let mut resume = format!(
-            "tptctl up --provider eks --name {name} --aws-region {}",
-            opts.region
-        );
-        if let Some(p) = &opts.profile {
-            resume.push_str(&format!(" --aws-config-profile {p}"));
-        }
-        crate::install::explain(e, name, &resume)
-    })?;
-    crate::install::save(config_path, &installed)?;
-    eprintln!(
-        "\ncontrol plane {name:?} is ready on EKS cluster {}\n\nNext:\n  tptctl get kubernetes-runtime-instances\n  tptctl dashboard",
-        threeport_eks::EksSpec::new(name, &opts.region).cluster_name()
+    let mut resume = format!(
+        "tptctl up --provider eks --name {name} --aws-region {}",
+        opts.region
     );
+    if let Some(p) = &opts.profile {
+        resume.push_str(&format!(" --aws-config-profile {p}"));
+    }
+    let done = crate::install::provision(
+        config_path,
+        name,
+        PROVIDER,
+        &resume,
+        |progress, cancel| async move { provider::up(&eks, &progress, cancel).await },
+    )
+    .await?;
+    if done.is_some() {
+        eprintln!(
+            "\ncontrol plane {name:?} is ready on EKS cluster {}\n\nNext:\n  tptctl get kubernetes-runtime-instances\n  tptctl dashboard",
+            threeport_eks::EksSpec::new(name, &opts.region).cluster_name()
+        );
+    }
     Ok(())
 }
 

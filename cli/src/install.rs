@@ -83,6 +83,32 @@ pub fn entry(installed: &Installed) -> ControlPlane {
 
 /// Write the entry of `installed` and make it the current control plane: the last step of
 /// every `up`, so a failed one never leaves an entry.
+/// The `up` flow every cluster provider shares: a running control plane of that name is left as
+/// it is; otherwise the provider installs it (Ctrl-C cancels, a failure is explained with the
+/// command that resumes), and the config entry is written last, so a failed `up` leaves none.
+/// Returns `None` when it was already up.
+pub async fn provision<F, Fut>(
+    config_path: &Path,
+    name: &str,
+    provider: &str,
+    resume: &str,
+    install: F,
+) -> Result<Option<Installed>>
+where
+    F: FnOnce(threeport_installers::Progress, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<Installed>>,
+{
+    let cfg = ThreeportConfig::load(config_path)?;
+    if already_up(&cfg, name, provider).await? {
+        return Ok(None);
+    }
+    let installed = install(threeport_installers::Progress::new(), cancel_on_ctrl_c())
+        .await
+        .map_err(|e| explain(e, name, resume))?;
+    save(config_path, &installed)?;
+    Ok(Some(installed))
+}
+
 pub fn save(config_path: &Path, installed: &Installed) -> Result<()> {
     let mut cfg = ThreeportConfig::load(config_path)?;
     cfg.upsert(entry(installed));

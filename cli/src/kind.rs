@@ -22,31 +22,8 @@ pub struct UpOptions {
     pub verbose: bool,
 }
 
-/// [`up_with`] with the options spelled out.
-pub async fn up(
-    config_path: &Path,
-    name: &str,
-    port: u16,
-    images: Images,
-    retain: bool,
-    verbose: bool,
-) -> Result<()> {
-    let opts = UpOptions {
-        name: name.to_string(),
-        port,
-        images,
-        retain,
-        verbose,
-    };
-    up_with(config_path, opts).await
-}
-
-pub async fn up_with(config_path: &Path, opts: UpOptions) -> Result<()> {
+pub async fn up(config_path: &Path, opts: UpOptions) -> Result<()> {
     let name = opts.name.as_str();
-    let cfg = ThreeportConfig::load(config_path)?;
-    if crate::install::already_up(&cfg, name, PROVIDER).await? {
-        return Ok(());
-    }
     let kind_opts = KindOptions {
         name: name.to_string(),
         port: opts.port,
@@ -56,17 +33,21 @@ pub async fn up_with(config_path: &Path, opts: UpOptions) -> Result<()> {
         data_dir: crate::local::data_dir(config_path, name),
         rollout_timeout: Duration::from_secs(600),
     };
-    let cancel = crate::install::cancel_on_ctrl_c();
-    let progress = threeport_installers::Progress::new();
-    let installed = kind::up(&kind_opts, &progress, cancel).await.map_err(|e| {
-        let resume = format!("tptctl up --provider kind --name {name}");
-        crate::install::explain(e, name, &resume)
-    })?;
-    crate::install::save(config_path, &installed)?;
-    eprintln!(
-        "\ncontrol plane {name:?} is ready on kind cluster {}\n\nNext:\n  tptctl apply -f testdata/samples/api-split.yaml\n  tptctl dashboard\n  tptctl down --name {name}",
-        kind::cluster_name(name)
-    );
+    let resume = format!("tptctl up --provider kind --name {name}");
+    let done = crate::install::provision(
+        config_path,
+        name,
+        PROVIDER,
+        &resume,
+        |progress, cancel| async move { kind::up(&kind_opts, &progress, cancel).await },
+    )
+    .await?;
+    if done.is_some() {
+        eprintln!(
+            "\ncontrol plane {name:?} is ready on kind cluster {}\n\nNext:\n  tptctl apply -f testdata/samples/api-split.yaml\n  tptctl dashboard\n  tptctl down --name {name}",
+            kind::cluster_name(name)
+        );
+    }
     Ok(())
 }
 

@@ -81,7 +81,13 @@ pub fn table(
         status::sort_events(&mut lines);
         lines.reverse();
         for e in lines {
-            t.add_row([e.ty.clone(), e.reason.clone(), e.object.clone(), e.message.clone(), status::age(e.time, now)]);
+            t.add_row([
+                e.ty.clone(),
+                e.reason.clone(),
+                e.object.clone(),
+                e.message.clone(),
+                status::age(e.time, now),
+            ]);
         }
         return unpad(&t);
     }
@@ -98,7 +104,8 @@ pub fn table(
             f.references.is_none()
                 && !f.secret
                 && (f.column
-                    || (wide && matches!(f.ty, FieldType::String | FieldType::Bool | FieldType::Int)))
+                    || (wide
+                        && matches!(f.ty, FieldType::String | FieldType::Bool | FieldType::Int)))
         })
         .collect();
     let mut header: Vec<String> = vec!["NAME".into()];
@@ -140,7 +147,11 @@ fn cell(f: &Field, v: Option<&Value>, now: OffsetDateTime) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()))
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| i.to_string())
+            })
             .collect::<Vec<_>>()
             .join(","),
         Some(Value::Null) | None => "".into(),

@@ -42,27 +42,35 @@ fn objects() -> Vec<(&'static Kind, Vec<Value>)> {
         ),
         (
             kinds::WORKLOAD_EVENT,
-            vec![json!({"ID": 5, "WorkloadInstanceID": 2, "WorkloadResourceInstanceID": 4,
+            vec![
+                json!({"ID": 5, "WorkloadInstanceID": 2, "WorkloadResourceInstanceID": 4,
                         "Type": "Warning", "Reason": "BackOff", "Message": "Back-off pulling image \"nginx:nope\"",
-                        "Timestamp": at(1), "CreatedAt": at(1)})],
+                        "Timestamp": at(1), "CreatedAt": at(1)}),
+            ],
         ),
         (
             kinds::HELM_WORKLOAD_DEFINITION,
-            vec![json!({"ID": 6, "Name": "redis", "Repo": "https://charts.example.com", "Chart": "redis",
+            vec![
+                json!({"ID": 6, "Name": "redis", "Repo": "https://charts.example.com", "Chart": "redis",
                         "CreatedAt": at(200), "Reconciled": false, "Status": "Pending",
-                        "StatusReason": "no controller for HelmWorkloadDefinition is running in this control plane"})],
+                        "StatusReason": "no controller for HelmWorkloadDefinition is running in this control plane"}),
+            ],
         ),
         (
             kinds::HELM_WORKLOAD_INSTANCE,
-            vec![json!({"ID": 7, "Name": "redis", "HelmWorkloadDefinitionID": 6, "CreatedAt": at(150),
+            vec![
+                json!({"ID": 7, "Name": "redis", "HelmWorkloadDefinitionID": 6, "CreatedAt": at(150),
                         "Reconciled": false, "Status": "Pending",
-                        "StatusReason": "no controller for HelmWorkloadInstance is running in this control plane"})],
+                        "StatusReason": "no controller for HelmWorkloadInstance is running in this control plane"}),
+            ],
         ),
         (
             kinds::CONTROLLER,
-            vec![json!({"ID": 8, "Name": "host-42", "Controllers": ["workload"], "Kinds": ["WorkloadInstance"],
+            vec![
+                json!({"ID": 8, "Name": "host-42", "Controllers": ["workload"], "Kinds": ["WorkloadInstance"],
                         "HeartbeatAt": at(10), "Status": "Gone", "StatusReason": "no heartbeat since …",
-                        "CreatedAt": at(60)})],
+                        "CreatedAt": at(60)}),
+            ],
         ),
     ]
 }
@@ -130,9 +138,21 @@ fn the_cli_and_the_dashboard_say_the_same_words() {
     let pending = cli_rows(kinds::HELM_WORKLOAD_INSTANCE, &objects()[5].1, &snap);
     assert_eq!(pending[0].1, "Pending");
     // Events: the same line in `get events` and the dashboard's events view.
-    let events = output::table(kinds::WORKLOAD_EVENT, &objects()[3].1, &HashMap::new(), &snap, false, NOW);
+    let events = output::table(
+        kinds::WORKLOAD_EVENT,
+        &objects()[3].1,
+        &HashMap::new(),
+        &snap,
+        false,
+        NOW,
+    );
     assert_eq!(
-        events.lines().nth(1).unwrap().split_whitespace().collect::<Vec<_>>()[..3],
+        events
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()[..3],
         ["Warning", "BackOff", "Deployment/web"]
     );
     let lines = status::events_for(&store, kinds::WORKLOAD_INSTANCE, 2);

@@ -60,7 +60,10 @@ async fn events_into(client: &Client, kind: &'static Kind, id: u64, snap: &mut S
                 None => continue,
             }
         };
-        let refs: Vec<(&str, String)> = filters.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let refs: Vec<(&str, String)> = filters
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
         if let Ok(items) = client.list(ek, &refs).await {
             snap.extend(ek, items);
         }

@@ -16,26 +16,24 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     match args.provider {
         Provider::Local => crate::local::up(&ctx.config_path, &args.name, args.port).await?,
         Provider::Kind => {
-            crate::kind::up(
-                &ctx.config_path,
-                &args.name,
-                args.port.unwrap_or(threeport_server::DEFAULT_PORT),
-                images(&args),
-                args.retain,
-                args.verbose,
-            )
-            .await?
+            let opts = crate::kind::UpOptions {
+                name: args.name.clone(),
+                port: args.port.unwrap_or(threeport_server::DEFAULT_PORT),
+                images: images(&args),
+                retain: args.retain,
+                verbose: args.verbose,
+            };
+            crate::kind::up(&ctx.config_path, opts).await?
         }
         Provider::Eks => {
-            crate::eks::up(
-                &ctx.config_path,
-                &args.name,
-                &args.aws_region,
-                args.aws_config_profile.as_deref(),
-                images(&args),
-                args.retain,
-            )
-            .await?
+            let opts = crate::eks::UpOptions {
+                name: args.name.clone(),
+                region: args.aws_region.clone(),
+                profile: args.aws_config_profile.clone(),
+                images: images(&args),
+                retain: args.retain,
+            };
+            crate::eks::up(&ctx.config_path, opts).await?
         }
     }
     if let (Some(conn), Some(path)) = (conn, &args.runtime_from_kubeconfig) {

@@ -125,7 +125,10 @@ mod tests {
         assert!(o.is_reconciled() && !o.is_deleting());
         assert_eq!(o.status(), None);
         let r = o.reconciliation();
-        assert_eq!(r.creation_confirmed.as_deref(), Some("2026-12-01T00:00:00Z"));
+        assert_eq!(
+            r.creation_confirmed.as_deref(),
+            Some("2026-12-01T00:00:00Z")
+        );
         let patch = serde_json::to_value(Reconciliation {
             reconciled: Some(true),
             ..Default::default()

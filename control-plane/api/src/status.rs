@@ -213,8 +213,14 @@ impl EventLine {
 impl PartialEq for EventLine {
     fn eq(&self, o: &EventLine) -> bool {
         std::ptr::eq(self.kind, o.kind)
-            && (self.id, self.time, &self.ty, &self.reason, &self.message, &self.object)
-                == (o.id, o.time, &o.ty, &o.reason, &o.message, &o.object)
+            && (
+                self.id,
+                self.time,
+                &self.ty,
+                &self.reason,
+                &self.message,
+                &self.object,
+            ) == (o.id, o.time, &o.ty, &o.reason, &o.message, &o.object)
     }
 }
 
@@ -246,7 +252,10 @@ pub fn event_line(objs: &dyn Objects, kind: &'static Kind, e: &Value) -> EventLi
             object,
         }
     } else {
-        let object = match (kinds::by_name(e.str_field("ObjectKind")), e.id_field("ObjectID")) {
+        let object = match (
+            kinds::by_name(e.str_field("ObjectKind")),
+            e.id_field("ObjectID"),
+        ) {
             (Some(k), Some(oid)) => format!(
                 "{}/{}",
                 k.singular(),
@@ -274,7 +283,12 @@ pub fn events_for(objs: &dyn Objects, kind: &'static Kind, id: u64) -> Vec<Event
         // Generic events name their object by (ObjectKind, ObjectID); typed event rows
         // (WorkloadEvent) exist only for the kinds their fields point at.
         let generic = std::ptr::eq(ek, kinds::EVENT);
-        if !generic && !ek.own_fields.iter().any(|f| f.references == Some(kind.name)) {
+        if !generic
+            && !ek
+                .own_fields
+                .iter()
+                .any(|f| f.references == Some(kind.name))
+        {
             continue;
         }
         for (_, e) in objs.referrers(id, ek) {
@@ -502,7 +516,11 @@ pub fn why_kinds(kind: &'static Kind) -> Vec<&'static Kind> {
             todo.extend(k.children());
         }
     }
-    for (pos, k) in kinds::KINDS.iter().enumerate().filter(|(_, k)| k.is_event()) {
+    for (pos, k) in kinds::KINDS
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.is_event())
+    {
         out.insert(pos, k);
     }
     out.into_values().collect()
@@ -510,9 +528,8 @@ pub fn why_kinds(kind: &'static Kind) -> Vec<&'static Kind> {
 
 /// When a controller registration was last heard from, and whether that still counts as live.
 pub fn controller_live(o: &Value, now: OffsetDateTime) -> bool {
-    parse_time(o.str_field("HeartbeatAt")).is_some_and(|t| {
-        (now - t).whole_seconds() <= kinds::CONTROLLER_HEARTBEAT_TIMEOUT_SECS
-    })
+    parse_time(o.str_field("HeartbeatAt"))
+        .is_some_and(|t| (now - t).whole_seconds() <= kinds::CONTROLLER_HEARTBEAT_TIMEOUT_SECS)
 }
 
 #[cfg(test)]

@@ -68,12 +68,18 @@ impl Registration {
     }
 
     /// Register, retrying until the API answers (it may start after the controllers).
-    pub async fn register_until_done(&self, api: &Client, shutdown: &CancellationToken) -> Option<u64> {
+    pub async fn register_until_done(
+        &self,
+        api: &Client,
+        shutdown: &CancellationToken,
+    ) -> Option<u64> {
         let mut delay = Duration::from_millis(200);
         loop {
             match self.register(api).await {
                 Ok(id) => return Some(id),
-                Err(e) => tracing::info!(error = %e, "cannot register the controller yet; retrying"),
+                Err(e) => {
+                    tracing::info!(error = %e, "cannot register the controller yet; retrying")
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}

@@ -288,7 +288,10 @@ mod tests {
             map(json!({"Name": "redis"})),
             Served::No,
         );
-        assert!(notify, "still published: a controller that starts later picks it up");
+        assert!(
+            notify,
+            "still published: a controller that starts later picks it up"
+        );
         assert_eq!(b["Status"], json!("Pending"));
         assert_eq!(
             b["StatusReason"],
@@ -373,7 +376,9 @@ mod tests {
         let mut cur = cur.clone();
         cur.insert("Reconciled".into(), json!(true));
         let plan = plan_write(kri, Mode::Patch, &cur, inc, Served::Yes);
-        let WritePlan::Store { body, notify } = plan else { panic!() };
+        let WritePlan::Store { body, notify } = plan else {
+            panic!()
+        };
         assert_eq!(notify, None);
         assert_eq!(body["CACertificate"], json!("sealed"));
         let err = incoming_fields(kri, &cur, &map(json!({"Location": "Mars"}))).unwrap_err();
@@ -388,7 +393,13 @@ mod tests {
         let base = json!({"Name": "web", "Reconciled": true, "CreationAcknowledged": NOW});
         // 1. A plain kind goes at once.
         assert_eq!(
-            plan_delete(AWS_ACCOUNT, &map(json!({"Name": "a"})), &[], Served::No, NOW),
+            plan_delete(
+                AWS_ACCOUNT,
+                &map(json!({"Name": "a"})),
+                &[],
+                Served::No,
+                NOW
+            ),
             DeletePlan::Remove
         );
         // 2. A confirmed deletion goes at once.
@@ -412,7 +423,8 @@ mod tests {
             DeletePlan::Refuse(m) if m.contains("still referenced by 1 gateway-instances")
         ));
         // 5. Served: scheduled, not reconciled, no pending mark.
-        let DeletePlan::Schedule { body } = plan_delete(wi, &map(base.clone()), &[], Served::Yes, NOW)
+        let DeletePlan::Schedule { body } =
+            plan_delete(wi, &map(base.clone()), &[], Served::Yes, NOW)
         else {
             panic!()
         };
@@ -420,7 +432,8 @@ mod tests {
         assert_eq!(body["Reconciled"], json!(false));
         assert!(body.get("Status").is_none());
         // 6. Touched by a controller that is gone now: scheduled, and Pending says why.
-        let DeletePlan::Schedule { body } = plan_delete(wi, &map(base.clone()), &[], Served::No, NOW)
+        let DeletePlan::Schedule { body } =
+            plan_delete(wi, &map(base.clone()), &[], Served::No, NOW)
         else {
             panic!()
         };
@@ -434,12 +447,24 @@ mod tests {
         // 7. Never touched and nothing serves it: nothing to clean up, it goes at once.
         let untouched = json!({"Name": "redis", "Reconciled": false, "Status": "Pending"});
         assert_eq!(
-            plan_delete(HELM_WORKLOAD_INSTANCE, &map(untouched.clone()), &[], Served::No, NOW),
+            plan_delete(
+                HELM_WORKLOAD_INSTANCE,
+                &map(untouched.clone()),
+                &[],
+                Served::No,
+                NOW
+            ),
             DeletePlan::Remove
         );
         // ... but a live controller gets to see it.
         assert!(matches!(
-            plan_delete(HELM_WORKLOAD_INSTANCE, &map(untouched), &[], Served::Yes, NOW),
+            plan_delete(
+                HELM_WORKLOAD_INSTANCE,
+                &map(untouched),
+                &[],
+                Served::Yes,
+                NOW
+            ),
             DeletePlan::Schedule { .. }
         ));
         // 8. The controller's DeletionConfirmed removes the row.
@@ -457,7 +482,13 @@ mod tests {
         );
         // 9. DeletionAcknowledged alone keeps it, and publishes nothing.
         assert!(matches!(
-            plan_write(wi, Mode::Patch, &map(scheduled), inc(json!({"DeletionAcknowledged": NOW})), Served::Yes),
+            plan_write(
+                wi,
+                Mode::Patch,
+                &map(scheduled),
+                inc(json!({"DeletionAcknowledged": NOW})),
+                Served::Yes
+            ),
             WritePlan::Store { notify: None, .. }
         ));
     }

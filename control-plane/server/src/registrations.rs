@@ -47,7 +47,13 @@ impl Registry {
         let mut set = HashSet::new();
         for r in &regs {
             if live(&r.body, now) {
-                for k in r.body.get("Kinds").and_then(Value::as_array).into_iter().flatten() {
+                for k in r
+                    .body
+                    .get("Kinds")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(kind) = k.as_str().and_then(kinds::by_name) {
                         set.insert(kind.name);
                     }
@@ -94,11 +100,19 @@ pub async fn sweep(registry: &Registry, store: &Store) -> Result<usize, StoreErr
         if live(&r.body, now) {
             continue;
         }
-        let heard = r.body.get("HeartbeatAt").and_then(Value::as_str).unwrap_or("never");
-        let long_gone = parse_time(heard)
-            .is_none_or(|t| (now - t).whole_seconds() > FORGET_AFTER_SECS);
+        let heard = r
+            .body
+            .get("HeartbeatAt")
+            .and_then(Value::as_str)
+            .unwrap_or("never");
+        let long_gone =
+            parse_time(heard).is_none_or(|t| (now - t).whole_seconds() > FORGET_AFTER_SECS);
         if long_gone {
-            if store.remove(CONTROLLER, r.id, Some(r.version)).await.is_ok() {
+            if store
+                .remove(CONTROLLER, r.id, Some(r.version))
+                .await
+                .is_ok()
+            {
                 changed += 1;
             }
             continue;
@@ -114,7 +128,11 @@ pub async fn sweep(registry: &Registry, store: &Store) -> Result<usize, StoreErr
                 )
                 .into(),
             );
-            if store.update(CONTROLLER, r.id, r.version, &body, None).await.is_ok() {
+            if store
+                .update(CONTROLLER, r.id, r.version, &body, None)
+                .await
+                .is_ok()
+            {
                 changed += 1;
             }
         }
@@ -131,7 +149,11 @@ pub async fn sweep(registry: &Registry, store: &Store) -> Result<usize, StoreErr
             }
             let mut body = o.body.clone();
             body.insert("Status".into(), "Pending".into());
-            let reason = if o.body.get("DeletionScheduled").is_some_and(|v| !v.is_null()) {
+            let reason = if o
+                .body
+                .get("DeletionScheduled")
+                .is_some_and(|v| !v.is_null())
+            {
                 format!("deletion waits for a controller: {reason}")
             } else {
                 reason.clone()

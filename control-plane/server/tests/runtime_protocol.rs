@@ -106,17 +106,26 @@ async fn a_reconciler_of_apply_and_cleanup_gets_the_bookkeeping_from_the_runtime
         },
         stop.clone(),
     ));
-    let d = h.wait_for("helm-workload-definitions", def.id(), "reconciled", 20, |o| {
-        o["Reconciled"] == true
-    })
-    .await;
+    let d = h
+        .wait_for(
+            "helm-workload-definitions",
+            def.id(),
+            "reconciled",
+            20,
+            |o| o["Reconciled"] == true,
+        )
+        .await;
     assert!(d["CreationAcknowledged"].is_string(), "{d}");
     assert!(d["CreationConfirmed"].is_string(), "{d}");
-    assert!(d["Status"].is_null(), "the runtime's own status is cleared: {d}");
-    let i = h.wait_for("helm-workload-instances", inst.id(), "Healthy", 20, |o| {
-        o["Reconciled"] == true
-    })
-    .await;
+    assert!(
+        d["Status"].is_null(),
+        "the runtime's own status is cleared: {d}"
+    );
+    let i = h
+        .wait_for("helm-workload-instances", inst.id(), "Healthy", 20, |o| {
+            o["Reconciled"] == true
+        })
+        .await;
     assert_eq!(i["Status"], "Healthy", "{i}");
     assert_eq!(i["StatusReason"], "release deployed");
     assert!(i["CreationAcknowledged"].is_string() && i["CreationConfirmed"].is_string());
@@ -129,22 +138,24 @@ async fn a_reconciler_of_apply_and_cleanup_gets_the_bookkeeping_from_the_runtime
         .find(|r| r["Controllers"] == json!(["fake-helm"]))
         .cloned()
         .expect("the controller registered");
-    assert_eq!(reg["Kinds"], json!(["HelmWorkloadDefinition", "HelmWorkloadInstance"]));
+    assert_eq!(
+        reg["Kinds"],
+        json!(["HelmWorkloadDefinition", "HelmWorkloadInstance"])
+    );
     assert_eq!(reg["Status"], "Running");
 
     // 3. A permanent failure ends visible: Failed with the reason, CreationFailed, an Event.
-    let b = h.wait_for("helm-workload-instances", broken.id(), "Failed", 20, |o| {
-        o["Status"] == "Failed"
-    })
-    .await;
+    let b = h
+        .wait_for("helm-workload-instances", broken.id(), "Failed", 20, |o| {
+            o["Status"] == "Failed"
+        })
+        .await;
     assert!(b["CreationFailed"].is_string(), "{b}");
     assert_eq!(
         b["StatusReason"],
         "chart redis 0.0.0 not found in https://charts.example.com"
     );
-    let events = h
-        .get(&format!("/v0/events?objectid={}", broken.id()))
-        .await;
+    let events = h.get(&format!("/v0/events?objectid={}", broken.id())).await;
     let ev = &events.body["Data"][0];
     assert_eq!(ev["Reason"], "ReconcileFailed", "{}", events.body);
     assert_eq!(ev["ReportingController"], "fake-helm");
@@ -203,11 +214,22 @@ async fn a_silent_controller_is_shown_gone_and_its_kinds_pending() {
             json!({"Name": "redis", "Repo": "https://charts.example.com", "Chart": "redis"}),
         )
         .await;
-    assert!(def.object()["Status"].is_null(), "served at create: {}", def.body);
-    // wait_for gives up after 20 s: 35 s after the last heartbeat at most.
-    let r = h.wait_for("controllers", reg.id(), "Gone", 20, |o| o["Status"] == "Gone").await;
     assert!(
-        r["StatusReason"].as_str().unwrap().starts_with("no heartbeat since"),
+        def.object()["Status"].is_null(),
+        "served at create: {}",
+        def.body
+    );
+    // wait_for gives up after 20 s: 35 s after the last heartbeat at most.
+    let r = h
+        .wait_for("controllers", reg.id(), "Gone", 20, |o| {
+            o["Status"] == "Gone"
+        })
+        .await;
+    assert!(
+        r["StatusReason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no heartbeat since"),
         "{r}"
     );
     h.wait_for("helm-workload-definitions", def.id(), "Pending", 20, |o| {

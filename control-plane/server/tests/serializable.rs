@@ -59,7 +59,9 @@ async fn serialization_conflicts_are_retried_and_nothing_is_lost() {
             }));
         }
         for t in tasks {
-            t.await.unwrap().expect("a create that conflicted was retried to success");
+            t.await
+                .unwrap()
+                .expect("a create that conflicted was retried to success");
         }
         // Same-row writers: each reads the current version, then writes it; exactly one wins
         // each version, the others see a stale version (after any 40001 retries).
@@ -69,9 +71,14 @@ async fn serialization_conflicts_are_retried_and_nothing_is_lost() {
             let store = store.clone();
             let (id, version) = (current.id, current.version);
             let mut b = current.body.clone();
-            b.insert("YAMLDocument".into(), json!(format!("kind: ConfigMap # {rounds}.{i}\n")));
+            b.insert(
+                "YAMLDocument".into(),
+                json!(format!("kind: ConfigMap # {rounds}.{i}\n")),
+            );
             tasks.push(tokio::spawn(async move {
-                store.update(WORKLOAD_DEFINITION, id, version, &b, None).await
+                store
+                    .update(WORKLOAD_DEFINITION, id, version, &b, None)
+                    .await
             }));
         }
         let mut won = 0;
