@@ -529,8 +529,10 @@ fn bad_files_give_one_clear_error_and_write_nothing_that_depends_on_them() {
             "{file}: summary missing: {}",
             r.stderr
         );
-        let error_lines = r.stderr.lines().filter(|l| l.starts_with("error:")).count();
-        assert!(error_lines >= 1, "{file}: {}", r.stderr);
+        // One clear error: the problem is reported once, on one `error:` line that names it.
+        let errors: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{file}: {}", r.stderr);
+        assert!(errors[0].contains(message), "{file}: {}", r.stderr);
         for a in applied {
             assert!(
                 r.stdout.contains(&format!("{a} created")),

@@ -4,9 +4,11 @@
 mod common;
 
 use common::Harness;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use futures::TryStreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace};
 use kube::api::Api;
+use kube::runtime::watcher;
 use kube_api_double::{KubeDouble, Options};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -46,8 +48,15 @@ spec:
     - port: 80
 ";
 
-fn failing_manifest() -> String {
-    MANIFEST.replace("      labels: {app: web}\n", "      labels: {app: web}\n      annotations: {threeport.io/simulate-failure: ImagePullBackOff}\n")
+/// The manifest with a pod template the double's kubelet fails in `mode` (its
+/// `threeport.io/simulate-failure` switch) and an image of its own.
+fn failing_manifest(mode: &str, image: &str) -> String {
+    MANIFEST
+        .replace(
+            "      labels: {app: web}\n",
+            &format!("      labels: {{app: web}}\n      annotations: {{threeport.io/simulate-failure: {mode}}}\n"),
+        )
+        .replace("nginx:1.27", image)
 }
 
 async fn kube_client(double: &KubeDouble) -> kube::Client {
@@ -125,6 +134,55 @@ pub async fn register_runtime(h: &Harness, double: &KubeDouble, name: &str) -> u
     inst.id()
 }
 
+/// How long the double's kubelet takes to start a Pod in the flow tests: long enough that a
+/// rollout (two maxSurge steps) is observed in progress through the API.
+const READY_DELAY: Duration = Duration::from_millis(800);
+
+/// The ReplicaSets of a Deployment (owned by it), with their image and ready replicas.
+async fn replicasets_of(
+    kube: &kube::Client,
+    ns: &str,
+    d: &Deployment,
+) -> Vec<(String, String, i32, i32)> {
+    let api: Api<ReplicaSet> = Api::namespaced(kube.clone(), ns);
+    api.list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|rs| {
+            rs.metadata.owner_references.as_ref().is_some_and(|o| {
+                o.iter()
+                    .any(|r| Some(&r.uid) == d.metadata.uid.as_ref() && r.controller == Some(true))
+            })
+        })
+        .map(|rs| {
+            let image = rs
+                .spec
+                .template
+                .as_ref()
+                .and_then(|t| t.spec.as_ref())
+                .map(|s| s.containers[0].image.clone().unwrap_or_default())
+                .unwrap_or_default();
+            let st = rs.status.unwrap_or_default();
+            (
+                rs.metadata.name.unwrap_or_default(),
+                image,
+                rs.spec.replicas.unwrap_or(1),
+                st.ready_replicas.unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Wait until the instance is `Degraded` (only that: not `Failed`), and return it.
+async fn wait_degraded(h: &Harness, id: u64) -> Value {
+    wait_for(h, "workload-instances", id, "Degraded", 30, |o| {
+        status(o) == "Degraded"
+    })
+    .await
+}
+
 /// The whole workload flow; the same for both backends.
 async fn workload_flow(h: &Harness, double: &KubeDouble) {
     let kube = kube_client(double).await;
@@ -143,7 +201,8 @@ async fn workload_flow(h: &Harness, double: &KubeDouble) {
         "{rt}"
     );
 
-    // Apply: Deployment + Service + ConfigMap reach Healthy.
+    // Apply: Deployment + Service + ConfigMap reach Healthy — with the Deployment observed and
+    // fully rolled out, not merely applied.
     let def = h
         .post(
             "workload-definitions",
@@ -156,12 +215,21 @@ async fn workload_flow(h: &Harness, double: &KubeDouble) {
         status(o) == "Healthy"
     })
     .await;
-    assert!(o["StatusReason"].as_str().unwrap().contains("ready"), "{o}");
+    let reason = o["StatusReason"].as_str().unwrap();
+    assert!(
+        reason.contains("Deployment web: 2/2 updated, 2/2 ready, 2/2 available"),
+        "the reason names what is ready: {o}"
+    );
     let deployments: Api<Deployment> = Api::namespaced(kube.clone(), "web");
     let d = deployments.get("web").await.expect("deployment applied");
     assert_eq!(
-        d.metadata.labels.unwrap()["threeport.io/workload-instance"],
+        d.metadata.labels.clone().unwrap()["threeport.io/workload-instance"],
         inst.to_string()
+    );
+    let ds = d.status.clone().unwrap();
+    assert_eq!(
+        (ds.observed_generation, ds.ready_replicas),
+        (d.metadata.generation, Some(2))
     );
     let configmaps: Api<ConfigMap> = Api::namespaced(kube.clone(), "web");
     assert!(configmaps.get_opt("web-config").await.unwrap().is_some());
@@ -172,7 +240,9 @@ async fn workload_flow(h: &Harness, double: &KubeDouble) {
         .await;
     assert_eq!(wris.body["Meta"]["TotalCount"], 3);
 
-    // Changing the image re-applies.
+    // Changing the image re-applies: Progressing while the new ReplicaSet's Pods start (the old
+    // ones stay ready meanwhile, so `readyReplicas` alone would say 2/2), Healthy only once the
+    // new ReplicaSet is ready and the old one is scaled away.
     let v2 = MANIFEST.replace("nginx:1.27", "nginx:1.28");
     assert_eq!(
         h.patch("workload-definitions", def, json!({"YAMLDocument": v2}))
@@ -180,26 +250,67 @@ async fn workload_flow(h: &Harness, double: &KubeDouble) {
             .status,
         200
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut seen: Vec<String> = vec![];
     loop {
+        let o = h
+            .get(&format!("/v0/workload-instances/{inst}"))
+            .await
+            .object()
+            .clone();
+        let st = status(&o).to_string();
+        if seen.last() != Some(&st) {
+            seen.push(st.clone());
+        }
         let d = deployments.get("web").await.unwrap();
-        let image = d.spec.template.spec.unwrap().containers[0]
+        let image = d.spec.template.spec.as_ref().unwrap().containers[0]
             .image
             .clone()
             .unwrap_or_default();
-        if image == "nginx:1.28" {
+        if st == "Healthy" && image == "nginx:1.28" && seen.iter().any(|s| s == "Progressing") {
+            // Healthy now: the rollout really is complete.
+            let sets = replicasets_of(&kube, "web", &d).await;
+            let new = sets
+                .iter()
+                .find(|s| s.1 == "nginx:1.28")
+                .expect("a ReplicaSet of the new image");
+            assert_eq!(
+                (new.2, new.3),
+                (2, 2),
+                "Healthy before the new ReplicaSet was ready: {sets:?}; {o}"
+            );
+            for old in sets.iter().filter(|s| s.1 != "nginx:1.28") {
+                assert_eq!(
+                    old.2, 0,
+                    "Healthy while the old ReplicaSet still runs: {sets:?}"
+                );
+            }
+            let ds = d.status.unwrap();
+            assert_eq!(ds.observed_generation, d.metadata.generation);
+            assert_eq!(
+                (ds.updated_replicas, ds.replicas, ds.available_replicas),
+                (Some(2), Some(2), Some(2))
+            );
             break;
         }
         assert!(
-            tokio::time::Instant::now() < deadline,
-            "image never changed (still {image})"
+            !matches!(st.as_str(), "Degraded" | "Failed"),
+            "an image change is not a failure: {o}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never Healthy after the image change; statuses seen: {seen:?}; last: {o}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    wait_for(h, "workload-instances", inst, "Healthy again", 30, |o| {
-        status(o) == "Healthy"
-    })
-    .await;
+    assert_eq!(
+        seen.iter()
+            .skip_while(|s| *s == "Healthy")
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["Progressing", "Healthy"],
+        "Healthy → Progressing → Healthy (seen: {seen:?})"
+    );
 
     // Dropping the ConfigMap from the definition prunes it.
     let v3 = v2.split("---\n").skip(1).collect::<Vec<_>>().join("---\n");
@@ -233,56 +344,139 @@ async fn workload_flow(h: &Harness, double: &KubeDouble) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // A failing image: Degraded with the reason, and a WorkloadEvent.
-    let bad_def = h
-        .post(
-            "workload-definitions",
-            json!({"Name": "bad", "YAMLDocument": failing_manifest()}),
-        )
-        .await
-        .id();
-    let bad = h
-        .post(
-            "workload-instances",
-            json!({"Name": "bad", "WorkloadDefinitionID": bad_def}),
-        )
-        .await
-        .id();
-    let o = wait_for(h, "workload-instances", bad, "Degraded", 30, |o| {
-        matches!(status(o), "Degraded" | "Failed")
-    })
-    .await;
-    assert!(
-        o["StatusReason"]
-            .as_str()
-            .unwrap()
-            .contains("ImagePullBackOff"),
-        "the reason is on the instance: {o}"
-    );
-    assert_eq!(
-        o["KubernetesRuntimeInstanceID"].as_u64(),
-        Some(runtime),
-        "no runtime named: the default one is used and recorded"
-    );
-    let events = h
-        .get(&format!("/v0/workload-events?workloadinstanceid={bad}"))
-        .await;
-    assert!(
-        events.body["Meta"]["TotalCount"].as_u64().unwrap() >= 1,
-        "{}",
-        events.body
-    );
+    // Pods that cannot start: the double's kubelet reports it on the Pod (container status and
+    // Events whose involvedObject is the Pod), as a real kubelet does; the instance is Degraded
+    // with the kubelet's message.
+    for (name, mode, image, message) in [
+        (
+            "bad",
+            "ImagePullBackOff",
+            "nginx:no-such-tag",
+            "Back-off pulling image \"nginx:no-such-tag\"".to_string(),
+        ),
+        (
+            "crash",
+            "CrashLoopBackOff",
+            "nginx:1.27",
+            "back-off 10s restarting failed container=web pod=web-".to_string(),
+        ),
+    ] {
+        let bad_def = h
+            .post(
+                "workload-definitions",
+                json!({"Name": name, "YAMLDocument": failing_manifest(mode, image)}),
+            )
+            .await
+            .id();
+        let bad = h
+            .post(
+                "workload-instances",
+                json!({"Name": name, "WorkloadDefinitionID": bad_def}),
+            )
+            .await
+            .id();
+        let o = wait_degraded(h, bad).await;
+        let reason = o["StatusReason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("Deployment web: Pod web-")
+                && reason.contains(&format!(": {mode}: "))
+                && reason.contains(&message),
+            "the kubelet's reason and message are on the instance: {o}"
+        );
+        if mode == "ImagePullBackOff" {
+            assert!(
+                reason.contains("Failed to pull image \"nginx:no-such-tag\""),
+                "{o}"
+            );
+        }
+        assert_eq!(
+            o["KubernetesRuntimeInstanceID"].as_u64(),
+            Some(runtime),
+            "no runtime named: the default one is used and recorded"
+        );
+        // What the controller read is what a real cluster provides: Warning Events about the
+        // Pod, none about the Deployment.
+        let events: Api<Event> = Api::namespaced(kube.clone(), name);
+        let all = events.list(&Default::default()).await.unwrap().items;
+        let warnings: Vec<&Event> = all
+            .iter()
+            .filter(|e| e.type_.as_deref() == Some("Warning"))
+            .collect();
+        assert!(!warnings.is_empty());
+        assert!(
+            warnings
+                .iter()
+                .all(|e| e.involved_object.kind.as_deref() == Some("Pod")),
+            "{warnings:?}"
+        );
+        let wevents = h
+            .get(&format!("/v0/workload-events?workloadinstanceid={bad}"))
+            .await;
+        let rows = wevents.body["Data"].as_array().cloned().unwrap_or_default();
+        assert!(
+            rows.iter()
+                .any(|e| e["Message"].as_str().unwrap_or("").starts_with("Pod web-")),
+            "the Pod's events are recorded as WorkloadEvents: {}",
+            wevents.body
+        );
+    }
 
-    // Delete: nothing left in the cluster, no row in the API.
+    // Delete: nothing left in the cluster, no row in the API; the instance's namespace is seen
+    // Terminating (while its content goes), then gone.
+    let namespaces: Api<Namespace> = Api::all(kube.clone());
+    let (listed_tx, listed) = tokio::sync::oneshot::channel();
+    let ns_watch = tokio::spawn(async move {
+        let mut s = Box::pin(watcher(
+            namespaces,
+            watcher::Config::default().fields("metadata.name=web"),
+        ));
+        let mut listed_tx = Some(listed_tx);
+        let mut phases = Vec::new();
+        while let Some(ev) = s.try_next().await.unwrap() {
+            match ev {
+                watcher::Event::InitDone => {
+                    if let Some(tx) = listed_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
+                    let terminating = n.metadata.deletion_timestamp.is_some();
+                    let phase = n.status.and_then(|s| s.phase).unwrap_or_default();
+                    if phases.last() != Some(&(phase.clone(), terminating)) {
+                        phases.push((phase, terminating));
+                    }
+                }
+                watcher::Event::Delete(_) => return phases,
+                watcher::Event::Init => {}
+            }
+        }
+        panic!("namespace watch ended");
+    });
+    tokio::time::timeout(Duration::from_secs(10), listed)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(h.delete("workload-instances", inst).await.status, 200);
     wait_gone(h, "workload-instances", inst, 30).await;
     assert!(
         deployments.get_opt("web").await.unwrap().is_none(),
         "deployment deleted"
     );
-    let namespaces: Api<Namespace> = Api::all(kube.clone());
+    let phases = tokio::time::timeout(Duration::from_secs(30), ns_watch)
+        .await
+        .expect("the per-instance namespace goes")
+        .unwrap();
+    assert_eq!(
+        phases.last(),
+        Some(&("Terminating".to_string(), true)),
+        "the namespace was Terminating before it went: {phases:?}"
+    );
     assert!(
-        namespaces.get_opt("web").await.unwrap().is_none(),
+        Api::<Namespace>::all(kube.clone())
+            .get_opt("web")
+            .await
+            .unwrap()
+            .is_none(),
         "per-instance namespace deleted"
     );
     let wris = h
@@ -300,7 +494,7 @@ fn api_client(h: &Harness) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn workloads_reconcile_on_the_embedded_control_plane() {
     let double = KubeDouble::start(Options {
-        ready_delay: Duration::from_millis(200),
+        ready_delay: READY_DELAY,
         ..Default::default()
     })
     .await
@@ -316,7 +510,9 @@ async fn workloads_reconcile_on_the_embedded_control_plane() {
     ));
     workload_flow(&h, &double).await;
     stop.cancel();
-    let _ = ctl.await;
+    ctl.await
+        .expect("the controllers task")
+        .expect("the controllers stop cleanly");
     h.server.shutdown().await;
     double.shutdown().await;
 }
@@ -324,7 +520,7 @@ async fn workloads_reconcile_on_the_embedded_control_plane() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn workloads_reconcile_on_postgres_and_nats() {
     let double = KubeDouble::start(Options {
-        ready_delay: Duration::from_millis(200),
+        ready_delay: READY_DELAY,
         ..Default::default()
     })
     .await
@@ -342,7 +538,121 @@ async fn workloads_reconcile_on_postgres_and_nats() {
     ));
     workload_flow(&h, &double).await;
     stop.cancel();
-    let _ = ctl.await;
+    ctl.await
+        .expect("the controllers task")
+        .expect("the controllers stop cleanly");
+    h.server.shutdown().await;
+    double.shutdown().await;
+}
+
+/// A controller restart with nothing changed in the cluster: the new status watchers learn
+/// everything from their initial LIST (whose items carry no `kind`), and report the same
+/// statuses. A status tampered with while the controller was down is put right from the list
+/// alone; an untouched one is never disturbed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_controller_restart_keeps_the_right_status_from_the_initial_list() {
+    let double = KubeDouble::start(Options {
+        ready_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let h = Harness::sqlite().await;
+    let start = |h: &Harness| {
+        let stop = CancellationToken::new();
+        let bus = h.server.local_bus.as_ref().unwrap().forward(stop.clone());
+        let ctl = tokio::spawn(threeport_controllers::run_all(
+            api_client(h),
+            threeport_controllers::Notifications::Local(bus),
+            fast_options(),
+            stop.clone(),
+        ));
+        (stop, ctl)
+    };
+    let (stop, ctl) = start(&h);
+    let runtime = register_runtime(&h, &double, "double").await;
+    let mut ids = Vec::new();
+    for (name, yaml) in [
+        ("web", MANIFEST.to_string()),
+        (
+            "bad",
+            failing_manifest("ImagePullBackOff", "nginx:no-such-tag"),
+        ),
+    ] {
+        let def = h
+            .post(
+                "workload-definitions",
+                json!({"Name": name, "YAMLDocument": yaml}),
+            )
+            .await
+            .id();
+        let id = h
+            .post("workload-instances", json!({"Name": name, "WorkloadDefinitionID": def, "KubernetesRuntimeInstanceID": runtime}))
+            .await
+            .id();
+        ids.push(id);
+    }
+    let (web, bad) = (ids[0], ids[1]);
+    let healthy = wait_for(&h, "workload-instances", web, "Healthy", 30, |o| {
+        status(o) == "Healthy"
+    })
+    .await;
+    let degraded = wait_degraded(&h, bad).await;
+    stop.cancel();
+    ctl.await
+        .expect("the controllers task")
+        .expect("the controllers stop cleanly");
+
+    // While no controller runs, one status is made wrong (a status-only PATCH reconciles nothing).
+    let r = h
+        .patch(
+            "workload-instances",
+            bad,
+            json!({"Status": "Progressing", "StatusReason": "tampered"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (stop, ctl) = start(&h);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let w = h
+            .get(&format!("/v0/workload-instances/{web}"))
+            .await
+            .object()
+            .clone();
+        assert_eq!(
+            (status(&w), &w["StatusReason"]),
+            ("Healthy", &healthy["StatusReason"]),
+            "the untouched instance keeps its status across the restart"
+        );
+        let b = h
+            .get(&format!("/v0/workload-instances/{bad}"))
+            .await
+            .object()
+            .clone();
+        if status(&b) == "Degraded" {
+            let (before, after) = (
+                degraded["StatusReason"].as_str().unwrap(),
+                b["StatusReason"].as_str().unwrap(),
+            );
+            // The same Pod, the same kubelet message (the Event detail may come in its own time).
+            assert!(
+                after.starts_with(before.split("; ").next().unwrap()),
+                "{before} vs {after}"
+            );
+            break;
+        }
+        assert_ne!(status(&b), "Healthy", "{b}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restarted controller never put the status right: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    ctl.await
+        .expect("the controllers task")
+        .expect("the controllers stop cleanly");
     h.server.shutdown().await;
     double.shutdown().await;
 }
@@ -428,7 +738,9 @@ async fn unreachable_runtime_fails_with_reason_and_recovers() {
     })
     .await;
     stop.cancel();
-    let _ = ctl.await;
+    ctl.await
+        .expect("the controllers task")
+        .expect("the controllers stop cleanly");
     h.server.shutdown().await;
     double.shutdown().await;
 }

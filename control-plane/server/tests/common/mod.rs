@@ -150,6 +150,66 @@ impl Harness {
         panic!("timed out waiting for {plural}/{id} to be {what}; last seen: {last}");
     }
 
+    /// The status a body over the limit gets, read deterministically: the server answers 413 as
+    /// soon as the body passes the limit and then closes, while the client is still sending, so
+    /// the response is read while the body is written (a client that reads only after writing
+    /// can lose it to the reset).
+    pub async fn over_limit_status(&self, method: &str, path: &str) -> (u16, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.base.trim_start_matches("http://").to_string();
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (mut rx, mut tx) = tokio::io::split(tcp);
+        let size = 6 * 1024 * 1024;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {size}\r\nConnection: close\r\n\r\n"
+        );
+        let writer = tokio::spawn(async move {
+            if tx.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = vec![b' '; 64 * 1024];
+            for _ in 0..size / chunk.len() {
+                // The server may stop reading at any point: that is the point.
+                if tx.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 8192];
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let n = match tokio::time::timeout_at(deadline, rx.read(&mut buf)).await {
+                Ok(Ok(n)) => n,
+                _ => break,
+            };
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&raw);
+            // Enough read once the whole JSON body is in.
+            if let Some((_, b)) = text.split_once("\r\n\r\n") {
+                if serde_json::from_str::<Value>(b.trim()).is_ok() {
+                    break;
+                }
+            }
+        }
+        writer.abort();
+        let text = String::from_utf8_lossy(&raw);
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b.trim()).ok())
+            .unwrap_or(Value::Null);
+        (status, body)
+    }
+
     /// Register a controller for `kinds`, as a controller process does (heartbeat now).
     pub async fn register_controller(&self, name: &str, kinds: &[&str]) -> u64 {
         let now = time::OffsetDateTime::now_utc()
