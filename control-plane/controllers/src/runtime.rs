@@ -263,6 +263,7 @@ impl<R: Reconciler> Shared<R> {
         // 3. The reconciler's intent, with in-progress acks while it runs.
         let tick = self.opts.ack_wait.min(self.opts.lock_ttl) / 3;
         let was_pending = object.status() == Some("Pending");
+        let spec = spec_of(kind, &object);
         let work = async {
             if deleting {
                 self.reconciler.cleanup(&self.api, kind, object).await
@@ -311,6 +312,18 @@ impl<R: Reconciler> Shared<R> {
                 };
             }
         };
+        // A spec change made while the reconcile ran has not been applied: do it again rather
+        // than mark it reconciled (the change's own notification would find it reconciled).
+        if !deleting {
+            match self.api.get(kind, id).await {
+                Ok(now) if spec_of(kind, &now) != spec => {
+                    tracing::info!(kind = kind.name, id, "changed while reconciling; again");
+                    return Verdict::Retry(Duration::ZERO);
+                }
+                Err(e) if e.is_not_found() => return Verdict::Ack,
+                _ => {}
+            }
+        }
         match self.confirm(kind, id, deleting, was_pending, report).await {
             Ok(()) => Verdict::Ack,
             Err(e) if e.is_not_found() => Verdict::Ack,
@@ -417,6 +430,19 @@ impl LogVerdict for Verdict {
 }
 
 pub use threeport_api::object::now_rfc3339;
+
+/// The fields a reconcile acts on (everything a client writes that is not status), as read.
+/// Secrets are compared redacted, so a re-read without `reveal` matches.
+fn spec_of(kind: &Kind, o: &Value) -> Vec<(&'static str, Value)> {
+    kind.writable_fields()
+        .filter(|f| !f.status)
+        .map(|f| {
+            let v = o.get(f.name).cloned().unwrap_or(Value::Null);
+            let v = if f.secret && !v.is_null() { json!("secret") } else { v };
+            (f.name, v)
+        })
+        .collect()
+}
 
 /// An error with its causes, `a: b: c`, for events and logs.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 struct FakeHelm {
     applied: AtomicUsize,
     cleaned: AtomicUsize,
+    /// `ValuesDocument` of every apply of the object named "changes".
+    seen: std::sync::Mutex<Vec<String>>,
 }
 
 impl Reconciler for FakeHelm {
@@ -33,11 +35,24 @@ impl Reconciler for FakeHelm {
     }
     async fn apply(
         &self,
-        _api: &Client,
+        api: &Client,
         kind: &'static Kind,
         o: Value,
     ) -> Result<Outcome, ReconcileError> {
         self.applied.fetch_add(1, Ordering::SeqCst);
+        if o["Name"] == "changes" {
+            let values = o["ValuesDocument"].as_str().unwrap_or("").to_string();
+            let first = {
+                let mut seen = self.seen.lock().unwrap();
+                seen.push(values);
+                seen.len() == 1
+            };
+            if first {
+                // Someone changes the spec while this reconcile is still running.
+                api.patch(kind, o["ID"].as_u64().unwrap(), &json!({"ValuesDocument": "v: 2"}))
+                    .await?;
+            }
+        }
         if o["ReleaseNamespace"] == "broken" {
             return Err(ReconcileError::Permanent(
                 "chart redis 0.0.0 not found in https://charts.example.com".into(),
@@ -143,6 +158,22 @@ async fn a_reconciler_of_apply_and_cleanup_gets_the_bookkeeping_from_the_runtime
         json!(["HelmWorkloadDefinition", "HelmWorkloadInstance"])
     );
     assert_eq!(reg["Status"], "Running");
+
+    // A spec change made while a reconcile ran is reconciled again, not lost.
+    let ch = h
+        .post(
+            "helm-workload-instances",
+            json!({"Name": "changes", "HelmWorkloadDefinitionID": def.id(), "ValuesDocument": "v: 1"}),
+        )
+        .await;
+    assert_eq!(ch.status, 201, "{}", ch.body);
+    let c = h
+        .wait_for("helm-workload-instances", ch.id(), "reconciled", 20, |o| {
+            o["Reconciled"] == true
+        })
+        .await;
+    assert_eq!(c["ValuesDocument"], "v: 2");
+    assert_eq!(*fake.seen.lock().unwrap(), ["v: 1", "v: 2"], "applied again with the change");
 
     // 3. A permanent failure ends visible: Failed with the reason, CreationFailed, an Event.
     let b = h
