@@ -250,8 +250,11 @@ fn list_parameters(kind: &Kind) -> Vec<Value> {
         .filter(|f| !matches!(f.filter_key().as_str(), "page" | "size" | "reveal"))
         .map(|f| {
             let mut s = match f.ty {
-                // A filter is compared with the stored value, so any string is a valid filter.
-                FieldType::String | FieldType::Text => json!({"type": "string"}),
+                // A filter is compared with the stored value, so any string is a valid filter,
+                // but for one with U+0000, which no stored value holds (the server says 400).
+                FieldType::String | FieldType::Text => {
+                    json!({"type": "string", "pattern": NO_NUL_PATTERN})
+                }
                 // Any unsigned 64-bit number is a valid filter (it may just match nothing).
                 FieldType::Id => id_schema(),
                 _ => value_schema(f, false),
