@@ -28,6 +28,10 @@ const FORGET_AFTER_SECS: i64 = 3600;
 #[derive(Default)]
 pub struct Registry {
     served: RwLock<HashSet<&'static str>>,
+    /// Kinds that lost their last controller since the last sweep (`None` before the first
+    /// sweep: every kind). Only their objects need marking, so a sweep costs nothing in the
+    /// steady state.
+    lost: std::sync::Mutex<Option<HashSet<&'static str>>>,
 }
 
 impl Registry {
@@ -60,7 +64,13 @@ impl Registry {
                 }
             }
         }
-        *self.served.write().unwrap_or_else(|e| e.into_inner()) = set;
+        let old = std::mem::replace(
+            &mut *self.served.write().unwrap_or_else(|e| e.into_inner()),
+            set.clone(),
+        );
+        if let Some(lost) = self.lost.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            lost.extend(old.difference(&set));
+        }
         Ok(regs)
     }
 }
@@ -137,12 +147,29 @@ pub async fn sweep(registry: &Registry, store: &Store) -> Result<usize, StoreErr
             }
         }
     }
+    // Objects written while a kind is unserved are stored Pending by the write itself; what
+    // needs marking is what a controller that went away left unreconciled (or, at the first
+    // sweep after a start, anything unreconciled).
+    let lost = registry
+        .lost
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace(HashSet::new());
     for kind in KINDS.iter().filter(|k| k.reconciled) {
-        if registry.served(kind) == Served::Yes {
+        let was_lost = lost.as_ref().is_none_or(|l| l.contains(kind.name));
+        if !was_lost || registry.served(kind) == Served::Yes {
             continue;
         }
         let reason = no_controller_reason(kind);
-        for o in list_all(store, kind, &[("Reconciled", "false".into())]).await? {
+        let objects = match list_all(store, kind, &[("Reconciled", "false".into())]).await {
+            Ok(o) => o,
+            Err(e) => {
+                // Look at every kind again next time rather than forget what was lost.
+                *registry.lost.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                return Err(e);
+            }
+        };
+        for o in objects {
             let status = o.body.get("Status").and_then(Value::as_str);
             if status == Some("Pending") {
                 continue;
@@ -163,7 +190,10 @@ pub async fn sweep(registry: &Registry, store: &Store) -> Result<usize, StoreErr
             match store.update(kind, o.id, o.version, &body, None).await {
                 Ok(_) => changed += 1,
                 Err(StoreError::StaleVersion { .. } | StoreError::NotFound) => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    *registry.lost.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    return Err(e);
+                }
             }
         }
     }
