@@ -588,6 +588,8 @@ impl Ctx<'_> {
         let mut problems = Vec::new();
         let mut children = Vec::new();
         let mut aws_local: HashMap<&str, String> = HashMap::new();
+        // Fields that were written but could not be read: already reported, so not "missing".
+        let mut failed: Vec<&'static str> = Vec::new();
         for (key, value, l) in entries {
             if key == "Name" {
                 if !matches!(value, Y::Str(_)) {
@@ -600,7 +602,10 @@ impl Ctx<'_> {
                     Ok(v) => {
                         d.fields.insert(f.name.into(), v);
                     }
-                    Err(m) => problems.push(d.problem(*l, format!("field \"{key}\": {m}"))),
+                    Err(m) => {
+                        failed.push(f.name);
+                        problems.push(d.problem(*l, format!("field \"{key}\": {m}")))
+                    }
                 },
                 Some(Route::Reference(f, target)) => {
                     let target_name = match value {
@@ -703,7 +708,8 @@ impl Ctx<'_> {
         {
             let given = d.fields.get(f.name).is_some_and(|v| !v.is_null())
                 || d.refs.iter().any(|r| r.field == f.name)
-                || implied.contains(&f.name);
+                || implied.contains(&f.name)
+                || failed.contains(&f.name);
             if !given {
                 let hint = match f.references {
                     Some(t) => format!(" (write `{t}: {{Name: …}}`)"),
@@ -930,17 +936,21 @@ pub fn order(loaded: Loaded) -> Loaded {
             &mut cyclic,
         );
     }
+    // One cycle, one error: it is reported on its first member; the others say why they were
+    // not applied.
+    let first = cyclic.iter().next().copied();
     for &i in &cyclic {
         let o = &unique[i];
-        let others: Vec<String> = cyclic
-            .iter()
-            .filter(|&&j| j != i)
-            .map(|&j| unique[j].label())
-            .collect();
-        problems.push(o.problem(
-            o.line,
-            format!("dependency cycle with {}", others.join(", ")),
-        ));
+        let message = if Some(i) == first {
+            let members: Vec<String> = cyclic.iter().map(|&j| unique[j].label()).collect();
+            format!("dependency cycle: {}", members.join(" → "))
+        } else {
+            format!(
+                "not applied: it is in the cycle reported for {}",
+                first.map(|f| unique[f].label()).unwrap_or_default()
+            )
+        };
+        problems.push(o.problem(o.line, message));
         broken.insert((o.kind.name.into(), o.name.clone()));
     }
     // Anything depending (directly or not) on a broken object is skipped.
