@@ -234,8 +234,9 @@ pub async fn apply(
         )
         .await
         .map_err(|e| {
-            // Someone deleted the namespace behind our back: look again next time.
-            if matches!(&e, kube::Error::Api(s) if s.code == 404) {
+            // Someone deleted the namespace behind our back (gone, or still Terminating, which
+            // refuses new content with 403): look again next time.
+            if matches!(&e, kube::Error::Api(s) if s.code == 404 || s.code == 403) {
                 cluster
                     .namespaces
                     .lock()
@@ -257,7 +258,14 @@ async fn ensure_namespace(cluster: &Cluster, ns: &str) -> Result<(), ReconcileEr
         return Ok(());
     }
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
-    if api.get_opt(ns).await?.is_some() {
+    if let Some(existing) = api.get_opt(ns).await? {
+        // A namespace being deleted takes no new content until it is gone (a real cluster
+        // keeps it Terminating while its content is removed).
+        if existing.metadata.deletion_timestamp.is_some() {
+            return Err(ReconcileError::Retryable(format!(
+                "namespace {ns} is being deleted (Terminating); waiting for it to go"
+            )));
+        }
         cluster
             .namespaces
             .lock()

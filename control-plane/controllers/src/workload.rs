@@ -243,6 +243,9 @@ impl WorkloadReconciler {
             ("app.kubernetes.io/managed-by", "threeport".to_string()),
         ];
         let mut desired_refs = Vec::new();
+        let mut applied_objects = Vec::new();
+        // A new object, a changed spec (a new generation) or a pruned one: a rollout starts.
+        let mut changed = false;
         for wrd in &wrds {
             let body = wrd.get("JSONDefinition").cloned().unwrap_or(Value::Null);
             let mut r = ObjectRef::of(&body).map_err(ReconcileError::Permanent)?;
@@ -255,6 +258,12 @@ impl WorkloadReconciler {
             let mut stored = body.clone();
             if let Some(n) = &r.namespace {
                 stored["metadata"]["namespace"] = json!(n);
+            }
+            let generation = |o: &Value| o.pointer("/metadata/generation").and_then(Value::as_i64);
+            match existing.iter().find(|(er, _, _)| *er == r) {
+                Some((_, _, e))
+                    if e.get("RuntimeDefinition").and_then(generation) == generation(&applied) => {}
+                _ => changed = true,
             }
             match existing.iter().find(|(er, _, _)| *er == r) {
                 Some((_, eid, _)) => {
@@ -269,19 +278,24 @@ impl WorkloadReconciler {
                 }
             }
             desired_refs.push(r);
+            applied_objects.push(applied);
         }
         // Prune what the definition no longer has.
         for (r, eid, _) in &existing {
             if !desired_refs.contains(r) {
                 cluster::delete(&client, r, &ns).await?;
                 api.delete(wri, *eid).await?;
+                changed = true;
             }
         }
         // Record the runtime it went to (the default one when none was named).
         let mut report = json!({"KubernetesRuntimeInstanceID": rid});
-        if inst
-            .status()
-            .is_none_or(|s| matches!(s, "Failed" | "Pending" | "Reconciling"))
+        // Unchanged objects keep the status the watcher reports (Healthy stays Healthy); after
+        // a change the instance is Progressing until the watcher sees the rollout complete.
+        if changed
+            || inst
+                .status()
+                .is_none_or(|s| matches!(s, "Failed" | "Pending" | "Reconciling"))
         {
             report["Status"] = json!("Progressing");
             report["StatusReason"] = json!("applied to the cluster; waiting for readiness");
@@ -289,7 +303,13 @@ impl WorkloadReconciler {
         self.watchers
             .ensure(rid, client.client.clone(), api.clone())
             .await;
-        self.watchers.touch(rid, id).await;
+        self.watchers
+            .touch_applied(
+                rid,
+                id,
+                crate::status::Expected::from_objects(&applied_objects),
+            )
+            .await;
         Ok(Outcome::DoneWith(report))
     }
 

@@ -1,605 +1,500 @@
-//! The simulated control loops: what the deployment/statefulset/job controllers, the scheduler
-//! and the kubelet would report for workloads, without running anything.
+//! The scheduler and kubelet stand-ins, for the one node `kube-double`: Pods are bound to it,
+//! start (`Pending`, containers `ContainerCreating`), and `ready_delay` later reach their final
+//! state, with the kubelet's Events filed on the Pod (involvedObject = the Pod, `fieldPath` =
+//! the container, the real kubelet's reasons and messages):
 //!
-//! For every Deployment, StatefulSet, ReplicaSet, DaemonSet and Job, each new `generation` gets
+//! | Pod                                             | phase / containers                                          | Events (type reason: message)                                    |
+//! |-------------------------------------------------|-------------------------------------------------------------|------------------------------------------------------------------|
+//! | normal                                          | `Running`, `running`, Ready                                 | Scheduled, Pulled, Created, Started                              |
+//! | of a Job (`restartPolicy` Never/OnFailure)      | `Succeeded`, `terminated` (0, `Completed`)                  | same                                                             |
+//! | image in `Options::never_ready_images`          | `Running`, `running`, not ready                             | same + Warning Unhealthy: Readiness probe failed: …              |
+//! | annotation `ErrImagePull`                       | `Pending`, `waiting` `ErrImagePull` (the pull error)        | Pulling; Warning Failed: Failed to pull image …; Warning Failed: Error: ErrImagePull |
+//! | annotation `ImagePullBackOff`                   | `Pending`, `waiting` `ImagePullBackOff` (Back-off pulling image …) | the above + BackOff: Back-off pulling image …; Warning Failed: Error: ImagePullBackOff |
+//! | annotation `CrashLoopBackOff`                   | `Running`, `waiting` `CrashLoopBackOff`, lastState `terminated` (1, `Error`); `Failed` with `restartPolicy: Never` | Pulled, Created, Started, Warning BackOff: Back-off restarting failed container … |
+//! | annotation with any other value `X`            | `Pending`, `waiting` `X`                                    | Warning Failed: Error: X                                          |
 //!
-//! 1. at once, an in-progress status (`observedGeneration` = the generation, not ready yet), so a
-//!    client that wrongly treats "observed" as "ready" is caught; then
-//! 2. `ready_delay` later, the final status: ready (`readyReplicas` = `availableReplicas` =
-//!    `replicas`, `Available=True`, `Progressing=True/NewReplicaSetAvailable`; Jobs `Complete`),
-//!    or — when the object or its pod template carries the annotation
-//!    `threeport.io/simulate-failure` — a failure: not ready, `Available=False`
-//!    (`MinimumReplicasUnavailable`), a Warning Event about the workload, and one fake Pod whose
-//!    container is waiting with the failure reason (for `kubectl get pods` / describe-style code).
-//!
-//! LoadBalancer Services get `status.loadBalancer.ingress[0].ip = 127.0.0.1` after the delay.
-//!
-//! Status is written through the same `/status` code path as any client (manager
-//! `kube-controller-manager`), so it produces MODIFIED watch events and managedFields like a
-//! real controller, and never touches the spec's field ownership.
+//! The failure annotation is `threeport.io/simulate-failure` on the Pod (so on a pod template),
+//! or on its workload (the double's controllers copy it to the Pods).
 
-use crate::discovery::{ResKey, ResourceType};
-use crate::ops::{self, DeleteOpts, WriteCtx};
-use crate::store::{Inner, Store, meta_str, now_rfc3339, random_suffix, stable_suffix};
-use serde_json::{Map, Value, json};
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::watch;
+use crate::sim::{
+    Dirty, FAILURE_ANNOTATION, KUBELET, NODE_NAME, PODS, SCHEDULER, Sim, annotation, condition,
+    event, glob, hex64, list, live, merge_patch, rt, s, targets,
+};
+use crate::store::{Inner, Store, meta_str, now_rfc3339};
+use serde_json::{Value, json};
+use std::collections::HashSet;
 use tokio::time::Instant;
 
-/// Annotation (on the workload or its pod template) that makes the simulated kubelet fail it.
-/// Values: `ImagePullBackOff` / `ErrImagePull` (Event reason `Failed`), `CrashLoopBackOff`
-/// (Event reason `BackOff`); anything else is reported as a generic `Failed`.
-pub const FAILURE_ANNOTATION: &str = "threeport.io/simulate-failure";
-/// Label on the fake Pods the kubelet creates.
-pub const SIMULATED_LABEL: &str = "kube-double.threeport.io/simulated";
-const STATUS_MANAGER: &str = "kube-controller-manager";
-const KUBELET: &str = "kubelet";
-pub const NODE_NAME: &str = "kube-double";
-
-const WORKLOADS: &[(&str, &str)] = &[
-    ("apps", "deployments"),
-    ("apps", "statefulsets"),
-    ("apps", "replicasets"),
-    ("apps", "daemonsets"),
-    ("batch", "jobs"),
-    ("", "services"),
-];
-
-struct Track {
-    key: ResKey,
-    ns: String,
+/// What the kubelet remembers about a Pod.
+pub struct PodTrack {
+    due: Instant,
+    done: bool,
+    namespace: String,
     name: String,
-    generation: i64,
-    due: Option<Instant>,
 }
 
-pub async fn run(store: Arc<Store>, delay: Duration, mut stop: watch::Receiver<bool>) {
-    let mut changes = store.subscribe();
-    let mut tracked: HashMap<String, Track> = HashMap::new();
-    loop {
-        changes.borrow_and_update();
-        {
-            let mut g = store.lock();
-            scan(&mut g, &mut tracked, delay);
-            process_due(&mut g, &mut tracked);
-        }
-        let next_due = tracked.values().filter_map(|t| t.due).min();
-        tokio::select! {
-            r = changes.changed() => if r.is_err() { return },
-            _ = sleep_until_opt(next_due) => {}
-            _ = stop.changed() => return,
-        }
+impl PodTrack {
+    /// The Pod, when its start is due (and not done).
+    pub fn due_at(&self, now: Instant) -> Option<(&str, &str)> {
+        (!self.done && self.due <= now).then_some((&self.namespace, &self.name))
+    }
+
+    /// When its start is due, unless done.
+    pub fn pending(&self) -> Option<Instant> {
+        (!self.done).then_some(self.due)
     }
 }
 
-async fn sleep_until_opt(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn generation(obj: &Value) -> i64 {
-    obj.pointer("/metadata/generation")
-        .and_then(Value::as_i64)
-        .unwrap_or(1)
-}
-
-/// Track every new workload generation, and write its in-progress status.
-fn scan(g: &mut Inner, tracked: &mut HashMap<String, Track>, delay: Duration) {
-    let mut seen = HashSet::new();
-    for (group, plural) in WORKLOADS {
-        let key = ResKey::new(group, plural);
-        let Some(rt) = g.registry.find_key(&key).cloned() else {
-            continue;
-        };
-        for obj in g.list(&key, None) {
-            let uid = meta_str(&obj, "uid").to_string();
-            seen.insert(uid.clone());
-            if obj.pointer("/metadata/deletionTimestamp").is_some() {
-                continue;
-            }
-            let generation = generation(&obj);
-            if tracked
-                .get(&uid)
-                .is_some_and(|t| t.generation == generation)
-            {
-                continue;
-            }
-            if rt.kind == "Service"
-                && obj.pointer("/spec/type").and_then(Value::as_str) != Some("LoadBalancer")
-            {
-                continue;
-            }
-            let ns = meta_str(&obj, "namespace").to_string();
-            let name = meta_str(&obj, "name").to_string();
-            // A new generation replaces the pods of the previous one.
-            delete_simulated_pods(g, &uid);
-            if let Some(status) = progressing_status(&rt, &obj) {
-                let _ = ops::set_status(g, &rt, &ns, &name, status, STATUS_MANAGER);
-            }
-            tracked.insert(
-                uid,
-                Track {
-                    key: key.clone(),
-                    ns,
-                    name,
-                    generation,
-                    due: Some(Instant::now() + delay),
-                },
-            );
-        }
-    }
-    tracked.retain(|uid, _| seen.contains(uid));
-}
-
-fn process_due(g: &mut Inner, tracked: &mut HashMap<String, Track>) {
-    let now = Instant::now();
-    for (uid, t) in tracked.iter_mut() {
-        if t.due.is_none_or(|d| d > now) {
-            continue;
-        }
-        t.due = None;
-        let Some(obj) = g.get(&t.key, &t.ns, &t.name) else {
-            continue;
-        };
-        if meta_str(&obj, "uid") != uid || generation(&obj) != t.generation {
-            continue; // replaced meanwhile; the next scan tracks the new one
-        }
-        let Some(rt) = g.registry.find_key(&t.key).cloned() else {
-            continue;
-        };
-        let failure = failure_mode(&obj);
-        let status = final_status(&rt, &obj, failure.is_some());
-        let _ = ops::set_status(g, &rt, &t.ns, &t.name, status, STATUS_MANAGER);
-        if let Some(mode) = failure
-            && rt.kind != "Service"
-        {
-            report_failure(g, &rt, &obj, &mode);
-        }
-    }
-}
-
-fn failure_mode(obj: &Value) -> Option<String> {
-    [
-        "/metadata/annotations",
-        "/spec/template/metadata/annotations",
-    ]
-    .iter()
-    .find_map(|p| {
-        obj.pointer(p)
-            .and_then(|a| a.get(FAILURE_ANNOTATION))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-    })
-}
-
-fn desired(obj: &Value) -> i64 {
-    obj.pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(1)
-}
-
-fn template_hash(obj: &Value) -> String {
-    stable_suffix(obj.pointer("/spec/template").unwrap_or(&Value::Null), 10)
-}
-
-fn cond(t: &str, status: &str, reason: &str, message: &str, now: &str) -> Value {
-    json!({"type": t, "status": status, "reason": reason, "message": message,
-           "lastUpdateTime": now, "lastTransitionTime": now})
-}
-
-/// Insert `k: v` unless v is 0, like Go's `omitempty` on the real status structs.
-fn nz(m: &mut Map<String, Value>, k: &str, v: i64) {
-    if v != 0 {
-        m.insert(k.into(), json!(v));
-    }
-}
-
-fn progressing_status(rt: &ResourceType, obj: &Value) -> Option<Value> {
-    let now = now_rfc3339();
-    let g = generation(obj);
-    let n = desired(obj);
-    let prev = |k: &str| {
-        obj.pointer(&format!("/status/{k}"))
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-    };
-    let mut m = Map::new();
-    m.insert("observedGeneration".into(), json!(g));
-    match rt.kind.as_str() {
-        "Deployment" => {
-            let rs = format!("{}-{}", meta_str(obj, "name"), template_hash(obj));
-            let available = prev("availableReplicas").min(n);
-            nz(&mut m, "replicas", n);
-            if available > 0 {
-                // A rollout of an available Deployment: still available while it progresses.
-                nz(&mut m, "readyReplicas", available);
-                nz(&mut m, "availableReplicas", available);
-                m.insert(
-                    "conditions".into(),
-                    json!([
-                        cond(
-                            "Available",
-                            "True",
-                            "MinimumReplicasAvailable",
-                            "Deployment has minimum availability.",
-                            &now
-                        ),
-                        cond(
-                            "Progressing",
-                            "True",
-                            "ReplicaSetUpdated",
-                            &format!("ReplicaSet \"{rs}\" is progressing."),
-                            &now
-                        ),
-                    ]),
-                );
-            } else {
-                nz(&mut m, "updatedReplicas", n);
-                nz(&mut m, "unavailableReplicas", n);
-                m.insert(
-                    "conditions".into(),
-                    json!([
-                        cond(
-                            "Available",
-                            "False",
-                            "MinimumReplicasUnavailable",
-                            "Deployment does not have minimum availability.",
-                            &now
-                        ),
-                        cond(
-                            "Progressing",
-                            "True",
-                            "ReplicaSetUpdated",
-                            &format!("ReplicaSet \"{rs}\" is progressing."),
-                            &now
-                        ),
-                    ]),
-                );
-            }
-        }
-        "StatefulSet" => {
-            let rev = format!("{}-{}", meta_str(obj, "name"), template_hash(obj));
-            nz(&mut m, "replicas", n);
-            m.insert("currentRevision".into(), json!(rev));
-            m.insert("updateRevision".into(), json!(rev));
-            m.insert("collisionCount".into(), json!(0));
-        }
-        "ReplicaSet" => {
-            nz(&mut m, "replicas", n);
-            nz(&mut m, "fullyLabeledReplicas", n);
-        }
-        "DaemonSet" => {
-            m.insert("desiredNumberScheduled".into(), json!(1));
-            m.insert("currentNumberScheduled".into(), json!(1));
-            m.insert("numberMisscheduled".into(), json!(0));
-            m.insert("numberReady".into(), json!(0));
-            m.insert("updatedNumberScheduled".into(), json!(1));
-            m.insert("numberUnavailable".into(), json!(1));
-        }
-        "Job" => {
-            m.remove("observedGeneration");
-            let start = obj
-                .pointer("/status/startTime")
-                .cloned()
-                .unwrap_or(json!(now));
-            m.insert("startTime".into(), start);
-            m.insert("active".into(), json!(1));
-            m.insert("ready".into(), json!(0));
-            m.insert("uncountedTerminatedPods".into(), json!({}));
-        }
-        _ => return None,
-    }
-    Some(Value::Object(m))
-}
-
-fn final_status(rt: &ResourceType, obj: &Value, failed: bool) -> Value {
-    let now = now_rfc3339();
-    let g = generation(obj);
-    let n = desired(obj);
-    let name = meta_str(obj, "name");
-    let mut m = Map::new();
-    m.insert("observedGeneration".into(), json!(g));
-    match rt.kind.as_str() {
-        "Deployment" => {
-            let rs = format!("{name}-{}", template_hash(obj));
-            nz(&mut m, "replicas", n);
-            nz(&mut m, "updatedReplicas", n);
-            if failed {
-                nz(&mut m, "unavailableReplicas", n);
-                m.insert(
-                    "conditions".into(),
-                    json!([
-                        cond(
-                            "Available",
-                            "False",
-                            "MinimumReplicasUnavailable",
-                            "Deployment does not have minimum availability.",
-                            &now
-                        ),
-                        cond(
-                            "Progressing",
-                            "True",
-                            "ReplicaSetUpdated",
-                            &format!("ReplicaSet \"{rs}\" is progressing."),
-                            &now
-                        ),
-                    ]),
-                );
-            } else {
-                nz(&mut m, "readyReplicas", n);
-                nz(&mut m, "availableReplicas", n);
-                m.insert(
-                    "conditions".into(),
-                    json!([
-                        cond(
-                            "Available",
-                            "True",
-                            "MinimumReplicasAvailable",
-                            "Deployment has minimum availability.",
-                            &now
-                        ),
-                        cond(
-                            "Progressing",
-                            "True",
-                            "NewReplicaSetAvailable",
-                            &format!("ReplicaSet \"{rs}\" has successfully progressed."),
-                            &now
-                        ),
-                    ]),
-                );
-            }
-        }
-        "StatefulSet" => {
-            let rev = format!("{name}-{}", template_hash(obj));
-            nz(&mut m, "replicas", n);
-            nz(&mut m, "currentReplicas", n);
-            nz(&mut m, "updatedReplicas", n);
-            if !failed {
-                nz(&mut m, "readyReplicas", n);
-                nz(&mut m, "availableReplicas", n);
-            }
-            m.insert("currentRevision".into(), json!(rev));
-            m.insert("updateRevision".into(), json!(rev));
-            m.insert("collisionCount".into(), json!(0));
-        }
-        "ReplicaSet" => {
-            nz(&mut m, "replicas", n);
-            nz(&mut m, "fullyLabeledReplicas", n);
-            if !failed {
-                nz(&mut m, "readyReplicas", n);
-                nz(&mut m, "availableReplicas", n);
-            }
-        }
-        "DaemonSet" => {
-            m.insert("desiredNumberScheduled".into(), json!(1));
-            m.insert("currentNumberScheduled".into(), json!(1));
-            m.insert("numberMisscheduled".into(), json!(0));
-            m.insert("updatedNumberScheduled".into(), json!(1));
-            if failed {
-                m.insert("numberReady".into(), json!(0));
-                m.insert("numberUnavailable".into(), json!(1));
-            } else {
-                m.insert("numberReady".into(), json!(1));
-                m.insert("numberAvailable".into(), json!(1));
-            }
-        }
-        "Job" => {
-            m.remove("observedGeneration");
-            let start = obj
-                .pointer("/status/startTime")
-                .cloned()
-                .unwrap_or(json!(now));
-            m.insert("startTime".into(), start);
-            m.insert("ready".into(), json!(0));
-            m.insert("uncountedTerminatedPods".into(), json!({}));
-            if failed {
-                m.insert("failed".into(), json!(1));
-                let msg = "Job has reached the specified backoff limit";
-                m.insert(
-                    "conditions".into(),
-                    json!([
-                        cond("FailureTarget", "True", "BackoffLimitExceeded", msg, &now),
-                        cond("Failed", "True", "BackoffLimitExceeded", msg, &now),
-                    ]),
-                );
-            } else {
-                let completions = obj
-                    .pointer("/spec/completions")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1);
-                m.insert("succeeded".into(), json!(completions));
-                m.insert("completionTime".into(), json!(now));
-                let msg = "Reached expected number of succeeded pods";
-                m.insert(
-                    "conditions".into(),
-                    json!([
-                        cond(
-                            "SuccessCriteriaMet",
-                            "True",
-                            "CompletionsReached",
-                            msg,
-                            &now
-                        ),
-                        cond("Complete", "True", "CompletionsReached", msg, &now),
-                    ]),
-                );
-            }
-        }
-        "Service" => {
-            return json!({"loadBalancer": {"ingress": [{"ip": "127.0.0.1", "ipMode": "VIP"}]}});
-        }
-        _ => {}
-    }
-    Value::Object(m)
-}
-
-fn delete_simulated_pods(g: &mut Inner, owner_uid: &str) {
-    let key = ResKey::new("", "pods");
-    let Some(rt) = g.registry.find_key(&key).cloned() else {
+pub fn pods(sim: &mut Sim, store: &Store, now: Instant, dirty: &Dirty) {
+    let mut guard = store.lock();
+    let g: &mut Inner = &mut guard;
+    let Some(pod_rt) = rt(g, "", "pods") else {
         return;
     };
-    for p in g.list(&key, None) {
-        let simulated = p
-            .pointer(&format!(
-                "/metadata/labels/{}",
-                SIMULATED_LABEL.replace('/', "~1")
-            ))
-            .is_some();
-        let owned = p
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-            .is_some_and(|r| {
-                r.iter()
-                    .any(|o| o.get("uid").and_then(Value::as_str) == Some(owner_uid))
-            });
-        if simulated && owned {
-            let _ = ops::delete(
+    for uid in &dirty.deleted {
+        sim.pods.remove(uid);
+    }
+    if dirty.full {
+        let all: HashSet<String> = list(g, "", "pods")
+            .iter()
+            .map(|p| meta_str(p, "uid").to_string())
+            .collect();
+        sim.pods.retain(|k, _| all.contains(k));
+    }
+    let todo = targets(g, PODS, dirty);
+    drop(guard);
+    for pod in todo {
+        let mut guard = store.lock();
+        let g: &mut Inner = &mut guard;
+        let Some(pod) = g
+            .get(
+                &pod_rt.key(),
+                meta_str(&pod, "namespace"),
+                meta_str(&pod, "name"),
+            )
+            .filter(|o| live(o) && meta_str(o, "uid") == meta_str(&pod, "uid"))
+        else {
+            continue;
+        };
+        let uid = meta_str(&pod, "uid").to_string();
+        let node = s(&pod, "/spec/nodeName");
+        if node.is_empty() {
+            // The scheduler binds it to the only node; the kubelet takes it on the next pass.
+            merge_patch(
                 g,
-                &rt,
-                meta_str(&p, "namespace"),
-                meta_str(&p, "name"),
-                &DeleteOpts::default(),
+                &pod_rt,
+                &pod,
+                json!({"spec": {"nodeName": NODE_NAME}}),
+                SCHEDULER,
             );
+            continue;
+        }
+        if node != NODE_NAME {
+            continue; // no such node: stays Pending, like a Pod bound to a node that is gone
+        }
+        let due = match sim.pods.get(&uid) {
+            Some(t) if t.done => continue,
+            Some(t) => t.due,
+            None => {
+                let due = now + sim.opts.ready_delay;
+                event(
+                    g,
+                    &pod,
+                    SCHEDULER,
+                    "Normal",
+                    "Scheduled",
+                    &format!(
+                        "Successfully assigned {}/{} to {NODE_NAME}",
+                        meta_str(&pod, "namespace"),
+                        meta_str(&pod, "name")
+                    ),
+                    None,
+                );
+                sim.pods.insert(
+                    uid.clone(),
+                    PodTrack {
+                        due,
+                        done: false,
+                        namespace: meta_str(&pod, "namespace").to_string(),
+                        name: meta_str(&pod, "name").to_string(),
+                    },
+                );
+                if due > now {
+                    let status = pending_status(&pod);
+                    write_kubelet_status(g, &pod_rt, &pod, status);
+                }
+                due
+            }
+        };
+        if due > now {
+            continue;
+        }
+        let Some(cur) = g.get(
+            &pod_rt.key(),
+            meta_str(&pod, "namespace"),
+            meta_str(&pod, "name"),
+        ) else {
+            continue;
+        };
+        sim.next_pod_ip += 1;
+        let ip = format!(
+            "10.244.{}.{}",
+            sim.next_pod_ip / 250,
+            sim.next_pod_ip % 250 + 2
+        );
+        run(sim, g, &pod_rt, &cur, &ip);
+        if let Some(t) = sim.pods.get_mut(&uid) {
+            t.done = true;
         }
     }
 }
 
-/// A Warning Event about the workload and a fake Pod stuck on the failure.
-fn report_failure(g: &mut Inner, rt: &ResourceType, obj: &Value, mode: &str) {
-    let ns = meta_str(obj, "namespace").to_string();
-    let name = meta_str(obj, "name").to_string();
-    let container = obj
-        .pointer("/spec/template/spec/containers/0")
-        .cloned()
-        .unwrap_or(json!({}));
-    let image = container
-        .get("image")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let cname = container
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or("main")
-        .to_string();
-    let hash = template_hash(obj);
-    let pod_name = match rt.kind.as_str() {
-        "StatefulSet" => format!("{name}-0"),
-        "Job" | "DaemonSet" => format!("{name}-{}", random_suffix(5)),
-        _ => format!("{name}-{hash}-{}", random_suffix(5)),
-    };
-    let (reason, message, waiting_message) = match mode {
-        "ImagePullBackOff" | "ErrImagePull" => (
-            "Failed",
-            format!("Failed to pull image \"{image}\": {mode}"),
-            format!("Back-off pulling image \"{image}\""),
-        ),
-        "CrashLoopBackOff" => (
-            "BackOff",
-            format!("Back-off restarting failed container {cname} in pod {pod_name}_{ns}"),
-            format!("back-off 10s restarting failed container={cname} pod={pod_name}_{ns}"),
-        ),
-        other => (
-            "Failed",
-            format!("Simulated failure: {other}"),
-            format!("simulated failure: {other}"),
-        ),
-    };
-    let now = now_rfc3339();
-    let kubelet = WriteCtx::new(KUBELET);
-
-    // The event.
-    if let Some(ev_rt) = g.registry.find_key(&ResKey::new("", "events")).cloned() {
-        let ev = json!({
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": format!("{name}.{:016x}", rand::random::<u64>()), "namespace": ns},
-            "involvedObject": {
-                "apiVersion": rt.api_version(), "kind": rt.kind, "name": name, "namespace": ns,
-                "uid": meta_str(obj, "uid"), "resourceVersion": meta_str(obj, "resourceVersion"),
-            },
-            "reason": reason,
-            "message": message,
-            "type": "Warning",
-            "count": 1,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "source": {"component": "kubelet", "host": NODE_NAME},
-            "reportingComponent": "kubelet",
-            "reportingInstance": NODE_NAME,
-        });
-        let _ = ops::create(g, &ev_rt, &ns, ev, &kubelet);
-    }
-
-    // The pod, for code that looks at container statuses.
-    let Some(pod_rt) = g.registry.find_key(&ResKey::new("", "pods")).cloned() else {
-        return;
-    };
-    let mut labels = obj
-        .pointer("/spec/template/metadata/labels")
-        .cloned()
-        .unwrap_or(json!({}));
-    labels["pod-template-hash"] = json!(hash);
-    labels[SIMULATED_LABEL] = json!("true");
-    let mut spec = obj
-        .pointer("/spec/template/spec")
-        .cloned()
-        .unwrap_or(json!({}));
-    spec["nodeName"] = json!(NODE_NAME);
-    let pod = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": pod_name, "namespace": ns, "labels": labels,
-            "ownerReferences": [{"apiVersion": rt.api_version(), "kind": rt.kind, "name": name,
-                                 "uid": meta_str(obj, "uid"), "controller": true, "blockOwnerDeletion": true}],
-        },
-        "spec": spec,
-    });
-    if ops::create(g, &pod_rt, &ns, pod, &kubelet).is_err() {
+fn write_kubelet_status(
+    g: &mut Inner,
+    pod_rt: &crate::discovery::ResourceType,
+    pod: &Value,
+    status: Value,
+) {
+    if pod.get("status") == Some(&status) {
         return;
     }
-    let waiting_reason = if mode == "ErrImagePull" {
-        "ErrImagePull"
-    } else {
-        mode
-    };
-    let container_statuses: Vec<Value> = obj
-        .pointer("/spec/template/spec/containers")
+    let _ = crate::ops::set_status(
+        g,
+        pod_rt,
+        meta_str(pod, "namespace"),
+        meta_str(pod, "name"),
+        status,
+        KUBELET,
+    );
+}
+
+fn containers(pod: &Value) -> Vec<Value> {
+    pod.pointer("/spec/containers")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
+}
+
+fn cname(c: &Value) -> String {
+    c.get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("main")
+        .to_string()
+}
+
+fn cimage(c: &Value) -> String {
+    c.get("image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `nginx:1.27` → `docker.io/library/nginx:1.27`, as containerd reports references.
+fn normalize(image: &str) -> String {
+    let (name, tag) = match image.rsplit_once('@') {
+        Some((n, d)) => (n.to_string(), format!("@{d}")),
+        None => match image.rsplit_once(':') {
+            Some((n, t)) if !t.contains('/') => (n.to_string(), format!(":{t}")),
+            _ => (image.to_string(), ":latest".to_string()),
+        },
+    };
+    let first = name.split('/').next().unwrap_or_default();
+    let name = if !name.contains('/') {
+        format!("docker.io/library/{name}")
+    } else if first.contains('.') || first.contains(':') || first == "localhost" {
+        name
+    } else {
+        format!("docker.io/{name}")
+    };
+    format!("{name}{tag}")
+}
+
+fn image_id(image: &str) -> String {
+    let n = normalize(image);
+    let repo = n.split(['@']).next().unwrap_or_default();
+    let repo = match repo.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => r,
+        _ => repo,
+    };
+    format!("{repo}@sha256:{}", hex64(image))
+}
+
+fn pull_error(image: &str) -> String {
+    let r = normalize(image);
+    format!(
+        "rpc error: code = NotFound desc = failed to pull and unpack image \"{r}\": failed to resolve reference \"{r}\": {r}: not found"
+    )
+}
+
+fn qos(pod: &Value) -> &'static str {
+    let cs = containers(pod);
+    let res = |c: &Value, k: &str, r: &str| c.pointer(&format!("/resources/{k}/{r}")).cloned();
+    if cs.iter().all(|c| {
+        c.get("resources")
+            .is_none_or(|r| r.as_object().is_none_or(|m| m.is_empty()))
+    }) {
+        return "BestEffort";
+    }
+    let guaranteed = cs.iter().all(|c| {
+        ["cpu", "memory"].iter().all(|r| {
+            let limit = res(c, "limits", r);
+            let request = res(c, "requests", r);
+            limit.is_some() && (request.is_none() || request == limit)
+        })
+    });
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+fn unready_message(names: &[String]) -> String {
+    format!("containers with unready status: [{}]", names.join(" "))
+}
+
+fn pending_status(pod: &Value) -> Value {
+    let old = pod.get("status");
+    let names: Vec<String> = containers(pod).iter().map(cname).collect();
+    let statuses: Vec<Value> = containers(pod)
         .iter()
         .map(|c| {
             json!({
-                "name": c.get("name").cloned().unwrap_or(json!("main")),
-                "image": c.get("image").cloned().unwrap_or(json!("")),
-                "imageID": "",
-                "ready": false,
-                "started": false,
-                "restartCount": if mode == "CrashLoopBackOff" { 3 } else { 0 },
-                "state": {"waiting": {"reason": waiting_reason, "message": waiting_message}},
+                "name": cname(c), "image": cimage(c), "imageID": "", "ready": false, "started": false,
+                "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}, "lastState": {},
             })
         })
         .collect();
-    let status = json!({
+    json!({
         "phase": "Pending",
         "conditions": [
-            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-            {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-            {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now},
-            {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now},
+            condition(old, "PodReadyToStartContainers", "False", "", "", false, false),
+            condition(old, "Initialized", "True", "", "", false, false),
+            condition(old, "Ready", "False", "ContainersNotReady", &unready_message(&names), false, false),
+            condition(old, "ContainersReady", "False", "ContainersNotReady", &unready_message(&names), false, false),
+            condition(old, "PodScheduled", "True", "", "", false, false),
         ],
-        "containerStatuses": container_statuses,
         "hostIP": "127.0.0.1",
-        "podIP": "10.244.0.10",
-        "qosClass": "BestEffort",
-        "startTime": now,
+        "hostIPs": [{"ip": "127.0.0.1"}],
+        "startTime": old.and_then(|s| s.get("startTime")).cloned().unwrap_or(json!(now_rfc3339())),
+        "containerStatuses": statuses,
+        "qosClass": qos(pod),
+    })
+}
+
+/// The Pod's final state (see the module table) and its Events.
+fn run(sim: &Sim, g: &mut Inner, pod_rt: &crate::discovery::ResourceType, pod: &Value, ip: &str) {
+    let old = pod.get("status");
+    let now = now_rfc3339();
+    let ns = meta_str(pod, "namespace").to_string();
+    let pname = meta_str(pod, "name").to_string();
+    let uid = meta_str(pod, "uid").to_string();
+    let mode = annotation(pod, FAILURE_ANNOTATION).to_string();
+    let restart = match s(pod, "/spec/restartPolicy") {
+        "" => "Always",
+        r => r,
+    }
+    .to_string();
+    let of_job = pod
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|rs| rs.iter().any(|r| r["kind"] == "Job"));
+    let started_at = now.clone();
+    let mut events: Vec<(&str, &str, String, String)> = Vec::new(); // (type, reason, message, container)
+    let mut statuses = Vec::new();
+    let mut unready = Vec::new();
+    let mut phase = "Running";
+    let mut completed = false;
+    for c in containers(pod) {
+        let (name, image) = (cname(&c), cimage(&c));
+        let cid = format!("containerd://{}", hex64(&format!("{uid}/{name}")));
+        let base = |ready: bool, started: bool, state: Value| {
+            json!({"name": name, "image": image, "imageID": image_id(&image), "containerID": cid,
+                   "ready": ready, "started": started, "restartCount": 0, "state": state, "lastState": {}})
+        };
+        let pulled = |ev: &mut Vec<(&str, &str, String, String)>| {
+            ev.push((
+                "Normal",
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+                name.clone(),
+            ));
+            ev.push((
+                "Normal",
+                "Created",
+                format!("Created container {name}"),
+                name.clone(),
+            ));
+            ev.push((
+                "Normal",
+                "Started",
+                format!("Started container {name}"),
+                name.clone(),
+            ));
+        };
+        match mode.as_str() {
+            "" => {
+                pulled(&mut events);
+                if of_job && restart != "Always" {
+                    completed = true;
+                    statuses.push(base(false, false, json!({"terminated": {
+                        "exitCode": 0, "reason": "Completed", "startedAt": started_at, "finishedAt": now, "containerID": cid}})));
+                } else if sim.opts.never_ready_images.iter().any(|p| glob(p, &image)) {
+                    unready.push(name.clone());
+                    events.push((
+                        "Warning",
+                        "Unhealthy",
+                        "Readiness probe failed: HTTP probe failed with statuscode: 503".into(),
+                        name.clone(),
+                    ));
+                    statuses.push(base(
+                        false,
+                        true,
+                        json!({"running": {"startedAt": started_at}}),
+                    ));
+                } else {
+                    statuses.push(base(
+                        true,
+                        true,
+                        json!({"running": {"startedAt": started_at}}),
+                    ));
+                }
+            }
+            "ErrImagePull" | "ImagePullBackOff" => {
+                phase = "Pending";
+                unready.push(name.clone());
+                events.push((
+                    "Normal",
+                    "Pulling",
+                    format!("Pulling image \"{image}\""),
+                    name.clone(),
+                ));
+                events.push((
+                    "Warning",
+                    "Failed",
+                    format!("Failed to pull image \"{image}\": {}", pull_error(&image)),
+                    name.clone(),
+                ));
+                events.push((
+                    "Warning",
+                    "Failed",
+                    "Error: ErrImagePull".into(),
+                    name.clone(),
+                ));
+                let waiting = if mode == "ErrImagePull" {
+                    json!({"reason": "ErrImagePull", "message": pull_error(&image)})
+                } else {
+                    events.push((
+                        "Normal",
+                        "BackOff",
+                        format!("Back-off pulling image \"{image}\""),
+                        name.clone(),
+                    ));
+                    events.push((
+                        "Warning",
+                        "Failed",
+                        "Error: ImagePullBackOff".into(),
+                        name.clone(),
+                    ));
+                    json!({"reason": "ImagePullBackOff", "message": format!("Back-off pulling image \"{image}\"")})
+                };
+                statuses.push(json!({"name": name, "image": image, "imageID": "", "ready": false, "started": false,
+                                     "restartCount": 0, "state": {"waiting": waiting}, "lastState": {}}));
+            }
+            "CrashLoopBackOff" => {
+                pulled(&mut events);
+                unready.push(name.clone());
+                let terminated = json!({"exitCode": 1, "reason": "Error", "startedAt": started_at, "finishedAt": now, "containerID": cid});
+                if restart == "Never" {
+                    phase = "Failed";
+                    statuses.push(base(false, false, json!({"terminated": terminated})));
+                } else {
+                    events.push((
+                        "Warning",
+                        "BackOff",
+                        format!(
+                            "Back-off restarting failed container {name} in pod {pname}_{ns}({uid})"
+                        ),
+                        name.clone(),
+                    ));
+                    let mut st = base(
+                        false,
+                        false,
+                        json!({"waiting": {"reason": "CrashLoopBackOff",
+                        "message": format!("back-off 10s restarting failed container={name} pod={pname}_{ns}({uid})")}}),
+                    );
+                    st["restartCount"] = json!(1);
+                    st["lastState"] = json!({"terminated": terminated});
+                    statuses.push(st);
+                }
+            }
+            other => {
+                phase = "Pending";
+                unready.push(name.clone());
+                events.push(("Warning", "Failed", format!("Error: {other}"), name.clone()));
+                statuses.push(json!({"name": name, "image": image, "imageID": "", "ready": false, "started": false,
+                                     "restartCount": 0, "state": {"waiting": {"reason": other, "message": format!("simulated failure: {other}")}},
+                                     "lastState": {}}));
+            }
+        }
+    }
+    if completed && phase == "Running" {
+        phase = "Succeeded";
+    }
+    let (ready, reason, message) = if phase == "Succeeded" || phase == "Failed" {
+        ("False", "PodCompleted", String::new())
+    } else if unready.is_empty() {
+        ("True", "", String::new())
+    } else {
+        ("False", "ContainersNotReady", unready_message(&unready))
+    };
+    let sandbox = if phase == "Succeeded" || phase == "Failed" {
+        "False"
+    } else {
+        "True"
+    };
+    let mut status = json!({
+        "phase": phase,
+        "conditions": [
+            condition(old, "PodReadyToStartContainers", sandbox, "", "", false, false),
+            condition(old, "Initialized", "True", if phase == "Succeeded" { "PodCompleted" } else { "" }, "", false, false),
+            condition(old, "Ready", ready, reason, &message, false, false),
+            condition(old, "ContainersReady", ready, reason, &message, false, false),
+            condition(old, "PodScheduled", "True", "", "", false, false),
+        ],
+        "hostIP": "127.0.0.1",
+        "hostIPs": [{"ip": "127.0.0.1"}],
+        "startTime": old.and_then(|s| s.get("startTime")).cloned().unwrap_or(json!(now)),
+        "containerStatuses": statuses,
+        "qosClass": qos(pod),
     });
-    let _ = ops::set_status(g, &pod_rt, &ns, &pod_name, status, KUBELET);
+    // The sandbox is up (it has an IP), even while an image cannot be pulled.
+    status["podIP"] = json!(ip);
+    status["podIPs"] = json!([{"ip": ip}]);
+    write_kubelet_status(g, pod_rt, pod, status);
+    let Some(cur) = g.get(&pod_rt.key(), &ns, &pname) else {
+        return;
+    };
+    for (etype, reason, message, container) in events {
+        let fp = format!("spec.containers{{{container}}}");
+        event(g, &cur, KUBELET, etype, reason, &message, Some(&fp));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_are_normalized_like_containerd() {
+        assert_eq!(normalize("nginx:1.27"), "docker.io/library/nginx:1.27");
+        assert_eq!(normalize("nginx"), "docker.io/library/nginx:latest");
+        assert_eq!(normalize("bitnami/redis:7"), "docker.io/bitnami/redis:7");
+        assert_eq!(
+            normalize("registry.example/a/b:1"),
+            "registry.example/a/b:1"
+        );
+        assert_eq!(normalize("localhost:5000/x"), "localhost:5000/x:latest");
+        assert!(image_id("nginx:1.27").starts_with("docker.io/library/nginx@sha256:"));
+    }
 }

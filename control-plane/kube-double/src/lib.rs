@@ -4,8 +4,10 @@
 //! tested against this double through the *real* kube-rs client and the real `kubectl`. It
 //! speaks enough of the Kubernetes API for that — discovery (legacy and aggregated), CRUD,
 //! server-side apply with field ownership, merge/JSON patches, `/status` subresources, watches
-//! with bookmarks and `410 Gone`, Tables for kubectl — and simulates the controllers and the
-//! kubelet so workloads become ready (or fail on demand). See README.md for what differs from
+//! with bookmarks and `410 Gone`, Tables for kubectl — and simulates the controller-manager,
+//! the scheduler and the kubelet (Deployments → ReplicaSets → Pods with owner references, Pod
+//! phases and container statuses, the kubelet's Events on the Pod, rollouts, Terminating
+//! namespaces) so workloads become ready (or fail on demand). See README.md for what differs from
 //! a real cluster.
 //!
 //! ```no_run
@@ -21,11 +23,13 @@
 //!
 //! Module map: `discovery` (resource registry, discovery and OpenAPI documents), `store`
 //! (objects, resourceVersions, event history), `ops` (verb semantics), `apply` (patches,
-//! managedFields, server-side apply), `selector`, `watch` (streams), `kubelet` (simulated
-//! controllers), `server` (TLS, routing, lists, `/scale`), `table` (kubectl Tables), `proto`
+//! managedFields, server-side apply), `selector`, `watch` (streams), `sim` (the simulation
+//! loop), `controllers` (controller-manager stand-ins), `kubelet` (scheduler and kubelet
+//! stand-ins), `server` (TLS, routing, lists, `/scale`), `table` (kubectl Tables), `proto`
 //! (kubectl's protobuf bodies), `errors` (`Status` objects).
 
 mod apply;
+mod controllers;
 mod discovery;
 mod errors;
 mod kubelet;
@@ -33,11 +37,12 @@ mod ops;
 mod proto;
 mod selector;
 mod server;
+mod sim;
 mod store;
 mod table;
 mod watch;
 
-pub use kubelet::{FAILURE_ANNOTATION, SIMULATED_LABEL};
+pub use sim::FAILURE_ANNOTATION;
 
 use base64::Engine;
 use serde_json::json;
@@ -50,10 +55,17 @@ use threeport_pki::TlsBundle;
 /// How to start the double.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// How long after a create or spec change a workload becomes ready (or fails).
+    /// How long the simulated kubelet takes to start a Pod: a Pod becomes ready (or fails)
+    /// this long after it is created. A rollout takes a multiple of it (one step per
+    /// `maxSurge` batch), and a deleted namespace stays `Terminating` at least this long.
     pub ready_delay: Duration,
     /// Where to listen; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// Container images whose Pods start but never become ready (a failing readiness probe):
+    /// `Running`, the container `running` with `ready: false`, a Warning `Unhealthy` Event, so
+    /// their Deployment/StatefulSet never completes its rollout. Exact images, or patterns with
+    /// `*` (e.g. `"*:never-ready"`, `"registry.example/api:*"`).
+    pub never_ready_images: Vec<String>,
 }
 
 impl Default for Options {
@@ -61,6 +73,7 @@ impl Default for Options {
         Options {
             ready_delay: Duration::from_millis(300),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            never_ready_images: Vec::new(),
         }
     }
 }
@@ -96,21 +109,25 @@ fn bootstrap(store: &store::Store) -> anyhow::Result<()> {
         .find("", "v1", "nodes")
         .cloned()
         .expect("built-in");
-    let node = json!({"metadata": {"name": kubelet::NODE_NAME, "labels": {
-        "kubernetes.io/hostname": kubelet::NODE_NAME, "kubernetes.io/os": "linux",
+    let node = json!({"metadata": {"name": sim::NODE_NAME, "labels": {
+        "kubernetes.io/hostname": sim::NODE_NAME, "kubernetes.io/os": "linux",
         "node-role.kubernetes.io/control-plane": ""}}});
     ops::create(&mut g, &node_rt, "", node, &ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
     let status = json!({
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                         "message": "kubelet is posting ready status"}],
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                      {"type": "Hostname", "address": kubelet::NODE_NAME}],
+                      {"type": "Hostname", "address": sim::NODE_NAME}],
         "capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"},
         "allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"},
-        "nodeInfo": {"kubeletVersion": "v1.34.0", "operatingSystem": "linux", "architecture": "amd64",
-                     "containerRuntimeVersion": "kube-double://0", "osImage": "kube-double"},
+        "nodeInfo": {"kubeletVersion": "v1.34.0", "kubeProxyVersion": "", "operatingSystem": "linux",
+                     "architecture": "amd64", "containerRuntimeVersion": "kube-double://0",
+                     "osImage": "kube-double", "kernelVersion": "6.0.0-kube-double",
+                     "machineID": "00000000000000000000000000000000",
+                     "systemUUID": "00000000-0000-0000-0000-000000000000",
+                     "bootID": "00000000-0000-0000-0000-000000000000"},
     });
-    ops::set_status(&mut g, &node_rt, "", kubelet::NODE_NAME, status, "kubelet")
+    ops::set_status(&mut g, &node_rt, "", sim::NODE_NAME, status, "kubelet")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
@@ -132,7 +149,14 @@ impl KubeDouble {
         });
         let serving = server::Serving::start(app.clone(), tls.clone(), listener)?;
         let (kubelet_stop, stop_rx) = tokio::sync::watch::channel(false);
-        let kubelet = tokio::spawn(kubelet::run(store, opts.ready_delay, stop_rx));
+        let kubelet = tokio::spawn(sim::run(
+            store,
+            sim::SimOptions {
+                ready_delay: opts.ready_delay,
+                never_ready_images: opts.never_ready_images.clone(),
+            },
+            stop_rx,
+        ));
         tracing::info!(%addr, "kube-double listening");
         Ok(KubeDouble {
             app,

@@ -18,12 +18,15 @@ struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// Milliseconds until a created or changed workload reports ready (or fails).
+    /// Milliseconds until a new Pod is ready (or fails).
     #[arg(long, default_value_t = 300)]
     ready_delay_ms: u64,
     /// Where to write the kubeconfig (mode 0600; it holds the client key).
     #[arg(long)]
     kubeconfig_out: PathBuf,
+    /// A container image (or `*` pattern) whose Pods never become ready; repeatable.
+    #[arg(long = "never-ready-image", value_name = "PATTERN")]
+    never_ready_images: Vec<String>,
 }
 
 #[tokio::main]
@@ -42,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
     let double = KubeDouble::start(Options {
         ready_delay: Duration::from_millis(args.ready_delay_ms),
         listen: args.listen,
+        never_ready_images: args.never_ready_images,
     })
     .await?;
     double.write_kubeconfig(&args.kubeconfig_out)?;

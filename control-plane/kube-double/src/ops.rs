@@ -933,9 +933,11 @@ fn collect_garbage(inner: &mut Inner, owner_uid: &str) {
     }
 }
 
-/// Namespace deletion, as the namespace controller does it: mark it Terminating, delete its
-/// content (objects with finalizers stay until their finalizers are removed), and remove the
-/// namespace once it is empty.
+/// Namespace deletion, as the API server does it: the namespace is marked (`deletionTimestamp`,
+/// `status.phase: Terminating`) and nothing else happens here. The namespace controller
+/// stand-in (`controllers::namespaces`) deletes its content and then removes the `kubernetes`
+/// entry of `spec.finalizers`; the namespace goes when both finalizer lists are empty and it
+/// holds nothing.
 fn delete_namespace(
     inner: &mut Inner,
     rt: &ResourceType,
@@ -955,23 +957,6 @@ fn delete_namespace(
     term["metadata"]["deletionGracePeriodSeconds"] = json!(0);
     term["status"] = json!({"phase": "Terminating"});
     let term = (*inner.put(&rt.key(), term)).clone();
-    for key in inner.keys() {
-        let Some(t) = inner.registry.find_key(&key).cloned() else {
-            continue;
-        };
-        if !t.namespaced {
-            continue;
-        }
-        for o in inner.list(&key, Some(name)) {
-            let _ = delete(
-                inner,
-                &t,
-                name,
-                meta_str(&o, "name"),
-                &DeleteOpts::default(),
-            );
-        }
-    }
     maybe_finish_namespace(inner, name);
     Ok(inner.namespace(name).map(|n| (*n).clone()).unwrap_or(term))
 }
@@ -979,10 +964,13 @@ fn delete_namespace(
 fn maybe_finish_namespace(inner: &mut Inner, ns: &str) {
     let Some(n) = inner.namespace(ns) else { return };
     let terminating = n.pointer("/metadata/deletionTimestamp").is_some();
-    let finalizers = n
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
+    let finalizers = ["/metadata/finalizers", "/spec/finalizers"]
+        .iter()
+        .any(|p| {
+            n.pointer(p)
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+        });
     if terminating && !finalizers && !inner.namespace_has_objects(ns) {
         inner.remove(&crate::discovery::ResKey::new("", "namespaces"), "", ns);
     }

@@ -462,7 +462,7 @@ fn resource(
                     && fields.matches(&o)
                     && let Ok(d) = ops::delete(&mut g, rt, &ns, meta_str(&o, "name"), &opts)
                 {
-                    deleted.push(present(rt, &d));
+                    deleted.push(list_item(rt, &d));
                 }
             }
             Ok(json_response(
@@ -642,6 +642,19 @@ fn delete_opts(q: &Params, body: &[u8]) -> Result<DeleteOpts, ApiError> {
     })
 }
 
+/// An item of a list: the real server leaves `kind` and `apiVersion` off the items of
+/// built-in lists (the list says them once) and keeps them on custom resources.
+fn list_item(rt: &ResourceType, o: &Value) -> Value {
+    let mut v = present(rt, o);
+    if rt.crd.is_none()
+        && let Some(m) = v.as_object_mut()
+    {
+        m.remove("kind");
+        m.remove("apiVersion");
+    }
+    v
+}
+
 fn list_response(
     rt: &ResourceType,
     mut items: Vec<Arc<Value>>,
@@ -693,7 +706,7 @@ fn list_response(
             StatusCode::OK,
             &json!({
                 "kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": list_meta,
-                "items": items.iter().map(|o| present(rt, o)).collect::<Vec<_>>(),
+                "items": items.iter().map(|o| list_item(rt, o)).collect::<Vec<_>>(),
             }),
         ),
     }

@@ -5,7 +5,7 @@ mod common;
 
 use common::{READY_DELAY, api_error, client, eventually, start};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
@@ -56,11 +56,19 @@ fn condition<'a>(
         .find(|c| c.type_.as_deref() == Some(t))
 }
 
+/// A complete rollout, as `kubectl rollout status` judges it: observed, every replica updated,
+/// no old one left, all ready and available. (`readyReplicas` alone is not enough: during a
+/// rollout the old Pods are ready.)
 fn is_ready(d: &Deployment) -> bool {
-    let want = d.spec.replicas.unwrap_or(1);
-    let st = d.status.as_ref();
-    st.and_then(|s| s.observed_generation) == d.metadata.generation
-        && st.and_then(|s| s.ready_replicas) == Some(want)
+    let want = Some(d.spec.replicas.unwrap_or(1));
+    let Some(st) = d.status.as_ref() else {
+        return false;
+    };
+    st.observed_generation == d.metadata.generation
+        && st.updated_replicas == want
+        && st.replicas == want
+        && st.ready_replicas == want
+        && st.available_replicas == want
         && condition(d, "Available").is_some_and(|c| c.status.as_deref() == Some("True"))
 }
 
@@ -518,21 +526,35 @@ async fn watcher_sees_added_then_modified_when_the_kubelet_makes_it_ready() {
 
     // kube-runtime watcher: initial LIST, then WATCH from the list's resourceVersion.
     let stream = watcher(api.clone(), watcher::Config::default());
-    let created_at = Instant::now();
+    let (listed_tx, listed) = tokio::sync::oneshot::channel();
     let wait_ready = tokio::spawn(async move {
         let mut stream = Box::pin(stream);
         let mut applies = 0;
+        let mut listed_tx = Some(listed_tx);
         while let Some(ev) = stream.try_next().await.unwrap() {
-            if let watcher::Event::Apply(d) | watcher::Event::InitApply(d) = ev {
-                applies += 1;
-                if d.name_any() == "web" && is_ready(&d) {
-                    return (applies, d);
+            match ev {
+                watcher::Event::Apply(d) | watcher::Event::InitApply(d) => {
+                    applies += 1;
+                    if d.name_any() == "web" && is_ready(&d) {
+                        return (applies, d);
+                    }
                 }
+                watcher::Event::InitDone => {
+                    if let Some(tx) = listed_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                watcher::Event::Init | watcher::Event::Delete(_) => {}
             }
         }
         panic!("watch ended");
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The watcher has listed (and watches from the list's resourceVersion) before the create.
+    tokio::time::timeout(Duration::from_secs(10), listed)
+        .await
+        .expect("the watcher lists within 10 s")
+        .unwrap();
+    let created_at = Instant::now();
     api.patch(
         "web",
         &PatchParams::apply("test"),
@@ -612,97 +634,201 @@ async fn watcher_sees_added_then_modified_when_the_kubelet_makes_it_ready() {
     double.shutdown().await;
 }
 
+/// The Pods of a Deployment, found as a client finds them: ReplicaSets owned by the Deployment,
+/// Pods owned by those ReplicaSets.
+async fn pods_of(client: &kube::Client, d: &Deployment) -> Vec<(ReplicaSet, Vec<Pod>)> {
+    let ns = d.metadata.namespace.clone().unwrap();
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pods = pod_api.list(&ListParams::default()).await.unwrap().items;
+    let mut out = Vec::new();
+    for rs in rs_api.list(&ListParams::default()).await.unwrap().items {
+        if !owned_by(&rs.metadata, d.metadata.uid.as_deref()) {
+            continue;
+        }
+        let mine = pods
+            .iter()
+            .filter(|p| owned_by(&p.metadata, rs.metadata.uid.as_deref()))
+            .cloned()
+            .collect();
+        out.push((rs, mine));
+    }
+    out
+}
+
+fn owned_by(m: &kube::api::ObjectMeta, uid: Option<&str>) -> bool {
+    m.owner_references.as_ref().is_some_and(|rs| {
+        rs.iter()
+            .any(|r| Some(r.uid.as_str()) == uid && r.controller == Some(true))
+    })
+}
+
+fn waiting(p: &Pod) -> Option<(String, String)> {
+    let w = p.status.as_ref()?.container_statuses.as_ref()?[0]
+        .state
+        .as_ref()?
+        .waiting
+        .clone()?;
+    Some((w.reason.unwrap_or_default(), w.message.unwrap_or_default()))
+}
+
+/// The failure switch on a pod template: the simulated kubelet fails the Pod's containers the
+/// way a real kubelet reports it — on the Pod (container status, phase) and in Events whose
+/// involvedObject is the Pod, with the kubelet's reasons. The Deployment only stays unavailable.
 #[tokio::test]
-async fn image_pull_backoff_annotation_fails_the_deployment_with_a_warning_event() {
+async fn failures_are_reported_on_the_pod_as_a_kubelet_reports_them() {
     let double = start().await;
     let client = client(&double).await;
     let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
-
-    // Events must be visible through a watch.
-    let ev_stream = watcher(events.clone(), watcher::Config::default());
-    let warning = tokio::spawn(async move {
-        let mut s = Box::pin(ev_stream);
-        while let Some(ev) = s.try_next().await.unwrap() {
-            if let watcher::Event::Apply(e) | watcher::Event::InitApply(e) = ev
-                && e.type_.as_deref() == Some("Warning")
-            {
-                return e;
+    for (name, mode) in [
+        ("broken", "ImagePullBackOff"),
+        ("crashy", "CrashLoopBackOff"),
+    ] {
+        let d = api
+            .patch(
+                name,
+                &PatchParams::apply("test"),
+                &Patch::Apply(deployment(
+                    name,
+                    1,
+                    json!({"threeport.io/simulate-failure": mode}),
+                )),
+            )
+            .await
+            .unwrap();
+        // The Pod (owned by the Deployment's ReplicaSet) gets the kubelet's container status.
+        let pod = eventually(10, &format!("{name}'s pod {mode}"), || {
+            let (client, d) = (client.clone(), d.clone());
+            async move {
+                let sets = pods_of(&client, &d).await;
+                let pod = sets.first()?.1.first()?.clone();
+                (waiting(&pod)?.0 == mode).then_some(pod)
             }
+        })
+        .await;
+        let pod_name = pod.metadata.name.clone().unwrap();
+        let pod_uid = pod.metadata.uid.clone().unwrap();
+        let status = pod.status.clone().unwrap();
+        let cs = &status.container_statuses.as_ref().unwrap()[0];
+        assert!(!cs.ready);
+        let (_, message) = waiting(&pod).unwrap();
+        let image = format!("registry.example/{name}:1.0");
+        if mode == "ImagePullBackOff" {
+            assert_eq!(status.phase.as_deref(), Some("Pending"));
+            assert_eq!(message, format!("Back-off pulling image \"{image}\""));
+        } else {
+            assert_eq!(status.phase.as_deref(), Some("Running"));
+            assert_eq!(cs.restart_count, 1);
+            assert!(cs.last_state.as_ref().unwrap().terminated.is_some());
+            assert_eq!(
+                message,
+                format!(
+                    "back-off 10s restarting failed container=main pod={pod_name}_default({pod_uid})"
+                )
+            );
         }
-        panic!("event watch ended");
-    });
+        // The kubelet's Events are about the Pod, found as `kubectl describe pod` finds them.
+        let selector = format!(
+            "involvedObject.kind=Pod,involvedObject.name={pod_name},involvedObject.namespace=default,involvedObject.uid={pod_uid}"
+        );
+        let warnings = eventually(5, "the kubelet's warnings", || {
+            let (events, selector) = (events.clone(), selector.clone());
+            async move {
+                let w: Vec<Event> = events
+                    .list(&ListParams::default().fields(&selector))
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .filter(|e| e.type_.as_deref() == Some("Warning"))
+                    .collect();
+                (!w.is_empty()).then_some(w)
+            }
+        })
+        .await;
+        let said: Vec<(String, String)> = warnings
+            .iter()
+            .map(|e| {
+                (
+                    e.reason.clone().unwrap_or_default(),
+                    e.message.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        for e in &warnings {
+            assert_eq!(e.involved_object.kind.as_deref(), Some("Pod"));
+            assert_eq!(e.involved_object.uid.as_deref(), Some(pod_uid.as_str()));
+            assert_eq!(
+                e.involved_object.field_path.as_deref(),
+                Some("spec.containers{main}")
+            );
+            assert_eq!(
+                e.source.as_ref().and_then(|s| s.component.as_deref()),
+                Some("kubelet")
+            );
+        }
+        if mode == "ImagePullBackOff" {
+            let pull_failed = said
+                .iter()
+                .find(|(r, m)| r == "Failed" && m.starts_with("Failed to pull image"));
+            assert!(
+                pull_failed.is_some_and(|(_, m)| m.contains(&format!("\"{image}\""))),
+                "{said:?}"
+            );
+            assert!(
+                said.contains(&("Failed".into(), "Error: ErrImagePull".into())),
+                "{said:?}"
+            );
+            assert!(
+                said.contains(&("Failed".into(), "Error: ImagePullBackOff".into())),
+                "{said:?}"
+            );
+        } else {
+            assert_eq!(
+                said,
+                [(
+                    "BackOff".to_string(),
+                    format!(
+                        "Back-off restarting failed container main in pod {pod_name}_default({pod_uid})"
+                    )
+                )]
+            );
+        }
+        // Nothing is filed against the Deployment; it just stays unavailable.
+        let about_deployment = events
+            .list(&ListParams::default().fields(&format!(
+                "involvedObject.kind=Deployment,involvedObject.name={name}"
+            )))
+            .await
+            .unwrap()
+            .items;
+        assert!(
+            about_deployment
+                .iter()
+                .all(|e| e.type_.as_deref() == Some("Normal")),
+            "{about_deployment:?}"
+        );
+        let d = api.get(name).await.unwrap();
+        let available = condition(&d, "Available").expect("Available condition");
+        assert_eq!(available.status.as_deref(), Some("False"));
+        assert_eq!(
+            available.reason.as_deref(),
+            Some("MinimumReplicasUnavailable")
+        );
+        let st = d.status.as_ref().unwrap();
+        assert_eq!(st.ready_replicas.unwrap_or(0), 0);
+        assert_eq!(
+            (st.observed_generation, st.updated_replicas),
+            (Some(1), Some(1))
+        );
+    }
 
-    let d = api
-        .patch(
-            "broken",
-            &PatchParams::apply("test"),
-            &Patch::Apply(deployment(
-                "broken",
-                2,
-                json!({"threeport.io/simulate-failure": "ImagePullBackOff"}),
-            )),
-        )
-        .await
-        .unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(10), warning)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(ev.reason.as_deref(), Some("Failed"));
-    assert_eq!(
-        ev.message.as_deref(),
-        Some("Failed to pull image \"registry.example/broken:1.0\": ImagePullBackOff")
-    );
-    assert_eq!(ev.involved_object.kind.as_deref(), Some("Deployment"));
-    assert_eq!(ev.involved_object.name.as_deref(), Some("broken"));
-    assert_eq!(ev.involved_object.namespace.as_deref(), Some("default"));
-    assert_eq!(ev.involved_object.uid, d.metadata.uid);
-
-    // Well past the delay, it is still not available.
-    tokio::time::sleep(READY_DELAY * 2).await;
-    let d = api.get("broken").await.unwrap();
-    let available = condition(&d, "Available").expect("Available condition");
-    assert_eq!(available.status.as_deref(), Some("False"));
-    assert_eq!(
-        available.reason.as_deref(),
-        Some("MinimumReplicasUnavailable")
-    );
-    assert!(condition(&d, "Progressing").is_some());
-    assert_eq!(d.status.as_ref().unwrap().ready_replicas.unwrap_or(0), 0);
-    assert_eq!(d.status.as_ref().unwrap().observed_generation, Some(1));
-
-    // The same event is found by a field selector, as `kubectl describe` looks them up.
-    let found = events
-        .list(
-            &ListParams::default()
-                .fields("involvedObject.name=broken,involvedObject.kind=Deployment"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(found.items.len(), 1);
-
-    // And a fake pod is stuck pulling.
-    let pods: Api<Pod> = Api::namespaced(client, "default");
-    let pod = pods
-        .list(&ListParams::default().labels("app=broken"))
-        .await
-        .unwrap()
-        .items
-        .pop()
-        .expect("a pod");
-    let waiting = pod.status.unwrap().container_statuses.unwrap()[0]
-        .state
-        .clone()
-        .unwrap()
-        .waiting
-        .unwrap();
-    assert_eq!(waiting.reason.as_deref(), Some("ImagePullBackOff"));
-
-    // Deleting the deployment garbage-collects its pod (ownerReferences).
+    // Deleting the deployment garbage-collects its ReplicaSet and Pods (ownerReferences).
     api.delete("broken", &DeleteParams::default())
         .await
         .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     assert!(
         pods.list(&ListParams::default().labels("app=broken"))
             .await
@@ -710,6 +836,281 @@ async fn image_pull_backoff_annotation_fails_the_deployment_with_a_warning_event
             .items
             .is_empty()
     );
+    double.shutdown().await;
+}
+
+/// A Deployment becomes a ReplicaSet (named after the template hash, owned by it) becomes Pods
+/// (owned by the ReplicaSet), which the kubelet runs. An image change rolls out like a real
+/// RollingUpdate (maxSurge 25% → 1, maxUnavailable 25% → 0 for two replicas): a new ReplicaSet,
+/// `updatedReplicas` counting its Pods, and at every moment of the rollout at least two ready
+/// Pods — the old ones stay until the new ones are ready.
+#[tokio::test]
+async fn deployments_roll_out_through_replicasets_and_pods() {
+    let double = start().await;
+    let client = client(&double).await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    api.patch(
+        "web",
+        &PatchParams::apply("test"),
+        &Patch::Apply(deployment("web", 2, json!({}))),
+    )
+    .await
+    .unwrap();
+    let d = eventually(10, "web ready", || {
+        let api = api.clone();
+        async move { api.get("web").await.ok().filter(is_ready) }
+    })
+    .await;
+    let sets = pods_of(&client, &d).await;
+    assert_eq!(sets.len(), 1);
+    let (rs1, pods1) = &sets[0];
+    let hash = rs1.metadata.labels.as_ref().unwrap()["pod-template-hash"].clone();
+    assert_eq!(
+        rs1.metadata.name.as_deref(),
+        Some(format!("web-{hash}").as_str())
+    );
+    assert_eq!(
+        rs1.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    assert_eq!(rs1.status.as_ref().unwrap().ready_replicas, Some(2));
+    assert_eq!(pods1.len(), 2);
+    for p in pods1 {
+        assert!(
+            p.metadata
+                .name
+                .as_ref()
+                .unwrap()
+                .starts_with(&format!("web-{hash}-"))
+        );
+        assert_eq!(
+            p.metadata.labels.as_ref().unwrap()["pod-template-hash"],
+            hash
+        );
+        let st = p.status.as_ref().unwrap();
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+        assert!(st.container_statuses.as_ref().unwrap()[0].ready);
+        assert!(
+            st.pod_ip.is_some()
+                && p.spec.as_ref().unwrap().node_name.as_deref() == Some("kube-double")
+        );
+    }
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let pod_events: Vec<String> = events
+        .list(&ListParams::default().fields(&format!(
+            "involvedObject.name={}",
+            pods1[0].metadata.name.as_ref().unwrap()
+        )))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter_map(|e| e.reason.clone())
+        .collect();
+    for r in ["Scheduled", "Pulled", "Created", "Started"] {
+        assert!(pod_events.iter().any(|x| x == r), "{r} in {pod_events:?}");
+    }
+
+    // Follow every Pod change during the rollout: the count of ready Pods never drops below 2.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let (listed_tx, listed) = tokio::sync::oneshot::channel();
+    let follow = tokio::spawn(async move {
+        let mut s = Box::pin(watcher(pods, watcher::Config::default().labels("app=web")));
+        let mut ready: std::collections::HashMap<String, bool> = Default::default();
+        let mut listed_tx = Some(listed_tx);
+        let mut min_ready = usize::MAX;
+        let mut max_pods = 0;
+        while let Some(ev) = s.try_next().await.unwrap() {
+            match ev {
+                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                    let r = p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        });
+                    ready.insert(p.name_any(), r);
+                }
+                watcher::Event::Delete(p) => {
+                    ready.remove(&p.name_any());
+                }
+                watcher::Event::InitDone => {
+                    if let Some(tx) = listed_tx.take() {
+                        let _ = tx.send(());
+                    }
+                    continue;
+                }
+                watcher::Event::Init => continue,
+            }
+            if listed_tx.is_none() {
+                min_ready = min_ready.min(ready.values().filter(|r| **r).count());
+                max_pods = max_pods.max(ready.len());
+                // Done: two Pods, both ready, none of the first ReplicaSet's.
+                if ready.len() == 2
+                    && ready.values().all(|r| *r)
+                    && ready.keys().all(|n| !n.contains(&hash))
+                {
+                    return (min_ready, max_pods);
+                }
+            }
+        }
+        panic!("pod watch ended");
+    });
+    tokio::time::timeout(Duration::from_secs(10), listed)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut v2 = deployment("web", 2, json!({}));
+    v2.spec.template.spec.as_mut().unwrap().containers[0].image =
+        Some("registry.example/web:2.0".into());
+    let d = api
+        .patch("web", &PatchParams::apply("test"), &Patch::Apply(v2))
+        .await
+        .unwrap();
+    assert_eq!(d.metadata.generation, Some(2));
+    // Mid-rollout: observed at once, a new ReplicaSet whose Pods are the updated ones, and the
+    // old Pods still serving.
+    let mid = eventually(5, "the rollout under way", || {
+        let api = api.clone();
+        async move {
+            let d = api.get("web").await.ok()?;
+            let st = d.status.clone()?;
+            (st.observed_generation == Some(2)
+                && st.updated_replicas == Some(1)
+                && st.replicas == Some(3))
+            .then_some(d)
+        }
+    })
+    .await;
+    let st = mid.status.as_ref().unwrap();
+    assert_eq!(
+        st.ready_replicas,
+        Some(2),
+        "the old Pods stay ready: {st:?}"
+    );
+    assert!(
+        !is_ready(&mid),
+        "ready replicas alone do not make a rollout complete"
+    );
+    let (min_ready, max_pods) = tokio::time::timeout(Duration::from_secs(15), follow)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        min_ready >= 2,
+        "ready Pods dropped to {min_ready} during the rollout"
+    );
+    assert_eq!(max_pods, 3, "maxSurge 1: never more than 3 Pods");
+    let d = eventually(5, "web ready again", || {
+        let api = api.clone();
+        async move { api.get("web").await.ok().filter(is_ready) }
+    })
+    .await;
+    let st = d.status.as_ref().unwrap();
+    assert_eq!(
+        (
+            st.replicas,
+            st.updated_replicas,
+            st.ready_replicas,
+            st.available_replicas
+        ),
+        (Some(2), Some(2), Some(2), Some(2))
+    );
+    assert_eq!(
+        condition(&d, "Progressing").unwrap().reason.as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
+    assert_eq!(
+        d.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    let sets = pods_of(&client, &d).await;
+    assert_eq!(
+        sets.len(),
+        2,
+        "the old ReplicaSet is kept (revision history), scaled to 0"
+    );
+    let old = sets
+        .iter()
+        .find(|(rs, _)| rs.metadata.name == rs1.metadata.name)
+        .unwrap();
+    assert_eq!(old.0.spec.replicas, Some(0));
+    assert!(old.1.is_empty());
+    double.shutdown().await;
+}
+
+/// `Options::never_ready_images`: such Pods run but never pass readiness, so their workload
+/// never completes its rollout (what a test of "wait for every rollout" needs).
+#[tokio::test]
+async fn never_ready_images_keep_the_rollout_incomplete() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let double = kube_api_double::KubeDouble::start(kube_api_double::Options {
+        ready_delay: READY_DELAY,
+        never_ready_images: vec!["registry.example/*:never".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = client(&double).await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let mut d = deployment("stuck", 1, json!({}));
+    d.spec.template.spec.as_mut().unwrap().containers[0].image =
+        Some("registry.example/stuck:never".into());
+    let d = api
+        .patch("stuck", &PatchParams::apply("test"), &Patch::Apply(d))
+        .await
+        .unwrap();
+    let pod = eventually(10, "the pod running, not ready", || {
+        let (client, d) = (client.clone(), d.clone());
+        async move {
+            let pod = pods_of(&client, &d).await.first()?.1.first()?.clone();
+            (pod.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(pod)
+        }
+    })
+    .await;
+    let cs = &pod
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0];
+    assert!(!cs.ready && cs.started == Some(true) && cs.state.as_ref().unwrap().running.is_some());
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let unhealthy = events
+        .list(&ListParams::default().fields(&format!(
+            "involvedObject.name={},reason=Unhealthy",
+            pod.name_any()
+        )))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(unhealthy.len(), 1);
+    assert!(
+        unhealthy[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("Readiness probe failed")
+    );
+    let d = api.get("stuck").await.unwrap();
+    assert!(!is_ready(&d));
+    assert_eq!(d.status.as_ref().unwrap().ready_replicas.unwrap_or(0), 0);
+    // Other images are unaffected.
+    api.patch(
+        "fine",
+        &PatchParams::apply("test"),
+        &Patch::Apply(deployment("fine", 1, json!({}))),
+    )
+    .await
+    .unwrap();
+    eventually(10, "fine ready", || {
+        let api = api.clone();
+        async move { api.get("fine").await.ok().filter(is_ready) }
+    })
+    .await;
+    assert!(!is_ready(&api.get("stuck").await.unwrap()));
     double.shutdown().await;
 }
 
@@ -766,10 +1167,36 @@ async fn crd_adds_a_kind_to_discovery_usable_as_dynamic_object() {
         .unwrap();
     let got = api.get("w1").await.unwrap();
     assert_eq!(got.data["spec"]["size"], 3);
+    // Items of a custom resource list keep kind/apiVersion, as the real server's do…
+    let items = api.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(items.len(), 1);
+    let types = items[0]
+        .types
+        .as_ref()
+        .expect("custom resource items carry their kind");
     assert_eq!(
-        api.list(&ListParams::default()).await.unwrap().items.len(),
-        1
+        (types.kind.as_str(), types.api_version.as_str()),
+        ("Widget", "example.com/v1")
     );
+    // …and built-in list items carry none (the list names the kind once), while a GET does.
+    let cm_ar = kube::discovery::ApiResource::erase::<ConfigMap>(&());
+    let cms: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &cm_ar);
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "plain"}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let list = cms.list(&ListParams::default()).await.unwrap();
+    assert_eq!(list.types.kind, "ConfigMapList");
+    assert!(
+        list.items.iter().all(|i| i.types.is_none()),
+        "built-in list items have no kind/apiVersion: {:?}",
+        list.items[0].types
+    );
+    assert!(cms.get("plain").await.unwrap().types.is_some());
 
     // The status subresource is separate from the main resource.
     api.patch_status(
@@ -912,20 +1339,67 @@ async fn namespace_deletion_finalizers_and_garbage_collection() {
     let marked = cms.get("held").await.unwrap();
     assert!(marked.metadata.deletion_timestamp.is_some());
 
-    // Deleting the namespace deletes its content; it waits for the finalizer.
+    // Deleting the namespace makes it Terminating at once; the namespace controller then
+    // deletes its content, and it stays while content (held by a finalizer) remains.
     cms.create(
         &PostParams::default(),
         &configmap("inside", json!({}), json!({})),
     )
     .await
     .unwrap();
-    namespaces
+    let deleted = namespaces
         .delete("doomed", &DeleteParams::default())
         .await
+        .unwrap()
+        .left()
+        .expect("the namespace is returned, not a Status: it is not gone yet");
+    assert!(deleted.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        deleted.status.unwrap().phase.as_deref(),
+        Some("Terminating")
+    );
+    eventually(5, "the namespace's content deleted", || {
+        let cms = cms.clone();
+        async move {
+            matches!(cms.get("inside").await, Err(kube::Error::Api(s)) if s.code == 404)
+                .then_some(())
+        }
+    })
+    .await;
+    let ns = eventually(5, "the namespace reporting what remains", || {
+        let namespaces = namespaces.clone();
+        async move {
+            let ns = namespaces.get("doomed").await.ok()?;
+            let conds = ns.status.as_ref()?.conditions.clone()?;
+            conds
+                .iter()
+                .any(|c| c.type_ == "NamespaceFinalizersRemaining" && c.status == "True")
+                .then_some(ns)
+        }
+    })
+    .await;
+    assert_eq!(
+        ns.status.as_ref().unwrap().phase.as_deref(),
+        Some("Terminating")
+    );
+    let remaining = ns.status.unwrap().conditions.unwrap();
+    let content = remaining
+        .iter()
+        .find(|c| c.type_ == "NamespaceContentRemaining")
         .unwrap();
-    assert_eq!(api_error(cms.get("inside").await).code, 404);
-    let ns = namespaces.get("doomed").await.unwrap();
-    assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Terminating"));
+    assert_eq!(content.status, "True");
+    assert!(
+        content
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("configmaps has 1 resource instances"),
+        "{content:?}"
+    );
+    assert_eq!(
+        ns.spec.unwrap().finalizers,
+        Some(vec!["kubernetes".to_string()])
+    );
     let err = api_error(
         cms.create(
             &PostParams::default(),
@@ -943,7 +1417,14 @@ async fn namespace_deletion_finalizers_and_garbage_collection() {
     .await
     .unwrap();
     assert_eq!(api_error(cms.get("held").await).code, 404);
-    assert_eq!(api_error(namespaces.get("doomed").await).code, 404);
+    eventually(5, "the empty namespace removed", || {
+        let namespaces = namespaces.clone();
+        async move {
+            matches!(namespaces.get("doomed").await, Err(kube::Error::Api(s)) if s.code == 404)
+                .then_some(())
+        }
+    })
+    .await;
 
     // The built-in namespaces cannot be deleted.
     assert_eq!(
@@ -971,6 +1452,9 @@ async fn streaming_list_and_metadata_watchers() {
     let meta_api: Api<kube::core::PartialObjectMeta<ConfigMap>> =
         Api::namespaced(client.clone(), "default");
     let metadata = watcher(meta_api, watcher::Config::default());
+    // Each watcher says when its initial list is complete; "after" is created only then.
+    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel::<&str>();
+    let streaming_ready = ready_tx.clone();
     let streaming = tokio::spawn(async move {
         let mut s = Box::pin(streaming);
         let mut names = Vec::new();
@@ -980,7 +1464,10 @@ async fn streaming_list_and_metadata_watchers() {
                 watcher::Event::InitApply(cm) | watcher::Event::Apply(cm) => {
                     names.push(cm.name_any())
                 }
-                watcher::Event::InitDone => init_done = true,
+                watcher::Event::InitDone => {
+                    init_done = true;
+                    let _ = streaming_ready.send("streaming");
+                }
                 _ => {}
             }
             if init_done && names.contains(&"after".to_string()) {
@@ -992,15 +1479,26 @@ async fn streaming_list_and_metadata_watchers() {
     let metadata = tokio::spawn(async move {
         let mut s = Box::pin(metadata);
         while let Some(ev) = s.try_next().await.unwrap() {
-            if let watcher::Event::Apply(m) = ev
-                && m.metadata.name.as_deref() == Some("after")
-            {
-                return m.metadata.labels;
+            match ev {
+                watcher::Event::Apply(m) if m.metadata.name.as_deref() == Some("after") => {
+                    return m.metadata.labels;
+                }
+                watcher::Event::InitDone => {
+                    let _ = ready_tx.send("metadata");
+                }
+                _ => {}
             }
         }
         panic!("stream ended");
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut listed = Vec::new();
+    while listed.len() < 2 {
+        let which = tokio::time::timeout(Duration::from_secs(10), ready.recv())
+            .await
+            .expect("both watchers list within 10 s")
+            .unwrap();
+        listed.push(which);
+    }
     api.create(
         &PostParams::default(),
         &configmap("after", json!({"l": "v"}), json!({})),
@@ -1106,5 +1604,35 @@ async fn statefulsets_become_ready_and_jobs_complete() {
     .await;
     assert_eq!(js.succeeded, Some(1));
     assert!(js.completion_time.is_some() && js.start_time.is_some());
+
+    // The Pods behind them: ordinals owned by the StatefulSet, a Succeeded Pod of the Job.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let all = pods.list(&ListParams::default()).await.unwrap().items;
+    let sts_uid = sts_api.get("db").await.unwrap().metadata.uid;
+    let mut names: Vec<String> =
+        all.iter()
+            .filter(|p| {
+                p.metadata.owner_references.as_ref().is_some_and(|o| {
+                    o[0].kind == "StatefulSet" && Some(&o[0].uid) == sts_uid.as_ref()
+                })
+            })
+            .map(|p| p.name_any())
+            .collect();
+    names.sort();
+    assert_eq!(names, ["db-0", "db-1", "db-2"]);
+    let job_pods: Vec<&Pod> = all
+        .iter()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.get("job-name").map(String::as_str) == Some("migrate"))
+        })
+        .collect();
+    assert_eq!(job_pods.len(), 1);
+    assert_eq!(
+        job_pods[0].status.as_ref().unwrap().phase.as_deref(),
+        Some("Succeeded")
+    );
     double.shutdown().await;
 }

@@ -209,6 +209,61 @@ async fn kubectl_get_apply_patch_and_describe() {
             .any(|l| l.starts_with("web") && l.contains("2/2")),
         "{out}"
     );
+    // describe: the Deployment names its new ReplicaSet and the controller's events; a Pod's
+    // describe shows the kubelet's events, which kubectl finds by involvedObject.
+    let out = k.ok(&["describe", "deployment", "web"]).await;
+    assert!(out.contains("Name:") && out.contains("web"), "{out}");
+    assert!(
+        out.contains("NewReplicaSet:") && out.contains("(2/2 replicas created)"),
+        "{out}"
+    );
+    assert!(out.contains("ScalingReplicaSet"), "{out}");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: bad\n  namespace: default\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: bad}\n  template:\n    metadata:\n      labels: {app: bad}\n      annotations: {threeport.io/simulate-failure: ImagePullBackOff}\n    spec:\n      containers: [{name: bad, image: nginx:no-such-tag}]\n",
+    )
+    .unwrap();
+    k.ok(&["apply", "--server-side", "-f", bad.to_str().unwrap()])
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let pods = loop {
+        let out = k.ok(&["get", "pods", "-l", "app=bad"]).await;
+        if out.contains("ImagePullBackOff") {
+            break out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pod never showed ImagePullBackOff:\n{out}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let pod = pods
+        .lines()
+        .find(|l| l.starts_with("bad-"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a pod row")
+        .to_string();
+    assert!(pods.contains("0/1"), "{pods}");
+    let out = k.ok(&["describe", "pod", &pod]).await;
+    assert!(
+        out.contains("Controlled By:") && out.contains("ReplicaSet/bad-"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Reason:       ImagePullBackOff") || out.contains("ImagePullBackOff"),
+        "{out}"
+    );
+    let events = out.split("Events:").nth(1).unwrap_or_default();
+    assert!(
+        events.contains("Failed to pull image \"nginx:no-such-tag\"") && events.contains("kubelet"),
+        "the kubelet's events in describe:\n{out}"
+    );
+    assert!(
+        events.contains("Scheduled") && events.contains("default-scheduler"),
+        "{out}"
+    );
+
     k.ok(&["scale", "deployment", "web", "--replicas=3"]).await;
     let out = k
         .ok(&[
