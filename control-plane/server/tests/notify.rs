@@ -94,18 +94,22 @@ async fn workload_instance_create_is_published_on_the_workload_stream() {
     assert_eq!(m["Object"]["WorkloadDefinitionID"].as_u64(), Some(def));
 
     // A spec change publishes .update; a status-only change by a controller does not.
-    h.patch(
-        "workload-instances",
-        r.id(),
-        json!({"Status": "Healthy", "Reconciled": true}),
-    )
-    .await;
-    h.patch(
-        "workload-definitions",
-        def,
-        json!({"YAMLDocument": "kind: Secret\n"}),
-    )
-    .await;
+    let w = h
+        .patch(
+            "workload-instances",
+            r.id(),
+            json!({"Status": "Healthy", "Reconciled": true}),
+        )
+        .await;
+    assert_eq!(w.status, 200, "{}", w.body);
+    let w = h
+        .patch(
+            "workload-definitions",
+            def,
+            json!({"YAMLDocument": "kind: Secret\n"}),
+        )
+        .await;
+    assert_eq!(w.status, 200, "{}", w.body);
     let (ids, _) = collect(
         &url,
         "workloadStream",
@@ -128,7 +132,7 @@ async fn workload_instance_create_is_published_on_the_workload_stream() {
         "a status PATCH must not notify the controller"
     );
     // Two-phase delete notifies .delete.
-    h.delete("workload-instances", r.id()).await;
+    assert_eq!(h.delete("workload-instances", r.id()).await.status, 200);
     let (ids, msgs) = collect(
         &url,
         "workloadStream",
@@ -257,12 +261,14 @@ async fn watch_and_resume(h: &Harness) {
 
     // While disconnected: create, update, and a plain kind created then deleted.
     let b = h.seed_definition("watch-b").await;
-    h.patch(
-        "workload-definitions",
-        b,
-        json!({"YAMLDocument": "changed"}),
-    )
-    .await;
+    let w = h
+        .patch(
+            "workload-definitions",
+            b,
+            json!({"YAMLDocument": "changed"}),
+        )
+        .await;
+    assert_eq!(w.status, 200, "{}", w.body);
     let acct = h
         .post(
             "aws-accounts",
@@ -270,7 +276,7 @@ async fn watch_and_resume(h: &Harness) {
         )
         .await
         .id();
-    h.delete("aws-accounts", acct).await;
+    assert_eq!(h.delete("aws-accounts", acct).await.status, 200);
 
     let mut resumed = Box::pin(client.watch(&kinds, Some(&last_id)).await.expect("resume"));
     let mut got = Vec::new();
