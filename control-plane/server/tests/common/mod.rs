@@ -222,7 +222,26 @@ impl Harness {
             )
             .await;
         assert_eq!(r.status, 201, "{}", r.body);
-        r.id()
+        let id = r.id();
+        // Heartbeat as a controller process does, until the registration is deleted (or the
+        // server is gone), so a slow test never outlives it.
+        let (http, url) = (
+            self.http.clone(),
+            format!("{}/v0/controllers/{id}", self.base),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                let now = time::OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap();
+                match http.patch(&url).json(&json!({"HeartbeatAt": now})).send().await {
+                    Ok(r) if r.status().is_success() => {}
+                    _ => return,
+                }
+            }
+        });
+        id
     }
 
     pub async fn seed_definition(&self, name: &str) -> u64 {
