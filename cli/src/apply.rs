@@ -3,14 +3,14 @@
 
 use crate::hint;
 use crate::output::{self, Format};
-use threeport_api::ObjectExt;
-use threeport_api::status::Health;
 use anyhow::Result;
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
+use threeport_api::ObjectExt;
 use threeport_api::manifest::{Desired, Loaded};
+use threeport_api::status::Health;
 use threeport_api::{Client, Kind, kinds, object_id};
 
 #[derive(Clone, Debug)]
@@ -319,11 +319,18 @@ pub async fn wait(
         for (kind, id, name) in pending {
             let o = client.get(kind, id).await?;
             let label = format!("{}/{name}", kind.singular());
-            let reason = || o.status_reason().unwrap_or("no reason was recorded").to_string();
+            let reason = || {
+                o.status_reason()
+                    .unwrap_or("no reason was recorded")
+                    .to_string()
+            };
             match threeport_api::status::status(kind, &o).1 {
                 Health::Failed => failed.push(format!("{label}: {}", reason())),
                 // Nothing will reconcile it (no controller serves its kind): waiting cannot help.
-                Health::Pending if !o.is_reconciled() && o.str_field("StatusReason").starts_with("no controller") => {
+                Health::Pending
+                    if !o.is_reconciled()
+                        && o.str_field("StatusReason").starts_with("no controller") =>
+                {
                     failed.push(format!("{label}: Pending: {}", reason()))
                 }
                 _ if o.is_reconciled() => {

@@ -30,9 +30,9 @@ mod kind;
 mod local;
 mod output;
 mod runtime;
-mod view;
 #[cfg(test)]
 mod same_words;
+mod view;
 
 use anyhow::Result;
 use args::{Cli, Command};

@@ -195,19 +195,26 @@ fn pending_where_no_controller_runs(env: &Env) {
     let table = env.ok(&["get", "helm-workload-instances"]);
     assert!(table.lines()[1].contains("Pending"), "{}", table.stdout);
     let d = env.ok(&["describe", "helm-workload-instance", "wordpress"]);
-    let reason =
-        "no controller for HelmWorkloadInstance is running in this control plane; this release has no controller for it";
+    let reason = "no controller for HelmWorkloadInstance is running in this control plane; this release has no controller for it";
     assert!(
-        d.stdout.lines().any(|l| l.starts_with("Status:") && l.ends_with(" Pending")),
+        d.stdout
+            .lines()
+            .any(|l| l.starts_with("Status:") && l.ends_with(" Pending")),
         "{}",
         d.stdout
     );
     assert!(
-        d.stdout.lines().any(|l| l.starts_with("StatusReason:") && l.ends_with(reason)),
+        d.stdout
+            .lines()
+            .any(|l| l.starts_with("StatusReason:") && l.ends_with(reason)),
         "{}",
         d.stdout
     );
-    assert!(d.stdout.contains(&format!("Why:\n  {reason}")), "{}", d.stdout);
+    assert!(
+        d.stdout.contains(&format!("Why:\n  {reason}")),
+        "{}",
+        d.stdout
+    );
     let w = env.ok(&["why", "helm-workload-instance", "wordpress"]);
     assert_eq!(
         w.lines()[..3],
@@ -222,7 +229,11 @@ fn pending_where_no_controller_runs(env: &Env) {
     // The served kinds are not Pending: their controllers registered.
     let ctl = env.ok(&["get", "controllers"]);
     assert!(ctl.lines()[0].starts_with("NAME") && ctl.lines()[0].contains("CONTROLLERS"));
-    assert!(ctl.stdout.contains("kubernetes-runtime,workload") && ctl.stdout.contains("Running"), "{}", ctl.stdout);
+    assert!(
+        ctl.stdout.contains("kubernetes-runtime,workload") && ctl.stdout.contains("Running"),
+        "{}",
+        ctl.stdout
+    );
 }
 
 fn get_forms(env: &Env) {
@@ -531,7 +542,11 @@ fn bad_files_give_one_clear_error_and_write_nothing_that_depends_on_them() {
         );
         // One clear error: the problem is reported once, on one `error:` line that names it;
         // the other `error:` lines only name the objects not applied because of it.
-        let errors: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        let errors: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect();
         let (named, others): (Vec<&str>, Vec<&str>) =
             errors.iter().partition(|l| l.contains(message));
         assert_eq!(named.len(), 1, "{file}: {}", r.stderr);

@@ -111,9 +111,7 @@ async fn a_failed_eks_up_rolls_back_or_is_retained_then_down_leaves_nothing() {
         "{err}"
     );
     assert!(
-        err.contains(
-            "hint: rolled back 18 resources; nothing was left behind"
-        ),
+        err.contains("hint: rolled back 18 resources; nothing was left behind"),
         "{err}"
     );
     assert_eq!(counts(&moto, "rollback").await, (0, 0));

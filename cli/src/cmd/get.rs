@@ -29,7 +29,10 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> Result<u8> {
             let names = output::event_names(&client, kind, &objects).await;
             let wide = args.output == Some(Format::Wide);
             let now = time::OffsetDateTime::now_utc();
-            out!("{}", output::table(kind, &objects, &refs, &names, wide, now))?;
+            out!(
+                "{}",
+                output::table(kind, &objects, &refs, &names, wide, now)
+            )?;
         }
         Some(f) => output::print_objects(f, kind, &objects)?,
     }

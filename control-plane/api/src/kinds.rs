@@ -756,7 +756,9 @@ pub fn controllers() -> Vec<&'static str> {
 
 /// The kinds a controller serves.
 pub fn served_by(controller: &str) -> impl Iterator<Item = &'static Kind> + '_ {
-    KINDS.iter().filter(move |k| k.controller() == Some(controller))
+    KINDS
+        .iter()
+        .filter(move |k| k.controller() == Some(controller))
 }
 
 /// Find a kind by its PascalCase name, its plural, its singular or an alias (case-insensitive).
@@ -854,10 +856,17 @@ mod tests {
         );
         let names = |v: Vec<&'static Kind>| v.iter().map(|k| k.name).collect::<Vec<_>>();
         assert_eq!(names(WORKLOAD_DEFINITION.children()), ["WorkloadInstance"]);
-        assert_eq!(names(WORKLOAD_INSTANCE.children()), ["WorkloadResourceInstance"]);
+        assert_eq!(
+            names(WORKLOAD_INSTANCE.children()),
+            ["WorkloadResourceInstance"]
+        );
         assert!(WORKLOAD_RESOURCE_INSTANCE.children().is_empty());
         assert!(names(KUBERNETES_RUNTIME_INSTANCE.dependents()).contains(&"WorkloadInstance"));
-        let events: Vec<&str> = KINDS.iter().filter(|k| k.is_event()).map(|k| k.name).collect();
+        let events: Vec<&str> = KINDS
+            .iter()
+            .filter(|k| k.is_event())
+            .map(|k| k.name)
+            .collect();
         assert_eq!(events, ["WorkloadEvent", "Event"]);
         for k in KINDS.iter().filter(|k| k.is_event()) {
             assert!(!k.named && !k.reconciled, "{}", k.name);

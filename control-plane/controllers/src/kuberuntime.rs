@@ -18,7 +18,6 @@ pub struct RuntimeReconciler {
     pub clients: Arc<Clients>,
 }
 
-
 /// Reachability: `Ok(version)` or `Err(reason)`.
 pub async fn check(runtime: &Value) -> Result<String, String> {
     let client = client_for(runtime).await.map_err(|e| e.to_string())?;
@@ -63,7 +62,9 @@ impl Reconciler for RuntimeReconciler {
             }
         }
         Ok(Outcome::DoneWith(match check(&o).await {
-            Ok(v) => json!({"Status": "Healthy", "StatusReason": format!("reachable (Kubernetes {v})")}),
+            Ok(v) => {
+                json!({"Status": "Healthy", "StatusReason": format!("reachable (Kubernetes {v})")})
+            }
             Err(reason) => json!({"Status": "Failed", "StatusReason": reason}),
         }))
     }

@@ -82,7 +82,8 @@ pub async fn run_registered<R: runtime::Reconciler>(
     opts: runtime::Options,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let reg = registration::Registration::new(vec![reconciler.name().to_string()], reconciler.kinds());
+    let reg =
+        registration::Registration::new(vec![reconciler.name().to_string()], reconciler.kinds());
     let id = reg.register_until_done(&api, &shutdown).await;
     let heartbeat = tokio::spawn(reg.keep(api.clone(), id, shutdown.clone()));
     let r = runtime::run(reconciler, api, notifications.source(), opts, shutdown).await;
@@ -110,10 +111,8 @@ pub async fn run_all(
         .iter()
         .flat_map(|c| threeport_api::kinds::served_by(c))
         .collect();
-    let reg = registration::Registration::new(
-        selected.iter().map(|c| c.to_string()).collect(),
-        kinds,
-    );
+    let reg =
+        registration::Registration::new(selected.iter().map(|c| c.to_string()).collect(), kinds);
     let id = reg.register_until_done(&api, &shutdown).await;
     let heartbeat = tokio::spawn(reg.keep(api.clone(), id, shutdown.clone()));
 

@@ -244,14 +244,15 @@ impl<R: Reconciler> Shared<R> {
         F: Future<Output = ()> + Send,
     {
         // 1. Re-read: the notification may be stale, and secrets are not in it.
-        let object = match self.api.get_revealed(kind, id).await {
-            Ok(o) => o,
-            Err(e) if e.is_not_found() => return Verdict::Ack,
-            Err(e) => {
-                return Verdict::Retry(self.opts.backoff(attempt).max(Duration::from_secs(1)))
-                    .log(kind, id, &e.to_string());
-            }
-        };
+        let object =
+            match self.api.get_revealed(kind, id).await {
+                Ok(o) => o,
+                Err(e) if e.is_not_found() => return Verdict::Ack,
+                Err(e) => {
+                    return Verdict::Retry(self.opts.backoff(attempt).max(Duration::from_secs(1)))
+                        .log(kind, id, &e.to_string());
+                }
+            };
         let deleting = object.is_deleting();
         if !deleting && object.is_reconciled() {
             return Verdict::Ack;
@@ -359,7 +360,10 @@ impl<R: Reconciler> Shared<R> {
         if patch.is_empty() {
             return Ok(());
         }
-        self.api.patch(kind, id, &Value::Object(patch)).await.map(|_| ())
+        self.api
+            .patch(kind, id, &Value::Object(patch))
+            .await
+            .map(|_| ())
     }
 
     /// The end of a successful reconcile: `DeletionConfirmed` (which removes the object), or
@@ -388,7 +392,10 @@ impl<R: Reconciler> Shared<R> {
                 patch.insert("StatusReason".into(), Value::Null);
             }
         }
-        self.api.patch(kind, id, &Value::Object(patch)).await.map(|_| ())
+        self.api
+            .patch(kind, id, &Value::Object(patch))
+            .await
+            .map(|_| ())
     }
 
     async fn record_event(&self, kind: &'static Kind, id: u64, reason: &str, note: &str) {
@@ -438,7 +445,11 @@ fn spec_of(kind: &Kind, o: &Value) -> Vec<(&'static str, Value)> {
         .filter(|f| !f.status)
         .map(|f| {
             let v = o.get(f.name).cloned().unwrap_or(Value::Null);
-            let v = if f.secret && !v.is_null() { json!("secret") } else { v };
+            let v = if f.secret && !v.is_null() {
+                json!("secret")
+            } else {
+                v
+            };
             (f.name, v)
         })
         .collect()

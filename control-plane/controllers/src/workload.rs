@@ -20,7 +20,6 @@ pub struct WorkloadReconciler {
     pub watchers: Arc<StatusWatchers>,
 }
 
-
 /// Split a multi-document manifest into Kubernetes objects, checking each has an identity.
 pub fn split_manifest(yaml: &str) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
@@ -195,9 +194,7 @@ impl WorkloadReconciler {
                     ReconcileError::Permanent("no Kubernetes runtime: name a KubernetesRuntimeInstance or mark one DefaultRuntime".into())
                 })?,
         };
-        let runtime = api
-            .get_revealed(KUBERNETES_RUNTIME_INSTANCE, rid)
-            .await?;
+        let runtime = api.get_revealed(KUBERNETES_RUNTIME_INSTANCE, rid).await?;
         let client = self.clients.get(&runtime).await?;
         Ok((rid, runtime, client))
     }

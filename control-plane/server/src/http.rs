@@ -301,7 +301,11 @@ impl AppState {
     }
 
     /// Encrypt secret fields; refuse them if this server was started without a key.
-    fn seal(&self, kind: &'static Kind, body: &mut Map<String, Value>) -> Result<(), ErrorResponse> {
+    fn seal(
+        &self,
+        kind: &'static Kind,
+        body: &mut Map<String, Value>,
+    ) -> Result<(), ErrorResponse> {
         let present: Vec<&str> = kind
             .secret_fields()
             .filter(|f| is_set(body.get(f.name)))
@@ -441,7 +445,11 @@ async fn list(
 }
 
 /// Resolve `?lowercasedfield=value` to an indexed field and the value as the index holds it.
-fn filter(kind: &'static Kind, key: &str, value: &str) -> Result<(&'static str, String), ErrorResponse> {
+fn filter(
+    kind: &'static Kind,
+    key: &str,
+    value: &str,
+) -> Result<(&'static str, String), ErrorResponse> {
     let Some(field) = kind
         .fields()
         .find(|f| f.filter_key() == key.to_ascii_lowercase())
@@ -490,7 +498,8 @@ async fn write(
 ) -> ApiResult {
     let id = parse_id(kind, &raw)?;
     let value = parse_body(kind, body)?;
-    let patch = check_body(kind, &value, mode).map_err(|e| ErrorResponse::bad(kind, e.to_string()))?;
+    let patch =
+        check_body(kind, &value, mode).map_err(|e| ErrorResponse::bad(kind, e.to_string()))?;
     let expected = patch.get("ResourceVersion").and_then(Value::as_i64);
     for _attempt in 0..20 {
         let current = st
@@ -510,11 +519,19 @@ async fn write(
         let mut incoming = lifecycle::incoming_fields(kind, &current.body, patch)
             .map_err(|m| ErrorResponse::bad(kind, m))?;
         st.seal(kind, &mut incoming.fields)?;
-        let plan = lifecycle::plan_write(kind, mode, &current.body, incoming, st.registry.served(kind));
+        let plan = lifecycle::plan_write(
+            kind,
+            mode,
+            &current.body,
+            incoming,
+            st.registry.served(kind),
+        );
         let result = match plan {
             WritePlan::Remove => st.store.remove(kind, id, Some(current.version)).await,
             WritePlan::Store { body, notify } => {
-                st.store.update(kind, id, current.version, &body, notify).await
+                st.store
+                    .update(kind, id, current.version, &body, notify)
+                    .await
             }
         };
         match result {

@@ -319,7 +319,9 @@ async fn no_controller_means_pending(h: &Harness) {
         404
     );
     // A live registration for the kind: new objects are not Pending, and deletes are two-phase.
-    let reg = h.register_controller("test-helm", &["HelmWorkloadDefinition"]).await;
+    let reg = h
+        .register_controller("test-helm", &["HelmWorkloadDefinition"])
+        .await;
     let hd = h
         .post(
             "helm-workload-definitions",
@@ -337,14 +339,19 @@ async fn no_controller_means_pending(h: &Harness) {
         let g = h
             .get(&format!("/v0/helm-workload-definitions/{}", hd.id()))
             .await;
-        reason = g.object()["StatusReason"].as_str().unwrap_or("").to_string();
+        reason = g.object()["StatusReason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         if g.object()["Status"] == "Pending" {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(
-        reason.starts_with("deletion waits for a controller: no controller for HelmWorkloadDefinition"),
+        reason.starts_with(
+            "deletion waits for a controller: no controller for HelmWorkloadDefinition"
+        ),
         "{reason}"
     );
 }
@@ -562,7 +569,9 @@ async fn misc_endpoints(h: &Harness) {
         assert!(doc.body["components"]["schemas"][kind.name].is_object());
     }
     // A body over the limit is refused with 413, in the envelope.
-    let (status, env) = h.over_limit_status("POST", "/v0/workload-definitions").await;
+    let (status, env) = h
+        .over_limit_status("POST", "/v0/workload-definitions")
+        .await;
     assert_eq!(status, 413);
     assert_eq!(env["Status"]["code"], 413, "{env}");
 }

@@ -158,7 +158,10 @@ async fn hostile_input(h: &Harness) {
         }
     }
     // Over the body limit: 413, whatever the method.
-    for (method, path) in [("POST", "/v0/workload-definitions"), ("PUT", "/v0/workload-definitions/1")] {
+    for (method, path) in [
+        ("POST", "/v0/workload-definitions"),
+        ("PUT", "/v0/workload-definitions/1"),
+    ] {
         let (status, _) = h.over_limit_status(method, path).await;
         assert_eq!(status, 413, "{method} {path}");
     }

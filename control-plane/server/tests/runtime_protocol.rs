@@ -49,8 +49,12 @@ impl Reconciler for FakeHelm {
             };
             if first {
                 // Someone changes the spec while this reconcile is still running.
-                api.patch(kind, o["ID"].as_u64().unwrap(), &json!({"ValuesDocument": "v: 2"}))
-                    .await?;
+                api.patch(
+                    kind,
+                    o["ID"].as_u64().unwrap(),
+                    &json!({"ValuesDocument": "v: 2"}),
+                )
+                .await?;
             }
         }
         if o["ReleaseNamespace"] == "broken" {
@@ -173,7 +177,11 @@ async fn a_reconciler_of_apply_and_cleanup_gets_the_bookkeeping_from_the_runtime
         })
         .await;
     assert_eq!(c["ValuesDocument"], "v: 2");
-    assert_eq!(*fake.seen.lock().unwrap(), ["v: 1", "v: 2"], "applied again with the change");
+    assert_eq!(
+        *fake.seen.lock().unwrap(),
+        ["v: 1", "v: 2"],
+        "applied again with the change"
+    );
 
     // 3. A permanent failure ends visible: Failed with the reason, CreationFailed, an Event.
     let b = h

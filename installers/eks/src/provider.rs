@@ -246,11 +246,17 @@ async fn record_inventory(
     )
     .await?;
     let krd = api
-        .find_by_name(threeport_api::kinds::KUBERNETES_RUNTIME_DEFINITION, &access.cluster_name)
+        .find_by_name(
+            threeport_api::kinds::KUBERNETES_RUNTIME_DEFINITION,
+            &access.cluster_name,
+        )
         .await?
         .context("runtime definition not registered")?;
     let kri = api
-        .find_by_name(threeport_api::kinds::KUBERNETES_RUNTIME_INSTANCE, &access.cluster_name)
+        .find_by_name(
+            threeport_api::kinds::KUBERNETES_RUNTIME_INSTANCE,
+            &access.cluster_name,
+        )
         .await?
         .context("runtime instance not registered")?;
     let def = find_or_create(

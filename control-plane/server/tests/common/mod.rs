@@ -235,7 +235,12 @@ impl Harness {
                 let now = time::OffsetDateTime::now_utc()
                     .format(&time::format_description::well_known::Rfc3339)
                     .unwrap();
-                match http.patch(&url).json(&json!({"HeartbeatAt": now})).send().await {
+                match http
+                    .patch(&url)
+                    .json(&json!({"HeartbeatAt": now}))
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status().is_success() => {}
                     _ => return,
                 }
