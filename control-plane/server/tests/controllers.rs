@@ -73,30 +73,6 @@ fn fast_options() -> threeport_controllers::ControllerOptions {
     o
 }
 
-/// Poll the API until `pred` holds for the object, returning it.
-async fn wait_for(
-    h: &Harness,
-    plural: &str,
-    id: u64,
-    what: &str,
-    secs: u64,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    let mut last = Value::Null;
-    while tokio::time::Instant::now() < deadline {
-        let r = h.get(&format!("/v0/{plural}/{id}")).await;
-        if r.status == 200 {
-            last = r.object().clone();
-            if pred(&last) {
-                return last;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {plural}/{id} to be {what}; last seen: {last}");
-}
-
 async fn wait_gone(h: &Harness, plural: &str, id: u64, secs: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while h.get(&format!("/v0/{plural}/{id}")).await.status != 404 {
@@ -182,7 +158,7 @@ async fn replicasets_of(
 async fn wait_degraded(h: &Harness, id: u64, reason: &str, details: &[&str]) -> Value {
     let waiting = format!(": {reason}: ");
     let what = format!("Degraded ({reason}, {details:?})");
-    wait_for(h, "workload-instances", id, &what, 30, |o| {
+    h.wait_for("workload-instances", id, &what, 30, |o| {
         let r = o["StatusReason"].as_str().unwrap_or("");
         status(o) == "Degraded"
             && r.contains(": Pod web-")
@@ -196,15 +172,15 @@ async fn wait_degraded(h: &Harness, id: u64, reason: &str, details: &[&str]) -> 
 async fn workload_flow(h: &Harness, double: &KubeDouble) {
     let kube = kube_client(double).await;
     let runtime = register_runtime(h, double, "double").await;
-    let rt = wait_for(
-        h,
-        "kubernetes-runtime-instances",
-        runtime,
-        "Healthy",
-        20,
-        |o| status(o) == "Healthy",
-    )
-    .await;
+    let rt = h
+        .wait_for(
+            "kubernetes-runtime-instances",
+            runtime,
+            "Healthy",
+            20,
+            |o| status(o) == "Healthy",
+        )
+        .await;
     assert!(
         rt["StatusReason"].as_str().unwrap().contains("reachable"),
         "{rt}"
@@ -220,10 +196,11 @@ async fn workload_flow(h: &Harness, double: &KubeDouble) {
         .await
         .id();
     let inst = h.post("workload-instances", json!({"Name": "web", "WorkloadDefinitionID": def, "KubernetesRuntimeInstanceID": runtime})).await.id();
-    let o = wait_for(h, "workload-instances", inst, "Healthy", 30, |o| {
-        status(o) == "Healthy"
-    })
-    .await;
+    let o = h
+        .wait_for("workload-instances", inst, "Healthy", 30, |o| {
+            status(o) == "Healthy"
+        })
+        .await;
     let reason = o["StatusReason"].as_str().unwrap();
     assert!(
         reason.contains("Deployment web: 2/2 updated, 2/2 ready, 2/2 available"),
@@ -607,10 +584,11 @@ async fn a_controller_restart_keeps_the_right_status_from_the_initial_list() {
         ids.push(id);
     }
     let (web, bad) = (ids[0], ids[1]);
-    let healthy = wait_for(&h, "workload-instances", web, "Healthy", 30, |o| {
-        status(o) == "Healthy"
-    })
-    .await;
+    let healthy = h
+        .wait_for("workload-instances", web, "Healthy", 30, |o| {
+            status(o) == "Healthy"
+        })
+        .await;
     let degraded = wait_degraded(&h, bad, "ImagePullBackOff", &["Failed to pull image"]).await;
     stop.cancel();
     ctl.await
@@ -681,8 +659,7 @@ async fn unreachable_runtime_fails_with_reason_and_recovers() {
         stop.clone(),
     ));
     let runtime = register_runtime(&h, &double, "flaky").await;
-    wait_for(
-        &h,
+    h.wait_for(
         "kubernetes-runtime-instances",
         runtime,
         "Healthy",
@@ -691,15 +668,11 @@ async fn unreachable_runtime_fails_with_reason_and_recovers() {
     )
     .await;
     double.pause().await;
-    let o = wait_for(
-        &h,
-        "kubernetes-runtime-instances",
-        runtime,
-        "Failed",
-        30,
-        |o| status(o) == "Failed",
-    )
-    .await;
+    let o = h
+        .wait_for("kubernetes-runtime-instances", runtime, "Failed", 30, |o| {
+            status(o) == "Failed"
+        })
+        .await;
     assert!(
         o["StatusReason"].as_str().unwrap().contains("unreachable"),
         "{o}"
@@ -735,8 +708,7 @@ async fn unreachable_runtime_fails_with_reason_and_recovers() {
     }
     // …and both recover without help when the runtime is back.
     double.resume().await.unwrap();
-    wait_for(
-        &h,
+    h.wait_for(
         "kubernetes-runtime-instances",
         runtime,
         "Healthy again",
@@ -744,7 +716,7 @@ async fn unreachable_runtime_fails_with_reason_and_recovers() {
         |o| status(o) == "Healthy",
     )
     .await;
-    wait_for(&h, "workload-instances", inst, "Healthy", 60, |o| {
+    h.wait_for("workload-instances", inst, "Healthy", 60, |o| {
         status(o) == "Healthy"
     })
     .await;
