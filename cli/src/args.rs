@@ -109,6 +109,10 @@ pub struct UpArgs {
     /// Show the output of the tools tptctl runs (kind).
     #[arg(long)]
     pub verbose: bool,
+    /// How long to wait for each control-plane rollout and then for the API (kind and EKS),
+    /// e.g. 90s, 10m. A rollout that is not done by then fails `up`, naming the workload.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
     /// AWS region (EKS).
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     pub aws_region: String,

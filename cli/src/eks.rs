@@ -38,7 +38,12 @@ pub struct UpOptions {
     pub images: Images,
     /// Keep what a failed `up` created.
     pub retain: bool,
+    /// For each rollout, the load balancer, then the API.
+    pub timeout: Duration,
 }
+
+/// How long `up` waits for each rollout and for the API unless `--timeout` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(900);
 
 pub async fn up(config_path: &Path, opts: UpOptions) -> Result<()> {
     let name = opts.name.as_str();
@@ -47,7 +52,7 @@ pub async fn up(config_path: &Path, opts: UpOptions) -> Result<()> {
         place: place(config_path, name, &opts.region, opts.profile.as_deref()),
         images: opts.images,
         retain: opts.retain,
-        timeout: Duration::from_secs(900),
+        timeout: opts.timeout,
     };
     let mut resume = format!(
         "tptctl up --provider eks --name {name} --aws-region {}",

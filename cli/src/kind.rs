@@ -10,6 +10,10 @@ use threeport_installers::manifests::Images;
 
 pub const PROVIDER: &str = kind::PROVIDER;
 
+/// How long `up` waits for each rollout and for the API unless `--timeout` says otherwise:
+/// image pulls on a cold kind node can take minutes.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// What `tptctl up --provider kind` was asked for.
 pub struct UpOptions {
     pub name: String,
@@ -20,6 +24,8 @@ pub struct UpOptions {
     pub retain: bool,
     /// Show kind's own output.
     pub verbose: bool,
+    /// For each rollout, then the API.
+    pub timeout: Duration,
 }
 
 pub async fn up(config_path: &Path, opts: UpOptions) -> Result<()> {
@@ -31,7 +37,7 @@ pub async fn up(config_path: &Path, opts: UpOptions) -> Result<()> {
         retain: opts.retain,
         verbose: opts.verbose,
         data_dir: crate::local::data_dir(config_path, name),
-        rollout_timeout: Duration::from_secs(600),
+        rollout_timeout: opts.timeout,
     };
     let resume = format!("tptctl up --provider kind --name {name}");
     let done = crate::install::provision(

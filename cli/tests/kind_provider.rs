@@ -394,6 +394,66 @@ async fn a_failure_at_each_phase_leaves_no_config_entry() {
     double.shutdown().await;
 }
 
+/// A control-plane rollout that never completes (the double's kubelet keeps the API's Pods
+/// unready, as a failing readiness probe would) fails `up` at the rollout wait, naming the
+/// Deployment and what its Pod reports, and rolls everything back. With a ready-at-once
+/// double this could not fail, so it is what shows that `up` really waits for rollouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_that_never_becomes_ready_fails_up_naming_the_deployment() {
+    let double = KubeDouble::start(Options {
+        ready_delay: std::time::Duration::from_millis(100),
+        never_ready_images: vec!["ghcr.io/threeport/threeport:never-ready".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let f = Fixture::new(&double);
+    let p = port();
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        f.run(
+            &[
+                "up",
+                "--provider",
+                "kind",
+                "--name",
+                "stuck",
+                "--port",
+                &p,
+                "--image-tag",
+                "never-ready",
+                "--timeout",
+                "3s",
+            ],
+            None,
+        )
+    });
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("✓ Installing the control plane"), "{err}");
+    assert!(err.contains("✗ Waiting for rollouts"), "{err}");
+    // The first Deployment of the install, its state, and the kubelet's reason from its Pod.
+    for part in [
+        "Deployment threeport-control-plane/threeport-api-server did not roll out within 3s: 0 of 1 updated replicas available",
+        "; Pod threeport-api-server-",
+        "Unhealthy: Readiness probe failed: HTTP probe failed with statuscode: 503",
+    ] {
+        assert!(err.contains(part), "{part:?} in:\n{err}");
+    }
+    // The StatefulSets before it (other images) did roll out; nothing else was blamed.
+    assert!(
+        !err.contains("StatefulSet threeport-control-plane/"),
+        "{err}"
+    );
+    assert!(
+        f.kind_log()
+            .contains("delete cluster --name threeport-stuck"),
+        "rolled back:\n{}",
+        f.kind_log()
+    );
+    assert!(!f.config().contains("Name: stuck"), "{}", f.config());
+    assert!(!f.data_dir("stuck").exists());
+    double.shutdown().await;
+}
+
 #[test]
 fn doctor_reports_missing_tools() {
     let home = tempfile::tempdir().unwrap();

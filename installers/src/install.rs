@@ -114,7 +114,9 @@ pub async fn apply_all(client: &kube::Client, objects: &[Value]) -> Result<()> {
     Ok(())
 }
 
-/// Wait until every Deployment and StatefulSet of the control plane has its replicas ready.
+/// Wait until every Deployment and StatefulSet of the control plane has rolled out, as
+/// `kubectl rollout status` decides it (see [`rollout_pending`]). One that is not done by
+/// `timeout` fails the wait, naming it and what its Pods report.
 pub async fn wait_rollouts(
     client: &kube::Client,
     objects: &[Value],
@@ -136,20 +138,13 @@ pub async fn wait_rollouts(
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NAMESPACE, &ar);
         loop {
             let cur = serde_json::to_value(api.get(name).await?)?;
-            let want = cur
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
-            let ready = cur
-                .pointer("/status/readyReplicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            if ready >= want {
+            let Some(pending) = rollout_pending(kind, &cur) else {
                 break;
-            }
+            };
             if Instant::now() > deadline {
+                let pods = pod_problems(client, &cur).await;
                 bail!(
-                    "{kind} {name} not ready after {}s ({ready}/{want} replicas)",
+                    "{kind} {NAMESPACE}/{name} did not roll out within {}s: {pending}{pods}",
                     timeout.as_secs()
                 );
             }
@@ -158,6 +153,125 @@ pub async fn wait_rollouts(
         waited.push(format!("{kind}/{name}"));
     }
     Ok(waited)
+}
+
+/// What a rollout still waits for, or `None` when it is complete. The conditions are those of
+/// `kubectl rollout status`: the controller has seen the current spec, every replica runs the
+/// current template, no old replica is left, and every replica is available (Deployment) or
+/// ready (StatefulSet). Ready replicas alone are not enough: during an upgrade the old
+/// ReplicaSet's Pods are ready too.
+pub fn rollout_pending(kind: &str, o: &Value) -> Option<String> {
+    let int = |p: &str| o.pointer(p).and_then(Value::as_i64);
+    let want = int("/spec/replicas").unwrap_or(1);
+    let generation = int("/metadata/generation").unwrap_or(0);
+    if int("/status/observedGeneration").unwrap_or(0) < generation {
+        return Some("waiting for the new spec to be observed".into());
+    }
+    let updated = int("/status/updatedReplicas").unwrap_or(0);
+    if updated < want {
+        return Some(format!("{updated} of {want} replicas updated"));
+    }
+    if kind == "Deployment" {
+        let total = int("/status/replicas").unwrap_or(0);
+        if total > updated {
+            return Some(format!(
+                "{} old replica(s) pending termination",
+                total - updated
+            ));
+        }
+        let available = int("/status/availableReplicas").unwrap_or(0);
+        if available < updated {
+            return Some(format!(
+                "{available} of {updated} updated replicas available"
+            ));
+        }
+    } else {
+        let ready = int("/status/readyReplicas").unwrap_or(0);
+        if ready < want {
+            return Some(format!("{ready} of {want} replicas ready"));
+        }
+        let current = o.pointer("/status/currentRevision");
+        let update = o.pointer("/status/updateRevision");
+        if update.is_some() && current != update {
+            return Some("waiting for the update to finish".into());
+        }
+    }
+    None
+}
+
+/// Why the workload's Pods are not ready, for the timeout message: each not-ready Pod with its
+/// containers' waiting reasons and its latest Warning Event (what `kubectl describe pod` shows
+/// at the bottom). Empty when nothing can be read; the timeout itself is the error.
+async fn pod_problems(client: &kube::Client, workload: &Value) -> String {
+    use k8s_openapi::api::core::v1::{Event, Pod};
+    use kube::api::ListParams;
+    let Some(labels) = workload
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+    else {
+        return String::new();
+    };
+    let selector = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let events: Api<Event> = Api::namespaced(client.clone(), NAMESPACE);
+    let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for pod in list.items {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let status = pod.status.unwrap_or_default();
+        let ready = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if ready {
+            continue;
+        }
+        let mut why: Vec<String> = status
+            .container_statuses
+            .iter()
+            .flatten()
+            .filter_map(|c| {
+                let w = c.state.as_ref()?.waiting.as_ref()?;
+                let reason = w.reason.clone().unwrap_or_default();
+                Some(match &w.message {
+                    Some(m) => format!("{}: {reason}: {m}", c.name),
+                    None => format!("{}: {reason}", c.name),
+                })
+            })
+            .collect();
+        let warning = events
+            .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+            .await
+            .ok()
+            .and_then(|l| {
+                l.items
+                    .into_iter()
+                    .filter(|e| e.type_.as_deref() == Some("Warning"))
+                    .max_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0))
+            });
+        if let Some(e) = warning {
+            why.push(format!(
+                "{}: {}",
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default()
+            ));
+        }
+        if why.is_empty() {
+            why.push(format!(
+                "phase {}",
+                status.phase.unwrap_or_else(|| "unknown".into())
+            ));
+        }
+        out.push_str(&format!("; Pod {name}: {}", why.join("; ")));
+    }
+    out
 }
 
 /// Wait until the API answers `/version` through `client`.
@@ -239,4 +353,68 @@ pub async fn register(client: &Client, cluster: &ClusterInfo, control_plane: &st
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rollout_pending;
+    use serde_json::json;
+
+    fn deployment(generation: i64, status: serde_json::Value) -> serde_json::Value {
+        json!({"metadata": {"generation": generation}, "spec": {"replicas": 2}, "status": status})
+    }
+
+    #[test]
+    fn a_deployment_is_rolled_out_only_when_every_replica_is_new_and_available() {
+        let done = json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
+            "readyReplicas": 2, "availableReplicas": 2});
+        assert_eq!(
+            rollout_pending("Deployment", &deployment(2, done.clone())),
+            None
+        );
+        // The controller has not seen generation 3 yet: the old status says nothing.
+        assert!(
+            rollout_pending("Deployment", &deployment(3, done))
+                .unwrap()
+                .contains("observed")
+        );
+        // Mid-upgrade: the old Pods are ready, which is not a finished rollout.
+        let mid = json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1,
+            "readyReplicas": 2, "availableReplicas": 2});
+        assert_eq!(
+            rollout_pending("Deployment", &deployment(2, mid)).as_deref(),
+            Some("1 of 2 replicas updated")
+        );
+        let old_left = json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2,
+            "readyReplicas": 3, "availableReplicas": 3});
+        assert_eq!(
+            rollout_pending("Deployment", &deployment(2, old_left)).as_deref(),
+            Some("1 old replica(s) pending termination")
+        );
+        let not_ready = json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
+            "readyReplicas": 1, "availableReplicas": 1});
+        assert_eq!(
+            rollout_pending("Deployment", &deployment(2, not_ready)).as_deref(),
+            Some("1 of 2 updated replicas available")
+        );
+        // No status at all (just created).
+        assert!(rollout_pending("Deployment", &deployment(1, json!({}))).is_some());
+    }
+
+    #[test]
+    fn a_statefulset_is_rolled_out_when_ready_and_on_the_update_revision() {
+        let sts = |status| json!({"metadata": {"generation": 1}, "spec": {"replicas": 1}, "status": status});
+        let done = json!({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+            "readyReplicas": 1, "currentRevision": "a", "updateRevision": "a"});
+        assert_eq!(rollout_pending("StatefulSet", &sts(done)), None);
+        let not_ready = json!({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+            "readyReplicas": 0, "currentRevision": "a", "updateRevision": "a"});
+        assert_eq!(
+            rollout_pending("StatefulSet", &sts(not_ready)).as_deref(),
+            Some("0 of 1 replicas ready")
+        );
+        let updating = json!({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+            "readyReplicas": 1, "currentRevision": "a", "updateRevision": "b"});
+        assert!(rollout_pending("StatefulSet", &sts(updating)).is_some());
+    }
 }

@@ -22,6 +22,7 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
                 images: images(&args),
                 retain: args.retain,
                 verbose: args.verbose,
+                timeout: args.timeout.unwrap_or(crate::kind::DEFAULT_TIMEOUT),
             };
             crate::kind::up(&ctx.config_path, opts).await?
         }
@@ -32,6 +33,7 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
                 profile: args.aws_config_profile.clone(),
                 images: images(&args),
                 retain: args.retain,
+                timeout: args.timeout.unwrap_or(crate::eks::DEFAULT_TIMEOUT),
             };
             crate::eks::up(&ctx.config_path, opts).await?
         }

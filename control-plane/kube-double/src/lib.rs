@@ -66,6 +66,11 @@ pub struct Options {
     /// their Deployment/StatefulSet never completes its rollout. Exact images, or patterns with
     /// `*` (e.g. `"*:never-ready"`, `"registry.example/api:*"`).
     pub never_ready_images: Vec<String>,
+    /// How long every write (POST, PUT, PATCH, DELETE) waits before it is served: the round
+    /// trip to a remote API server and its etcd commit, which the loopback double otherwise
+    /// answers in well under a millisecond. Tests that must catch a reconcile mid-way (a
+    /// `kill -9` while it runs) use it to give the reconcile a duration. Reads are not delayed.
+    pub write_latency: Duration,
 }
 
 impl Default for Options {
@@ -74,6 +79,7 @@ impl Default for Options {
             ready_delay: Duration::from_millis(300),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             never_ready_images: Vec::new(),
+            write_latency: Duration::ZERO,
         }
     }
 }
@@ -146,6 +152,7 @@ impl KubeDouble {
             store: store.clone(),
             epoch: watch::Epoch(epoch_rx),
             server_address: format!("{}:{}", host(addr), addr.port()),
+            write_latency: opts.write_latency,
         });
         let serving = server::Serving::start(app.clone(), tls.clone(), listener)?;
         let (kubelet_stop, stop_rx) = tokio::sync::watch::channel(false);

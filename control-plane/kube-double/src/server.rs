@@ -31,6 +31,8 @@ pub struct App {
     pub epoch: Epoch,
     /// `host:port`, for `serverAddressByClientCIDRs`.
     pub server_address: String,
+    /// See `Options::write_latency`.
+    pub write_latency: std::time::Duration,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,6 +180,14 @@ impl Params {
 
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    if !app.write_latency.is_zero()
+        && matches!(
+            parts.method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        )
+    {
+        tokio::time::sleep(app.write_latency).await;
+    }
     let params = Params(
         axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
             .map(|q| q.0)
