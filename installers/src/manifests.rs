@@ -81,15 +81,24 @@ impl Secrets {
         let e = |e: threeport_pki::PkiError| anyhow::anyhow!("{e}");
         let api = TlsBundle::generate(api_hosts).map_err(e)?;
         let db_ca = CertAuthority::generate("Threeport CockroachDB CA").map_err(e)?;
+        // CockroachDB's node certificate: CN=node, serverAuth and clientAuth, and every name
+        // the node is dialled by (the Service, the StatefulSet Pod's stable name).
         let db_node = db_ca
-            .issue_server(&[
-                "localhost",
-                "127.0.0.1",
-                "crdb",
-                "crdb.threeport-control-plane",
-                "crdb.threeport-control-plane.svc",
-                "crdb-0.crdb",
-            ])
+            .issue_node(
+                "node",
+                &[
+                    "localhost",
+                    "127.0.0.1",
+                    "crdb",
+                    "crdb.threeport-control-plane",
+                    "crdb.threeport-control-plane.svc",
+                    "crdb.threeport-control-plane.svc.cluster.local",
+                    "crdb-0.crdb",
+                    "crdb-0.crdb.threeport-control-plane",
+                    "crdb-0.crdb.threeport-control-plane.svc",
+                    "crdb-0.crdb.threeport-control-plane.svc.cluster.local",
+                ],
+            )
             .map_err(e)?;
         let db_root = db_ca.issue_client("root").map_err(e)?;
         let controllers = CONTROLLERS

@@ -113,6 +113,30 @@ impl CertAuthority {
         self.issue(params)
     }
 
+    /// A certificate that is both a server and a client, as a database node needs one: it
+    /// serves SQL and dials its peers with the same certificate. CockroachDB requires both
+    /// usages and the principal `node` as the common name.
+    pub fn issue_node(&self, common_name: &str, hosts: &[&str]) -> Result<CertPair, PkiError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.subject_alt_names = hosts
+            .iter()
+            .map(|h| match h.parse::<std::net::IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => Ok(SanType::DnsName((*h).try_into()?)),
+            })
+            .collect::<Result<_, rcgen::Error>>()?;
+        params.distinguished_name = dn(common_name);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.issue(params)
+    }
+
     /// A client certificate; `common_name` identifies the client (`tptctl`, `workload-controller`).
     pub fn issue_client(&self, common_name: &str) -> Result<CertPair, PkiError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -130,7 +154,9 @@ pub const DEFAULT_SERVER_HOSTS: &[&str] = &[
     "127.0.0.1",
     "::1",
     "threeport-api-server",
+    "threeport-api-server.threeport-control-plane",
     "threeport-api-server.threeport-control-plane.svc",
+    "threeport-api-server.threeport-control-plane.svc.cluster.local",
 ];
 
 /// The files of a TLS directory, as `threeport serve --tls-dir` reads them.
