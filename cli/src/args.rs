@@ -67,6 +67,8 @@ pub enum Command {
     Version,
     /// Print a shell completion script: `source <(tptctl completion bash)`.
     Completion(CompletionArgs),
+    /// The control plane's container image, built from this tptctl (no Docker needed).
+    Image(ImageArgs),
     /// Run the local control plane in the foreground (started by `up --provider local`).
     #[command(hide = true)]
     ServeLocal(ServeLocalArgs),
@@ -276,6 +278,23 @@ pub enum ConfigCommand {
     GetControlPlanes,
     /// Show the current control plane, or switch to NAME.
     CurrentControlPlane { name: Option<String> },
+}
+
+#[derive(Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Write the control plane image as an OCI archive (`oci-archive:FILE` to skopeo,
+    /// `kind load image-archive FILE`). Same tptctl, same image digest.
+    Build {
+        /// Where to write it; default: the cache (~/.threeport/images/), reused by `up`.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]

@@ -89,6 +89,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Config(args) => cmd::config::run(&ctx, args),
         Command::Version => cmd::version::run(&ctx).await,
         Command::Completion(args) => cmd::completion::run(args),
+        Command::Image(args) => cmd::image::run(&ctx, args),
         Command::ServeLocal(args) => cmd::serve_local::run(args).await,
     }
 }
@@ -101,6 +102,27 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// The `threeport` command line this process was asked to run, if any: started as
+/// `threeport` (the control plane image links its entry point to this executable), or as
+/// `tptctl threeport …`. One executable then carries the CLI and the whole control plane, so
+/// the image `tptctl image build` makes is exactly the binary the user already runs.
+fn threeport_args() -> Option<Vec<std::ffi::OsString>> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let started_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_os_string());
+    if started_as.as_deref() == Some(std::ffi::OsStr::new(threeport_server::cli::NAME)) {
+        return Some(args);
+    }
+    if args.get(1).map(|a| a.as_os_str()) == Some(std::ffi::OsStr::new(threeport_server::cli::NAME))
+    {
+        args.remove(0);
+        return Some(args);
+    }
+    None
+}
+
 fn main() -> ExitCode {
     // Broken pipes: Rust ignores SIGPIPE, so writing to a closed pipe (`tptctl get … | head -1`)
     // fails with EPIPE, and `println!` panics on that. Everything here writes stdout through
@@ -109,6 +131,15 @@ fn main() -> ExitCode {
     // left to tell. (Restoring SIGPIPE's default instead would end the process by a signal,
     // which a `set -o pipefail` script sees as a failure.) Reports of work in progress (apply,
     // delete) ignore the closed pipe instead and finish the work: see `apply::report_line`.
+    if let Some(args) = threeport_args() {
+        return match threeport_server::cli::main_with(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     threeport_server::install_crypto_provider();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod image;
 pub mod install;
 pub mod kind;
 pub mod kubeconfig;

@@ -12,6 +12,7 @@ pub mod describe;
 pub mod doctor;
 pub mod down;
 pub mod get;
+pub mod image;
 pub mod runtime;
 pub mod serve_local;
 pub mod up;

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bus;
+pub mod cli;
 pub mod crypto;
 pub mod http;
 pub mod ids;
