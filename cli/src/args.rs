@@ -99,10 +99,11 @@ pub struct UpArgs {
     /// Register the cluster of this kubeconfig (current context) as the default runtime.
     #[arg(long)]
     pub runtime_from_kubeconfig: Option<PathBuf>,
-    /// Image repository for the threeport image (kind and EKS).
-    #[arg(long, default_value = "ghcr.io/threeport")]
-    pub image_repo: String,
-    /// Image tag for the threeport image (default: this version).
+    /// Use the published threeport image from this repository instead of building one from
+    /// this tptctl (kind and EKS; with only --image-tag: ghcr.io/threeport).
+    #[arg(long)]
+    pub image_repo: Option<String>,
+    /// Tag of the published image (default: this version); implies a published image.
     #[arg(long)]
     pub image_tag: Option<String>,
     /// Keep what a failed `up` created, for debugging (kind and EKS).

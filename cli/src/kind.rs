@@ -20,6 +20,8 @@ pub struct UpOptions {
     /// Host port for the API.
     pub port: u16,
     pub images: Images,
+    /// Build the image from this tptctl and load it (no published image was asked for).
+    pub build: Option<threeport_installers::kind::BuildImage>,
     /// Keep what a failed `up` created.
     pub retain: bool,
     /// Show kind's own output.
@@ -38,6 +40,7 @@ pub async fn up(config_path: &Path, opts: UpOptions) -> Result<()> {
         verbose: opts.verbose,
         data_dir: crate::local::data_dir(config_path, name),
         rollout_timeout: opts.timeout,
+        build: opts.build,
     };
     let resume = format!("tptctl up --provider kind --name {name}");
     let done = crate::install::provision(

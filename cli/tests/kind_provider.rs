@@ -34,6 +34,10 @@ case "$1 $2" in
     "$TPTCTL" serve-local --dir "$dir" --listen "127.0.0.1:$port" >> "$HOME/stand-in-api.log" 2>&1 &
     echo $! > "$HOME/stand-in-api.pid"
     exit 0 ;;
+  "load image-archive")
+    # A real node imports the archive with containerd; the stand-in only checks it is there.
+    [ -f "$3" ] || { echo "ERROR: no such archive: $3" >&2; exit 1; }
+    exit 0 ;;
   "get kubeconfig")
     [ "$KIND_FAIL_AT" = kubeconfig ] && { echo "ERROR: simulated" >&2; exit 1; }
     cat "$KIND_KUBECONFIG"; exit 0 ;;
@@ -451,6 +455,130 @@ async fn a_rollout_that_never_becomes_ready_fails_up_naming_the_deployment() {
     );
     assert!(!f.config().contains("Name: stuck"), "{}", f.config());
     assert!(!f.data_dir("stuck").exists());
+    double.shutdown().await;
+}
+
+/// Without --image-repo/--image-tag, `up` builds the control plane image from this tptctl and
+/// loads it into the cluster (`kind load image-archive`) before the install, and every
+/// control-plane container runs exactly that reference with `IfNotPresent`. The load is a
+/// recorded step: a re-run after a failure does not load again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_builds_its_own_image_and_loads_it_once() {
+    let double = KubeDouble::start(Options {
+        ready_delay: std::time::Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let f = Fixture::new(&double);
+    // First run: the image is built and loaded, then the install fails (the cluster's API
+    // is unreachable); --retain keeps the cluster and the state.
+    std::fs::write(
+        &f.kubeconfig,
+        double
+            .kubeconfig()
+            .replace(&double.url(), "https://127.0.0.1:9"),
+    )
+    .unwrap();
+    let p = port();
+    let up = [
+        "up",
+        "--provider",
+        "kind",
+        "--name",
+        "img",
+        "--port",
+        &p,
+        "--timeout",
+        "5s",
+    ];
+    let (code, _, err) =
+        tokio::task::block_in_place(|| f.run(&[&up[..], &["--retain"]].concat(), None));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("✓ Building the control plane image"), "{err}");
+    let loaded: Vec<String> = f
+        .kind_log()
+        .lines()
+        .filter(|l| l.starts_with("load image-archive "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(loaded.len(), 1, "{}", f.kind_log());
+    let archive = loaded[0].split_whitespace().nth(2).unwrap().to_string();
+    assert!(loaded[0].ends_with("--name threeport-img"), "{}", loaded[0]);
+    assert!(
+        archive.starts_with(
+            &f.home
+                .path()
+                .join(".threeport/images")
+                .display()
+                .to_string()
+        ),
+        "cached under ~/.threeport/images: {archive}"
+    );
+    // The loaded file is an OCI archive that skopeo (not our code) accepts.
+    let skopeo = std::process::Command::new("skopeo")
+        .args(["inspect", &format!("oci-archive:{archive}")])
+        .output()
+        .expect("skopeo runs (apt-get install -y skopeo)");
+    assert!(
+        skopeo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&skopeo.stderr)
+    );
+    let digest = serde_json::from_slice::<serde_json::Value>(&skopeo.stdout).unwrap()["Digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reference = format!(
+        "threeport.local/threeport:{}-{}",
+        env!("CARGO_PKG_VERSION"),
+        &digest.trim_start_matches("sha256:")[..12]
+    );
+    assert!(
+        err.contains(&format!("✓ Loading image {reference} into threeport-img")),
+        "{err}"
+    );
+
+    // The re-run resumes: the image is not loaded again, and the install uses it.
+    double.write_kubeconfig(&f.kubeconfig).unwrap();
+    let (code, _, err) = tokio::task::block_in_place(|| f.run(&up, None));
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("Loading image"), "{err}");
+    assert_eq!(
+        f.kind_log().matches("load image-archive").count(),
+        1,
+        "{}",
+        f.kind_log()
+    );
+    let k = kube(&double).await;
+    let deployments = Api::<Deployment>::namespaced(k.clone(), "threeport-control-plane")
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let mut ours = 0;
+    for d in deployments.items {
+        let spec = d.spec.template.spec.unwrap();
+        for c in spec
+            .init_containers
+            .unwrap_or_default()
+            .iter()
+            .chain(&spec.containers)
+        {
+            assert_eq!(c.image.as_deref(), Some(reference.as_str()), "{}", c.name);
+            assert_eq!(
+                c.image_pull_policy.as_deref(),
+                Some("IfNotPresent"),
+                "{}",
+                c.name
+            );
+            ours += 1;
+        }
+    }
+    assert!(
+        ours >= 4,
+        "the API (with its migrate init container) and both controllers"
+    );
+    let _ = tokio::task::block_in_place(|| f.run(&["down", "--name", "img"], None));
     double.shutdown().await;
 }
 

@@ -31,6 +31,16 @@ pub struct KindOptions {
     /// `~/.threeport/<name>/`.
     pub data_dir: PathBuf,
     pub rollout_timeout: Duration,
+    /// Build the control plane image from this executable (cached in `cache_dir`) and load it
+    /// into the cluster; `images.threeport` is then that image. `None`: `images` is published.
+    pub build: Option<BuildImage>,
+}
+
+/// What to build the image from and where to cache it.
+#[derive(Clone, Debug)]
+pub struct BuildImage {
+    pub inputs: crate::image::Inputs,
+    pub cache_dir: PathBuf,
 }
 
 pub fn cluster_name(name: &str) -> String {
@@ -42,6 +52,10 @@ pub fn cluster_name(name: &str) -> String {
 struct State {
     port: u16,
     cluster_created: bool,
+    /// The digest of the image loaded into the cluster's nodes, so a re-run does not load
+    /// the same image again.
+    #[serde(default)]
+    image_loaded: Option<String>,
     installed: bool,
     registered: bool,
 }
@@ -293,7 +307,36 @@ async fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let conn = kubeconfig::read_kubeconfig(&kc_path, None)?;
     let client = crate::install::kube_client(&kubeconfig_text).await?;
-    let objects = manifests::control_plane(&opts.images, &secrets, Exposure::NodePort);
+    let mut images = opts.images.clone();
+    if let Some(build) = &opts.build {
+        let b = build.clone();
+        let built = progress
+            .phase("Building the control plane image", async move {
+                tokio::task::spawn_blocking(move || crate::image::cached(&b.inputs, &b.cache_dir))
+                    .await?
+            })
+            .await?;
+        if state.image_loaded.as_deref() != Some(built.digest.as_str()) {
+            let archive = built.archive.display().to_string();
+            let (c, verbose) = (cluster.clone(), opts.verbose);
+            steps
+                .phase(
+                    &format!("Loading image {} into {cluster}", built.reference),
+                    async move {
+                        tokio::task::spawn_blocking(move || {
+                            kind(&["load", "image-archive", &archive, "--name", &c], verbose)
+                        })
+                        .await??;
+                        Ok(())
+                    },
+                )
+                .await?;
+            state.image_loaded = Some(built.digest.clone());
+            state.save(dir)?;
+        }
+        images.threeport = built.reference;
+    }
+    let objects = manifests::control_plane(&images, &secrets, Exposure::NodePort);
     steps.install(&client, &objects).await?;
     state.installed = true;
     state.save(dir)?;

@@ -40,28 +40,42 @@ pub enum Exposure {
     LoadBalancer,
 }
 
+/// The images the install runs. `threeport` is a full reference: either a published image
+/// (`--image-repo`/`--image-tag`) or the one `tptctl image build` made and the provider put
+/// where the nodes find it (loaded into kind, pushed to ECR).
 #[derive(Clone, Debug)]
 pub struct Images {
-    pub repo: String,
-    pub tag: String,
+    pub threeport: String,
     pub cockroach: String,
     pub nats: String,
 }
 
+/// Where published threeport images live, for `--image-repo`'s default.
+pub const PUBLISHED_REPO: &str = "ghcr.io/threeport";
+
 impl Default for Images {
     fn default() -> Self {
-        Images {
-            repo: "ghcr.io/threeport".into(),
-            tag: env!("CARGO_PKG_VERSION").into(),
-            cockroach: "cockroachdb/cockroach:v24.1.4".into(),
-            nats: "nats:2.10-alpine".into(),
-        }
+        Images::published(PUBLISHED_REPO, env!("CARGO_PKG_VERSION"))
     }
 }
 
 impl Images {
+    /// `<repo>/threeport:<tag>` from a registry the nodes pull from.
+    pub fn published(repo: &str, tag: &str) -> Images {
+        Images::with_threeport(format!("{}/threeport:{tag}", repo.trim_end_matches('/')))
+    }
+
+    /// This exact reference for the threeport containers (e.g. a built image's).
+    pub fn with_threeport(reference: String) -> Images {
+        Images {
+            threeport: reference,
+            cockroach: "cockroachdb/cockroach:v24.1.4".into(),
+            nats: "nats:2.10-alpine".into(),
+        }
+    }
+
     fn threeport(&self) -> String {
-        format!("{}/threeport:{}", self.repo.trim_end_matches('/'), self.tag)
+        self.threeport.clone()
     }
 }
 
@@ -448,6 +462,8 @@ pub fn control_plane(images: &Images, secrets: &Secrets, exposure: Exposure) -> 
         Some(Container {
             name: "migrate".into(),
             image: Some(images.threeport()),
+            // A loaded image is never pulled; a published one is pulled once per node.
+            image_pull_policy: Some("IfNotPresent".into()),
             args: Some(vec![
                 "migrate".into(),
                 "--database-url".into(),
@@ -459,6 +475,8 @@ pub fn control_plane(images: &Images, secrets: &Secrets, exposure: Exposure) -> 
         Container {
             name: "api".into(),
             image: Some(images.threeport()),
+            // A loaded image is never pulled; a published one is pulled once per node.
+            image_pull_policy: Some("IfNotPresent".into()),
             args: Some(
                 [
                     "serve",
@@ -516,6 +534,7 @@ pub fn control_plane(images: &Images, secrets: &Secrets, exposure: Exposure) -> 
             Container {
                 name: name.clone(),
                 image: Some(images.threeport()),
+                image_pull_policy: Some("IfNotPresent".into()),
                 args: Some(
                     [
                         "controllers",
@@ -596,11 +615,7 @@ mod tests {
             .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == API_NAME)
             .unwrap();
         assert_eq!(api["spec"]["ports"][0]["nodePort"], NODE_PORT);
-        let custom = Images {
-            repo: "registry.local/tp".into(),
-            tag: "dev".into(),
-            ..Default::default()
-        };
+        let custom = Images::published("registry.local/tp/", "dev");
         // Each controller Deployment runs only its own controllers.
         for (deployment, only) in [
             ("threeport-workload-controller", "workload"),

@@ -5,7 +5,9 @@ use super::{Ctx, runtime};
 use crate::args::{Provider, UpArgs};
 use crate::hint::Hint;
 use anyhow::Result;
-use threeport_installers::manifests::Images;
+use threeport_installers::image::Inputs;
+use threeport_installers::kind::BuildImage;
+use threeport_installers::manifests::{Images, PUBLISHED_REPO};
 
 pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     // Read it first: a bad kubeconfig fails before anything is started.
@@ -16,10 +18,16 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     match args.provider {
         Provider::Local => crate::local::up(&ctx.config_path, &args.name, args.port).await?,
         Provider::Kind => {
+            let published = published(&args);
+            let build = match published {
+                Some(_) => None,
+                None => Some(build_image(ctx)?),
+            };
             let opts = crate::kind::UpOptions {
                 name: args.name.clone(),
                 port: args.port.unwrap_or(threeport_server::DEFAULT_PORT),
-                images: images(&args),
+                images: published.unwrap_or_default(),
+                build,
                 retain: args.retain,
                 verbose: args.verbose,
                 timeout: args.timeout.unwrap_or(crate::kind::DEFAULT_TIMEOUT),
@@ -31,7 +39,7 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
                 name: args.name.clone(),
                 region: args.aws_region.clone(),
                 profile: args.aws_config_profile.clone(),
-                images: images(&args),
+                images: published(&args).unwrap_or_default(),
                 retain: args.retain,
                 timeout: args.timeout.unwrap_or(crate::eks::DEFAULT_TIMEOUT),
             };
@@ -60,14 +68,23 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// The threeport image for the in-cluster providers: `--image-repo`, and `--image-tag` or this version.
-fn images(args: &UpArgs) -> Images {
-    let mut images = Images {
-        repo: args.image_repo.clone(),
-        ..Default::default()
-    };
-    if let Some(t) = &args.image_tag {
-        images.tag = t.clone();
+/// The published threeport image, when `--image-repo` or `--image-tag` asks for one.
+fn published(args: &UpArgs) -> Option<Images> {
+    if args.image_repo.is_none() && args.image_tag.is_none() {
+        return None;
     }
-    images
+    Some(Images::published(
+        args.image_repo.as_deref().unwrap_or(PUBLISHED_REPO),
+        args.image_tag
+            .as_deref()
+            .unwrap_or(env!("CARGO_PKG_VERSION")),
+    ))
+}
+
+/// Without a published image, the one built from this tptctl, cached beside the config.
+fn build_image(ctx: &Ctx) -> Result<BuildImage> {
+    Ok(BuildImage {
+        inputs: Inputs::current(env!("CARGO_PKG_VERSION"))?,
+        cache_dir: super::image::cache_dir(&ctx.config_path),
+    })
 }

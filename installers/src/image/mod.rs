@@ -47,6 +47,7 @@ pub struct Built {
 }
 
 /// What goes into the image, apart from the executable's own libraries.
+#[derive(Clone, Debug)]
 pub struct Inputs {
     /// The executable to carry (normally `std::env::current_exe()`).
     pub exe: PathBuf,
