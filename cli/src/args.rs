@@ -116,6 +116,15 @@ pub struct UpArgs {
     /// e.g. 90s, 10m. A rollout that is not done by then fails `up`, naming the workload.
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Print the install as multi-document YAML, in the order `up` applies it, for
+    /// `kubectl apply -f -`, and do nothing else. The Service is a NodePort (a LoadBalancer
+    /// with --provider eks). Secrets are left out unless --include-secrets.
+    #[arg(long)]
+    pub print_manifests: bool,
+    /// With --print-manifests: include the Secrets (new certificates and keys, shown once and
+    /// kept nowhere else).
+    #[arg(long, requires = "print_manifests")]
+    pub include_secrets: bool,
     /// AWS region (EKS).
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     pub aws_region: String,
@@ -295,6 +304,15 @@ pub enum ImageCommand {
         /// Where to write it; default: the cache (~/.threeport/images/), reused by `up`.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+    },
+    /// Build (or reuse) the image and push it to REPOSITORY (`registry/name`), tagged
+    /// `<version>-<digest prefix>`. Credentials, if the registry needs them, come from
+    /// THREEPORT_REGISTRY_USERNAME and THREEPORT_REGISTRY_PASSWORD.
+    Push {
+        repository: String,
+        /// Talk plain HTTP to the registry (a local one, e.g. 127.0.0.1:5000).
+        #[arg(long)]
+        plain_http: bool,
     },
 }
 

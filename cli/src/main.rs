@@ -89,7 +89,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Config(args) => cmd::config::run(&ctx, args),
         Command::Version => cmd::version::run(&ctx).await,
         Command::Completion(args) => cmd::completion::run(args),
-        Command::Image(args) => cmd::image::run(&ctx, args),
+        Command::Image(args) => cmd::image::run(&ctx, args).await,
         Command::ServeLocal(args) => cmd::serve_local::run(args).await,
     }
 }

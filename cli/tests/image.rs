@@ -245,3 +245,85 @@ fn tptctl_runs_the_control_plane_command_line_by_name_or_subcommand() {
         assert!(help.contains(verb), "{verb} in:\n{help}");
     }
 }
+
+/// The CNCF distribution server (Debian's `docker-registry`) on a free loopback port, with its
+/// storage in a temporary directory; killed on drop.
+struct Registry {
+    _dir: tempfile::TempDir,
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let bin = require("docker-registry", "apt-get install -y docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let port = threeport_testkit::free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        threeport_testkit::eventually_blocking(
+            Duration::from_secs(20),
+            "docker-registry to listen",
+            || std::net::TcpStream::connect(&addr).ok().map(|_| ()),
+        );
+        Registry {
+            _dir: dir,
+            child,
+            addr,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_pushed_image_has_the_archives_digest_in_a_real_registry() {
+    let skopeo = require("skopeo", "apt-get install -y skopeo");
+    let img = image();
+    let registry = Registry::start();
+    let repo = format!("{}/threeport", registry.addr);
+    let home = tempfile::tempdir().unwrap();
+    let out = run(Command::new(BIN)
+        .args(["image", "push", &repo, "--plain-http"])
+        .env("HOME", home.path()));
+    let tag = img.reference.rsplit(':').next().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{repo}:{tag}@{}", img.digest)
+    );
+    let inspect: serde_json::Value = serde_json::from_slice(
+        &run(Command::new(&skopeo).args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{repo}:{tag}"),
+        ]))
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(inspect["Digest"], img.digest.as_str(), "{inspect}");
+    // A second push finds every blob there and pushes the same manifest.
+    let again = run(Command::new(BIN)
+        .args(["image", "push", &repo, "--plain-http"])
+        .env("HOME", home.path()));
+    assert_eq!(again.stdout, out.stdout);
+}

@@ -5,8 +5,31 @@ use crate::args::{ImageArgs, ImageCommand};
 use anyhow::Result;
 use threeport_installers::image::{self, Inputs};
 
-pub fn run(ctx: &Ctx, args: ImageArgs) -> Result<u8> {
+pub async fn run(ctx: &Ctx, args: ImageArgs) -> Result<u8> {
     match args.command {
+        ImageCommand::Push {
+            repository,
+            plain_http,
+        } => {
+            let inputs = Inputs::current(env!("CARGO_PKG_VERSION"))?;
+            let built = tokio::task::spawn_blocking({
+                let dir = cache_dir(&ctx.config_path);
+                move || image::cached(&inputs, &dir)
+            })
+            .await??;
+            let tag = built.reference.rsplit(':').next().unwrap_or_default();
+            let target = format!("{}:{tag}", repository.trim_end_matches('/'));
+            let auth = match (
+                std::env::var("THREEPORT_REGISTRY_USERNAME"),
+                std::env::var("THREEPORT_REGISTRY_PASSWORD"),
+            ) {
+                (Ok(u), Ok(p)) => image::push::Auth::Basic(u, p),
+                _ => image::push::Auth::Anonymous,
+            };
+            let digest = image::push::push(&built.archive, &target, &auth, plain_http).await?;
+            outln!("{target}@{digest}")?;
+            Ok(0)
+        }
         ImageCommand::Build { output } => {
             let inputs = Inputs::current(env!("CARGO_PKG_VERSION"))?;
             let built = match output {

@@ -10,6 +10,7 @@
 //! same executable gives the same archive, byte for byte, and the same image digest.
 
 pub mod elf;
+pub mod push;
 
 use anyhow::{Context, Result, bail};
 use flate2::{Compression, GzBuilder};
