@@ -3,9 +3,10 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, Namespace, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSpec, PodTemplateSpec, SecretVolumeSource, Service, ServiceAccount, ServicePort,
-    ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    Container, ContainerPort, EnvVar, KeyToPath, Namespace, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, SecretVolumeSource,
+    Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -163,14 +164,51 @@ fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
     }
 }
 
+/// The user every threeport container runs as: the image's own non-root user.
+pub const RUN_AS: i64 = crate::image::UID as i64;
+
+/// A Secret mounted for a threeport container. The kubelet makes the files root's, with the
+/// group of the pod's `fsGroup`; 0440 lets that group (the container's user, see
+/// [`threeport_pod`]) read them and nobody else. 0400 would leave a non-root process unable to
+/// read its own key.
 fn secret_volume(name: &str, secret: &str) -> Volume {
+    secret_volume_mode(name, secret, 0o440, None)
+}
+
+/// Only the listed keys of `secret`, so a pod never holds a key it does not use.
+fn secret_volume_items(name: &str, secret: &str, keys: &[&str]) -> Volume {
+    secret_volume_mode(name, secret, 0o440, Some(keys))
+}
+
+fn secret_volume_mode(name: &str, secret: &str, mode: i32, keys: Option<&[&str]>) -> Volume {
     Volume {
         name: name.into(),
         secret: Some(SecretVolumeSource {
             secret_name: Some(secret.into()),
-            default_mode: Some(0o400),
+            default_mode: Some(mode),
+            items: keys.map(|keys| {
+                keys.iter()
+                    .map(|k| KeyToPath {
+                        key: (*k).into(),
+                        path: (*k).into(),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// The pod-level security of every threeport pod: the image's user and group, non-root
+/// enforced, and `fsGroup` so mounted Secrets are readable by that group.
+fn threeport_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_user: Some(RUN_AS),
+        run_as_group: Some(RUN_AS),
+        run_as_non_root: Some(true),
+        fs_group: Some(RUN_AS),
         ..Default::default()
     }
 }
@@ -298,6 +336,7 @@ fn deployment(
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(sa.into()),
+                    security_context: Some(threeport_pod()),
                     init_containers: init.map(|c| vec![c]),
                     containers: vec![container],
                     volumes: Some(volumes),
@@ -424,7 +463,13 @@ pub fn control_plane(images: &Images, secrets: &Secrets, exposure: Exposure) -> 
             ]),
             ..Default::default()
         },
-        vec![secret_volume("certs", "crdb-tls")],
+        // CockroachDB runs as root in its image and refuses keys readable by anyone else.
+        vec![secret_volume_mode(
+            "certs",
+            "crdb-tls",
+            0o400,
+            Some(&["ca.crt", "node.crt", "node.key"]),
+        )],
         volume_claim("data", "10Gi"),
     )));
 
@@ -455,7 +500,12 @@ pub fn control_plane(images: &Images, secrets: &Secrets, exposure: Exposure) -> 
     )));
 
     // The API: an init container creates the database and runs migrations, then the server.
-    let db_volume = secret_volume("db-certs", "crdb-tls");
+    // The API is a SQL client: the CA and root's client certificate, never the node's key.
+    let db_volume = secret_volume_items(
+        "db-certs",
+        "crdb-tls",
+        &["ca.crt", "client.root.crt", "client.root.key"],
+    );
     let api = deployment(
         API_NAME,
         "threeport",
@@ -639,5 +689,39 @@ mod tests {
                 .unwrap()
                 .contains("registry.local/tp/threeport:dev")
         );
+    }
+
+    #[test]
+    fn threeport_pods_run_as_the_image_user_and_can_read_only_their_own_keys() {
+        let s = Secrets::generate(&[], "k".repeat(44)).unwrap();
+        let objs = control_plane(&Images::default(), &s, Exposure::NodePort);
+        let deployments: Vec<&Value> = objs.iter().filter(|o| o["kind"] == "Deployment").collect();
+        assert_eq!(deployments.len(), 1 + CONTROLLERS.len());
+        for d in deployments {
+            let pod = &d["spec"]["template"]["spec"];
+            let name = &d["metadata"]["name"];
+            let sc = &pod["securityContext"];
+            assert_eq!(sc["runAsUser"], RUN_AS, "{name}");
+            assert_eq!(sc["fsGroup"], RUN_AS, "{name}");
+            assert_eq!(sc["runAsNonRoot"], true, "{name}");
+            for v in pod["volumes"].as_array().unwrap() {
+                assert_eq!(v["secret"]["defaultMode"], 0o440, "{name}: {v}");
+                if v["secret"]["secretName"] == "crdb-tls" {
+                    let keys: Vec<&str> = v["secret"]["items"]
+                        .as_array()
+                        .expect("only chosen keys of crdb-tls")
+                        .iter()
+                        .map(|i| i["key"].as_str().unwrap())
+                        .collect();
+                    assert!(!keys.contains(&"node.key"), "{name} mounts {keys:?}");
+                }
+            }
+        }
+        let crdb = objs
+            .iter()
+            .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "crdb")
+            .unwrap();
+        let v = &crdb["spec"]["template"]["spec"]["volumes"][0]["secret"];
+        assert_eq!(v["defaultMode"], 0o400, "CockroachDB wants its key private");
     }
 }
