@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         ready_delay: Duration::from_millis(args.ready_delay_ms),
         listen: args.listen,
         never_ready_images: args.never_ready_images,
+        ..Options::default()
     })
     .await?;
     double.write_kubeconfig(&args.kubeconfig_out)?;

@@ -467,6 +467,23 @@ impl Store {
         )
     }
 
+    /// `Pool::begin`, run to completion even when the caller is cancelled.
+    ///
+    /// sqlx 0.9.0's PostgreSQL `begin` is not cancel-safe (launchbadge/sqlx#4393): dropped while
+    /// `BEGIN` is in flight, it returns the connection to the pool inside a transaction nothing
+    /// rolls back, and every later statement on it fails with "current transaction is aborted".
+    /// A client that disconnects mid-request (a controller killed with SIGKILL) drops the
+    /// handler's future exactly there. Spawned, `begin` always finishes; if nobody awaits the
+    /// result any more, the `Transaction` is dropped with its depth raised, so sqlx queues the
+    /// ROLLBACK as it does for any abandoned transaction.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move { pool.begin().await })
+            .await
+            .map_err(|e| StoreError::Other(format!("the transaction task failed: {e}")))?
+            .map_err(map_err)
+    }
+
     /// Insert a new object. `notify` publishes `<kind>.create` to the controllers.
     pub async fn insert(
         &self,
@@ -486,7 +503,7 @@ impl Store {
         if self.backend == Backend::Postgres {
             return self.try_insert_one_statement(kind, body, notify).await;
         }
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         self.check_references(&mut tx, kind, body).await?;
         let now = now_micros();
         let stored = Stored {
@@ -668,7 +685,7 @@ impl Store {
         body: &Map<String, Value>,
         notify: Option<Operation>,
     ) -> Result<Stored, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         self.check_references(&mut tx, kind, body).await?;
         let now = now_micros();
         let name = body.get("Name").and_then(Value::as_str).map(str::to_string);
@@ -766,7 +783,7 @@ impl Store {
         id: i64,
         expected_version: Option<i64>,
     ) -> Result<Stored, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "{SELECT} WHERE id = $1 AND kind = $2"
         )))

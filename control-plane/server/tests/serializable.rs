@@ -114,3 +114,64 @@ async fn serialization_conflicts_are_retried_and_nothing_is_lost() {
         store.retries()
     );
 }
+
+/// A client that disconnects mid-request drops the handler's future wherever it is, including
+/// while `BEGIN` is in flight (sqlx's PostgreSQL `begin` is not cancel-safe: launchbadge/sqlx#4393).
+/// No connection may go back to the pool inside a transaction: the database shows none
+/// `idle in transaction`, and every later write succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_cancelled_at_any_point_leave_no_connection_inside_a_transaction() {
+    let pg = shared_postgres();
+    let db = unique_name("cancel");
+    let url = pg.url(&db);
+    Store::create_database_if_missing(&url).await.unwrap();
+    let store = Arc::new(Store::connect(&url).await.unwrap());
+    store.migrate().await.unwrap();
+    let body = |v: Value| -> Map<String, Value> { v.as_object().cloned().unwrap() };
+    let def = store
+        .insert(
+            WORKLOAD_DEFINITION,
+            &body(json!({"Name": "web", "YAMLDocument": "kind: ConfigMap\n", "Reconciled": true})),
+            false,
+        )
+        .await
+        .unwrap();
+    // Cancel updates after 0–2 ms: some before BEGIN is sent, some while it is in flight, some
+    // mid-transaction, some after COMMIT.
+    for i in 0..400u64 {
+        let current = store.fetch(WORKLOAD_DEFINITION, def.id).await.unwrap();
+        let mut b = current.body.clone();
+        b.insert(
+            "YAMLDocument".into(),
+            json!(format!("kind: ConfigMap # {i}\n")),
+        );
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_micros((i * 37) % 2000),
+            store.update(WORKLOAD_DEFINITION, current.id, current.version, &b, None),
+        )
+        .await;
+    }
+    // Released connections flush their queued ROLLBACK on the way back to the pool.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let admin = sqlx::PgPool::connect(&pg.url("postgres")).await.unwrap();
+    let stuck: (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'",
+    )
+    .bind(&db)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(stuck.0, 0, "connections left idle in a transaction");
+    for i in 0..50 {
+        let current = store.fetch(WORKLOAD_DEFINITION, def.id).await.unwrap();
+        let mut b = current.body.clone();
+        b.insert(
+            "YAMLDocument".into(),
+            json!(format!("kind: ConfigMap # after {i}\n")),
+        );
+        store
+            .update(WORKLOAD_DEFINITION, current.id, current.version, &b, None)
+            .await
+            .unwrap_or_else(|e| panic!("write {i} after the cancellations failed: {e}"));
+    }
+}
