@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+use threeport_testkit::{Tptctl, poll, sh_quote};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tptctl");
 const COLS: u16 = 120;
@@ -18,70 +19,9 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-// ---- tptctl in a temporary HOME (as in e2e.rs) ----------------------------------------------
-
-struct Env {
-    home: tempfile::TempDir,
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Env {
-    fn new() -> Env {
-        Env {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn config(&self) -> PathBuf {
-        self.home.path().join(".threeport").join("config.yaml")
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .env("HOME", self.home.path())
-            .env_remove("THREEPORT_CONFIG")
-            .env("NO_COLOR", "1")
-            .current_dir(repo());
-        c
-    }
-    fn run(&self, args: &[&str]) -> Run {
-        let out: Output = self.cmd(args).output().expect("tptctl runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        }
-    }
-    fn ok(&self, args: &[&str]) -> Run {
-        let r = self.run(args);
-        assert_eq!(
-            r.code, 0,
-            "tptctl {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
-            r.stdout, r.stderr
-        );
-        r
-    }
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        serde_json::from_str(&self.ok(args).stdout).expect("JSON output")
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Never leave a control plane running after a failed test.
-        if let Ok(cfg) = std::fs::read_to_string(self.config()) {
-            for name in cfg
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("- Name: "))
-            {
-                let _ = self.run(&["down", "--name", name.trim()]);
-            }
-        }
-    }
+/// The real `tptctl` in a temporary HOME, run in the repository root.
+fn tptctl() -> Tptctl {
+    Tptctl::new(BIN, repo())
 }
 
 // ---- tmux -------------------------------------------------------------------------------------
@@ -110,10 +50,6 @@ struct Tmux {
     socket: String,
 }
 
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 impl Tmux {
     fn new() -> Tmux {
         let nanos = std::time::SystemTime::now()
@@ -139,14 +75,14 @@ impl Tmux {
 
     /// Run `tptctl <args>` in a new session of a fixed size. When it exits, the pane says so
     /// and stays, so the exit code and any message can be read.
-    fn start(&self, session: &str, env: &Env, args: &[&str]) -> Pane<'_> {
+    fn start(&self, session: &str, env: &Tptctl, args: &[&str]) -> Pane<'_> {
         self.start_with(session, env, "", args)
     }
 
-    fn start_with(&self, session: &str, env: &Env, extra_env: &str, args: &[&str]) -> Pane<'_> {
+    fn start_with(&self, session: &str, env: &Tptctl, extra_env: &str, args: &[&str]) -> Pane<'_> {
         let script = format!(
             "env HOME={} NO_COLOR=1 TERM=xterm-256color {extra_env} {} {}; echo \"[dashboard exited with $?]\"; sleep 3600",
-            sh_quote(env.home.path().to_str().unwrap()),
+            sh_quote(env.home().to_str().unwrap()),
             sh_quote(BIN),
             args.iter()
                 .map(|a| sh_quote(a))
@@ -244,15 +180,20 @@ impl Pane<'_> {
         pred: impl Fn(&str) -> bool,
     ) -> (String, Duration) {
         let start = Instant::now();
-        loop {
+        let mut last = String::new();
+        let found = poll::until_blocking(timeout, Duration::from_millis(40), || {
             let s = self.screen();
             if pred(&s) {
-                return (s, start.elapsed());
+                return Some(s);
             }
-            if start.elapsed() > timeout {
-                panic!("timed out after {timeout:?} waiting for {what}; the screen shows:\n{s}");
+            last = s;
+            None
+        });
+        match found {
+            Some(s) => (s, start.elapsed()),
+            None => {
+                panic!("timed out after {timeout:?} waiting for {what}; the screen shows:\n{last}")
             }
-            std::thread::sleep(Duration::from_millis(40));
         }
     }
 
@@ -305,17 +246,9 @@ fn write_workload(dir: &Path, name: &str) -> String {
 #[test]
 fn dashboard_end_to_end() {
     let tmux = Tmux::new();
-    let env = Env::new();
-    let port = threeport_testkit::free_port().to_string();
-    env.ok(&[
-        "up",
-        "--provider",
-        "local",
-        "--name",
-        "dash",
-        "--port",
-        &port,
-    ]);
+    let env = tptctl();
+    let port = threeport_testkit::free_port();
+    env.up_local_on("dash", port);
 
     let work = tempfile::tempdir().unwrap();
     std::fs::copy(
@@ -502,21 +435,12 @@ fn dashboard_end_to_end() {
 
 #[test]
 fn dashboard_outside_a_terminal_says_so() {
-    let env = Env::new();
-    let port = threeport_testkit::free_port().to_string();
-    env.ok(&[
-        "up",
-        "--provider",
-        "local",
-        "--name",
-        "pipe",
-        "--port",
-        &port,
-    ]);
+    let env = tptctl();
+    env.up_local("pipe");
     let r = env.run(&["dashboard"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("needs a terminal"), "{}", r.stderr);
-    let bad = env.home.path().join(".threeport").join("dashboard.yaml");
+    let bad = env.home().join(".threeport").join("dashboard.yaml");
     std::fs::write(&bad, "keys:\n  explode: x\n").unwrap();
     let r = env.run(&["dashboard"]);
     assert_eq!(r.code, 1);

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use threeport_testkit::Tptctl;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tptctl");
 
@@ -15,88 +15,9 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-struct Env {
-    home: tempfile::TempDir,
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn lines(&self) -> Vec<&str> {
-        self.stdout.lines().collect()
-    }
-}
-
-impl Env {
-    fn new() -> Env {
-        Env {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn config(&self) -> PathBuf {
-        self.home.path().join(".threeport").join("config.yaml")
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .env("HOME", self.home.path())
-            .env_remove("THREEPORT_CONFIG")
-            .env("NO_COLOR", "1")
-            .current_dir(repo());
-        c
-    }
-    fn run(&self, args: &[&str]) -> Run {
-        let out: Output = self.cmd(args).output().expect("tptctl runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        }
-    }
-    /// Run with stdout a pipe nobody reads (`tptctl … | head -0`): every write fails with EPIPE.
-    fn run_with_closed_stdout(&self, args: &[&str]) -> Run {
-        let (reader, writer) = std::io::pipe().unwrap();
-        drop(reader);
-        let out = self.cmd(args).stdout(writer).output().expect("tptctl runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::new(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        }
-    }
-    fn ok(&self, args: &[&str]) -> Run {
-        let r = self.run(args);
-        assert_eq!(
-            r.code, 0,
-            "tptctl {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
-            r.stdout, r.stderr
-        );
-        r
-    }
-    fn up(&self, name: &str) -> Duration {
-        let port = threeport_testkit::free_port().to_string();
-        let t = Instant::now();
-        self.ok(&["up", "--provider", "local", "--name", name, "--port", &port]);
-        t.elapsed()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Never leave a control plane running after a failed test.
-        if let Ok(cfg) = std::fs::read_to_string(self.config()) {
-            for line in cfg
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("- Name: "))
-            {
-                let _ = self.run(&["down", "--name", line.trim()]);
-            }
-        }
-    }
+/// The real `tptctl` in a temporary HOME, run in the repository root.
+fn tptctl() -> Tptctl {
+    Tptctl::new(BIN, repo())
 }
 
 /// The sample set (every kind) copied somewhere it can be edited.
@@ -118,7 +39,7 @@ fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
-fn apply_and_check(env: &Env, samples: &str) {
+fn apply_and_check(env: &Tptctl, samples: &str) {
     let r = env.ok(&["apply", "-f", samples, "-R"]);
     let lines = r.lines();
     assert!(lines.len() >= 30, "{}", r.stdout);
@@ -156,7 +77,7 @@ fn apply_and_check(env: &Env, samples: &str) {
 
 /// Every object of a kind that no controller in this control plane serves says so: `Pending`
 /// with the reason, in `get -o json`, `get`, `describe` and `why`.
-fn pending_where_no_controller_runs(env: &Env) {
+fn pending_where_no_controller_runs(env: &Tptctl) {
     let mut seen = Vec::new();
     for kind in threeport_api::KINDS.iter() {
         if !kind.reconciled || kind.controller().is_some() {
@@ -236,7 +157,7 @@ fn pending_where_no_controller_runs(env: &Env) {
     );
 }
 
-fn get_forms(env: &Env) {
+fn get_forms(env: &Tptctl) {
     let t = env.ok(&["get", "workload-instances"]);
     let header = t.lines()[0];
     for col in [
@@ -283,13 +204,13 @@ fn get_forms(env: &Env) {
 
 #[test]
 fn local_control_plane_lifecycle() {
-    let env = Env::new();
-    let took = env.up("e2e");
+    let env = tptctl();
+    let took = env.up_local("e2e");
     eprintln!("up --provider local took {took:?}");
     // Mode 0600: the config holds keys.
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
-        std::fs::metadata(env.config())
+        std::fs::metadata(env.config_path())
             .unwrap()
             .permissions()
             .mode()
@@ -465,9 +386,9 @@ fn local_control_plane_lifecycle() {
 
     let down = env.ok(&["down", "--name", "e2e", "--purge"]);
     assert!(down.stderr.contains("stopped"), "{}", down.stderr);
-    let cfg = std::fs::read_to_string(env.config()).unwrap();
+    let cfg = std::fs::read_to_string(env.config_path()).unwrap();
     assert!(!cfg.contains("e2e"), "entry removed: {cfg}");
-    assert!(!env.home.path().join(".threeport/e2e").exists(), "purged");
+    assert!(!env.home().join(".threeport/e2e").exists(), "purged");
     assert_eq!(
         env.run(&["version"]).stdout.lines().last().unwrap(),
         "Server: no control plane configured"
@@ -476,8 +397,8 @@ fn local_control_plane_lifecycle() {
 
 #[test]
 fn bad_files_give_one_clear_error_and_write_nothing_that_depends_on_them() {
-    let env = Env::new();
-    env.up("bad");
+    let env = tptctl();
+    env.up_local("bad");
     let bad = repo().join("testdata/bad");
     let f = |n: &str| bad.join(n).to_str().unwrap().to_string();
     let cases: Vec<(&str, &str, Vec<&str>, Vec<(&str, &str)>)> = vec![
@@ -571,8 +492,8 @@ fn bad_files_give_one_clear_error_and_write_nothing_that_depends_on_them() {
 
 #[test]
 fn get_lists_all_of_a_thousand_objects() {
-    let env = Env::new();
-    env.up("many");
+    let env = tptctl();
+    env.up_local("many");
     let work = tempfile::tempdir().unwrap();
     let mut yaml = String::new();
     for i in 0..1000 {
@@ -599,7 +520,7 @@ fn get_lists_all_of_a_thousand_objects() {
 
 #[test]
 fn failed_up_leaves_no_entry_and_no_process() {
-    let env = Env::new();
+    let env = tptctl();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let r = env.run(&[
@@ -622,10 +543,10 @@ fn failed_up_leaves_no_entry_and_no_process() {
         "the log tail explains why: {}",
         r.stderr
     );
-    let cfg = std::fs::read_to_string(env.config()).unwrap_or_default();
+    let cfg = std::fs::read_to_string(env.config_path()).unwrap_or_default();
     assert!(!cfg.contains("fails"), "no config entry: {cfg}");
     assert!(
-        !env.home.path().join(".threeport/fails").exists(),
+        !env.home().join(".threeport/fails").exists(),
         "no half-made data dir"
     );
     let ps = Command::new("pgrep")
@@ -637,7 +558,7 @@ fn failed_up_leaves_no_entry_and_no_process() {
 
 #[test]
 fn shell_completion_and_help() {
-    let env = Env::new();
+    let env = tptctl();
     let c = env.ok(&["completion", "bash"]);
     assert!(c.stdout.contains("tptctl"));
     let h = env.ok(&["--help"]);
@@ -653,7 +574,7 @@ fn shell_completion_and_help() {
 /// `println!`, no "Broken pipe" error (as ripgrep does).
 #[test]
 fn a_closed_stdout_is_a_quiet_success() {
-    let env = Env::new();
+    let env = tptctl();
     for args in [
         &["get", "kinds"][..],
         &["completion", "bash"],
@@ -669,7 +590,7 @@ fn a_closed_stdout_is_a_quiet_success() {
 /// Errors are `error: <what happened>`, then `hint: <what to do>` on its own line.
 #[test]
 fn errors_put_the_fix_on_a_hint_line() {
-    let env = Env::new();
+    let env = tptctl();
     let cases: [(&[&str], &str, &str); 5] = [
         (
             &["get", "workloads"],
@@ -715,7 +636,7 @@ fn errors_put_the_fix_on_a_hint_line() {
 /// Every `Next:` command `up` prints runs as printed, from the repository root.
 #[test]
 fn next_commands_printed_by_up_run_as_printed() {
-    let env = Env::new();
+    let env = tptctl();
     let port = threeport_testkit::free_port().to_string();
     let up = env.ok(&[
         "up",
@@ -749,7 +670,7 @@ fn next_commands_printed_by_up_run_as_printed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_and_get_against_postgres_and_nats() {
     threeport_server::install_crypto_provider();
-    let env = Env::new();
+    let env = tptctl();
     let url = threeport_testkit::shared_postgres()
         .create_database(&threeport_testkit::unique_name("cli"))
         .unwrap();
@@ -771,8 +692,8 @@ async fn apply_and_get_against_postgres_and_nats() {
         b(&bundle.client.cert_pem),
         b(&bundle.client.key_pem)
     );
-    std::fs::create_dir_all(env.config().parent().unwrap()).unwrap();
-    std::fs::write(env.config(), config).unwrap();
+    std::fs::create_dir_all(env.config_path().parent().unwrap()).unwrap();
+    std::fs::write(env.config_path(), config).unwrap();
     let work = tempfile::tempdir().unwrap();
     let samples = samples_copy(work.path());
     let samples = samples.to_str().unwrap().to_string();
@@ -780,7 +701,7 @@ async fn apply_and_get_against_postgres_and_nats() {
         apply_and_check(&env, &samples);
         get_forms(&env);
         // Not ours to stop: the entry is a "kind" plane, so no `down` from Drop either.
-        std::fs::remove_file(env.config()).unwrap();
+        std::fs::remove_file(env.config_path()).unwrap();
         env
     })
     .await

@@ -127,13 +127,7 @@ impl Drop for Fixture {
 }
 
 async fn kube(double: &KubeDouble) -> kube::Client {
-    let kc = kube::config::Kubeconfig::from_yaml(&double.kubeconfig()).unwrap();
-    kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .unwrap(),
-    )
-    .unwrap()
+    threeport_testkit::kube_client(&double.kubeconfig()).await
 }
 
 fn port() -> String {

@@ -18,32 +18,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-const INSTALL: &str = "run `.venv-tools/bin/pip install kubernetes-validate` at the workspace root (`bash scripts/test`, which `.ci/run` calls, does it), or put `kubernetes-validate` on PATH or in KUBERNETES_VALIDATE";
-
-/// `KUBERNETES_VALIDATE`, else the workspace's `.venv-tools`, else `PATH`.
 fn validator() -> PathBuf {
-    if let Some(p) = std::env::var_os("KUBERNETES_VALIDATE") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.exists(),
-            "KUBERNETES_VALIDATE={} does not exist; install it: {INSTALL}",
-            p.display()
-        );
-        return p;
-    }
-    let venv =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-tools/bin/kubernetes-validate");
-    if venv.exists() {
-        return venv;
-    }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("kubernetes-validate"))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!("kubernetes-validate is required for this test and was not found (not skipped on purpose); install it: {INSTALL}")
-        })
+    threeport_testkit::kubernetes_validate()
 }
 
 const SCENARIO: &str = r#"
@@ -456,8 +432,9 @@ async fn every_object_the_double_serves_validates_against_the_official_schemas()
         .output()
         .unwrap_or_else(|e| {
             panic!(
-                "cannot run {}: {e}; install it: {INSTALL}",
-                validate.display()
+                "cannot run {}: {e}; install it: {}",
+                validate.display(),
+                threeport_testkit::KUBERNETES_VALIDATE_INSTALL_COMMAND
             )
         });
     let text = format!(

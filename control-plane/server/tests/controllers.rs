@@ -60,11 +60,7 @@ fn failing_manifest(mode: &str, image: &str) -> String {
 }
 
 async fn kube_client(double: &KubeDouble) -> kube::Client {
-    let kc = kube::config::Kubeconfig::from_yaml(&double.kubeconfig()).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(cfg).unwrap()
+    threeport_testkit::kube_client(&double.kubeconfig()).await
 }
 
 fn fast_options() -> threeport_controllers::ControllerOptions {
@@ -728,15 +724,31 @@ async fn unreachable_runtime_fails_with_reason_and_recovers() {
     double.shutdown().await;
 }
 
-/// Crash safety: kill -9 the controller process 20 times while it reconciles 200 workloads,
-/// restarting it each time. Every workload ends Healthy with exactly its three resources.
+/// Crash safety: kill -9 the controller process 20 times, each time while a reconcile is
+/// provably under way, restarting it each time. Every workload ends Healthy with exactly its
+/// three resources, in the API and in the cluster.
+///
+/// "Under way" is checked, not hoped for: each round creates a batch of instances for the
+/// process just started, waits until one of them is `CreationAcknowledged` (the runtime writes
+/// it before the first apply) but not `Reconciled`, kills, and then reads the instance again.
+/// Only the killed process had it, so if it is still not `Reconciled` the kill landed inside
+/// its reconcile. A round whose reconcile won the race to the kill is not counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_dash_nine_twenty_times_while_reconciling_two_hundred_workloads() {
+async fn kill_dash_nine_twenty_times_mid_reconcile() {
     use k8s_openapi::api::core::v1::Service;
     use kube::api::ListParams;
-    const N: usize = 200;
+    const KILLS: usize = 20;
+    const BATCH: usize = 10;
+    // The API runs in this process: its errors belong in the failure output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("threeport_server=warn")
+        .with_test_writer()
+        .try_init();
     let double = KubeDouble::start(Options {
         ready_delay: Duration::from_millis(50),
+        // A remote API server's write round trip: a reconcile (three applies) takes ≥ 300 ms,
+        // long enough to be caught in the middle.
+        write_latency: Duration::from_millis(100),
         ..Default::default()
     })
     .await
@@ -780,18 +792,52 @@ async fn kill_dash_nine_twenty_times_while_reconciling_two_hundred_workloads() {
         )
         .await
         .id();
-    let mut ids = Vec::new();
-    for i in 0..N {
-        let r = h.post("workload-instances", json!({"Name": format!("chaos-{i:03}"), "WorkloadDefinitionID": def, "KubernetesRuntimeInstanceID": runtime})).await;
-        assert_eq!(r.status, 201, "{}", r.body);
-        ids.push(r.id());
-    }
-    for round in 0..20 {
-        tokio::time::sleep(Duration::from_millis(300 + (round % 5) * 150)).await;
+    let mut ids: Vec<u64> = Vec::new();
+    let (mut kills, mut mid_reconcile) = (0, 0);
+    while mid_reconcile < KILLS {
+        assert!(
+            kills < 3 * KILLS,
+            "only {mid_reconcile} of {kills} kills landed inside a reconcile"
+        );
+        let batch: Vec<u64> = {
+            let mut batch = Vec::new();
+            for _ in 0..BATCH {
+                let name = format!("chaos-{:03}", ids.len() + batch.len());
+                let r = h.post("workload-instances", json!({"Name": name, "WorkloadDefinitionID": def, "KubernetesRuntimeInstanceID": runtime})).await;
+                assert_eq!(r.status, 201, "{}", r.body);
+                batch.push(r.id());
+            }
+            batch
+        };
+        ids.extend(&batch);
+        // One of this batch acknowledged by the live process and not finished.
+        let (batch, h) = (&batch, &h);
+        let caught = threeport_testkit::eventually(
+            Duration::from_secs(60),
+            "a reconcile of the new batch under way",
+            move || async move {
+                for id in batch {
+                    let o = h.get(&format!("/v0/workload-instances/{id}")).await;
+                    let o = o.object();
+                    if o["CreationAcknowledged"].is_string() && o["Reconciled"] != true {
+                        return Some(*id);
+                    }
+                }
+                None
+            },
+        )
+        .await;
         child.0.kill().unwrap(); // SIGKILL: no cleanup, locks and unacked messages left behind
         child.0.wait().unwrap();
+        kills += 1;
+        let after = h.get(&format!("/v0/workload-instances/{caught}")).await;
+        if after.object()["Reconciled"] != true {
+            mid_reconcile += 1;
+        }
         child = Reaper(spawn());
     }
+    eprintln!("{mid_reconcile} of {kills} SIGKILLs landed inside a reconcile");
+    let n = ids.len();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     loop {
         // Healthy in the cluster, and the last reconcile finished (its records are complete).
@@ -801,12 +847,12 @@ async fn kill_dash_nine_twenty_times_while_reconciling_two_hundred_workloads() {
             .body["Meta"]["TotalCount"]
             .as_u64()
             .unwrap_or(0);
-        if healthy as usize == N {
+        if healthy as usize == n {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "only {healthy}/{N} Healthy after the crashes"
+            "only {healthy}/{n} Healthy after {kills} kills"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -820,10 +866,18 @@ async fn kill_dash_nine_twenty_times_while_reconciling_two_hundred_workloads() {
             .await
             .body["Meta"]["TotalCount"]
             .clone();
-        assert_eq!(
-            n, 3,
-            "workload {id} has exactly its three resource instances"
-        );
+        if n != 3 {
+            let o = h.get(&format!("/v0/workload-instances/{id}")).await;
+            let all = h
+                .get(&format!(
+                    "/v0/workload-resource-instances?workloadinstanceid={id}"
+                ))
+                .await;
+            panic!(
+                "workload {id} has {n} resource instances, not its three: {}\n{}",
+                o.body, all.body
+            );
+        }
     }
     // …nor half-applied in the cluster.
     let kube = kube_client(&double).await;
@@ -835,7 +889,7 @@ async fn kill_dash_nine_twenty_times_while_reconciling_two_hundred_workloads() {
             .unwrap()
             .items
             .len(),
-        N
+        n
     );
     assert_eq!(
         Api::<ConfigMap>::all(kube.clone())
@@ -844,7 +898,7 @@ async fn kill_dash_nine_twenty_times_while_reconciling_two_hundred_workloads() {
             .unwrap()
             .items
             .len(),
-        N
+        n
     );
     assert_eq!(
         Api::<Service>::all(kube.clone())
@@ -853,7 +907,7 @@ async fn kill_dash_nine_twenty_times_while_reconciling_two_hundred_workloads() {
             .unwrap()
             .items
             .len(),
-        N
+        n
     );
     h.server.shutdown().await;
     double.shutdown().await;

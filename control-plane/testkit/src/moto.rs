@@ -33,7 +33,40 @@ pub fn moto_server_binary() -> Result<PathBuf> {
         .with_context(|| format!("moto_server not found on PATH or in .venv-tools/bin; install it with `{MOTO_INSTALL_COMMAND}`"))
 }
 
+/// The region and static credentials moto is used with.
+pub const MOTO_REGION: &str = "us-east-1";
+const MOTO_KEY: &str = "test";
+
 impl Moto {
+    /// An AWS SDK config for this server: endpoint [`Moto::url`], region
+    /// `us-east-1`, static credentials `test`/`test`. Installs the aws-lc-rs
+    /// rustls provider unless one is installed.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.url)
+            .region(MOTO_REGION)
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                MOTO_KEY, MOTO_KEY, None, None, "static",
+            ))
+            .load()
+            .await
+    }
+
+    /// The environment a child process (`tptctl`) needs to use this server:
+    /// `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_REGION`. Remove `AWS_PROFILE` as well (see
+    /// [`Tptctl::with_moto`](crate::Tptctl::with_moto)), so a profile of the
+    /// developer's does not take over.
+    pub fn cli_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.url.clone()),
+            ("AWS_ACCESS_KEY_ID", MOTO_KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", MOTO_KEY.to_string()),
+            ("AWS_REGION", MOTO_REGION.to_string()),
+        ]
+    }
+
     pub fn start() -> Result<Moto> {
         let port = crate::free_port();
         let child = Command::new(moto_server_binary()?)

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// Quotes `s` for a POSIX shell.
-pub(crate) fn sh_quote(s: &str) -> String {
+/// Quotes `s` for a POSIX shell: `it's` becomes `'it'\''s'`.
+pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

@@ -7,36 +7,31 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_sdk_ec2::types::Filter;
 use threeport_eks::wait::{BoxFuture, EksStatusSource};
 use threeport_eks::{
-    AwsError, Clock, DownOptions, EksSpec, Inventory, InventoryItem, Progress, StatusSource,
-    UpFailed, UpOptions, WaitOptions, down_with, up_with,
+    AwsError, CONTROL_PLANE_TAG as TAG, Clock, DownOptions, EksSpec, Inventory, InventoryItem,
+    Progress, StatusSource, UpFailed, UpOptions, WaitOptions, down_with, up_with,
 };
 use threeport_installers::Event;
 use tokio_util::sync::CancellationToken;
 
-const TAG: &str = "threeport.io/control-plane";
-
 // ---------------------------------------------------------------- moto server
 
-use threeport_testkit::Moto;
+use threeport_testkit::{Footprint, Moto};
 
 fn start_moto() -> Moto {
     Moto::start().expect("moto_server starts")
 }
 
 async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(&moto.url)
-        .region("us-east-1")
-        .credentials_provider(aws_sdk_sts::config::Credentials::new(
-            "test", "test", None, None, "static",
-        ))
-        .load()
-        .await
+    moto.sdk_config().await
+}
+
+/// The testkit counts EC2 resources by the tag `up` puts on them.
+#[test]
+fn the_testkit_counts_by_our_tag() {
+    assert_eq!(threeport_testkit::aws::CONTROL_PLANE_TAG, TAG);
+    assert_eq!(spec("x").cluster_name(), "threeport-x");
 }
 
 // ---------------------------------------------------------------- seams
@@ -183,6 +178,7 @@ fn down_opts() -> DownOptions {
 // ---------------------------------------------------------------- checks
 
 struct Aws {
+    cfg: aws_config::SdkConfig,
     iam: aws_sdk_iam::Client,
     ec2: aws_sdk_ec2::Client,
     eks: aws_sdk_eks::Client,
@@ -191,97 +187,17 @@ struct Aws {
 impl Aws {
     fn new(cfg: &aws_config::SdkConfig) -> Self {
         Self {
+            cfg: cfg.clone(),
             iam: aws_sdk_iam::Client::new(cfg),
             ec2: aws_sdk_ec2::Client::new(cfg),
             eks: aws_sdk_eks::Client::new(cfg),
         }
     }
 
-    fn tag(name: &str) -> Filter {
-        Filter::builder()
-            .name(format!("tag:{TAG}"))
-            .values(name)
-            .build()
-    }
-
-    /// Counts of tagged resources: (vpcs, subnets, igws, route tables, security groups, clusters, node groups, roles).
-    async fn counts(&self, name: &str) -> [usize; 8] {
-        let ec2 = &self.ec2;
-        let vpcs = ec2
-            .describe_vpcs()
-            .filters(Self::tag(name))
-            .send()
-            .await
-            .unwrap()
-            .vpcs()
-            .len();
-        let subnets = ec2
-            .describe_subnets()
-            .filters(Self::tag(name))
-            .send()
-            .await
-            .unwrap()
-            .subnets()
-            .len();
-        let igws = ec2
-            .describe_internet_gateways()
-            .filters(Self::tag(name))
-            .send()
-            .await
-            .unwrap()
-            .internet_gateways()
-            .len();
-        let rtbs = ec2
-            .describe_route_tables()
-            .filters(Self::tag(name))
-            .send()
-            .await
-            .unwrap()
-            .route_tables()
-            .len();
-        let sgs = ec2
-            .describe_security_groups()
-            .filters(Self::tag(name))
-            .send()
-            .await
-            .unwrap()
-            .security_groups()
-            .len();
-        let clusters = self.eks.list_clusters().send().await.unwrap();
-        let ours: Vec<&String> = clusters
-            .clusters()
-            .iter()
-            .filter(|c| **c == format!("threeport-{name}"))
-            .collect();
-        let nodegroups = if ours.is_empty() {
-            0
-        } else {
-            self.eks
-                .list_nodegroups()
-                .cluster_name(ours[0])
-                .send()
-                .await
-                .unwrap()
-                .nodegroups()
-                .len()
-        };
-        let roles = self.iam.list_roles().send().await.unwrap();
-        let prefix = format!("threeport-{name}-");
-        let roles = roles
-            .roles()
-            .iter()
-            .filter(|r| r.role_name().starts_with(&prefix))
-            .count();
-        [
-            vpcs,
-            subnets,
-            igws,
-            rtbs,
-            sgs,
-            ours.len(),
-            nodegroups,
-            roles,
-        ]
+    /// What AWS holds for control plane `name`: tagged EC2 resources, its cluster and node
+    /// groups, its IAM roles.
+    async fn footprint(&self, name: &str) -> Footprint {
+        Footprint::of(&self.cfg, name).await
     }
 
     /// Asserts that the resource an inventory item names exists.
@@ -446,11 +362,8 @@ impl Aws {
     /// Asserts that nothing of the control plane is left: by tag, by name, and
     /// item by item for `items` (an inventory snapshot).
     async fn assert_nothing_left(&self, name: &str, items: &[InventoryItem]) {
-        assert_eq!(
-            self.counts(name).await,
-            [0; 8],
-            "tagged resources left for {name}"
-        );
+        let fp = self.footprint(name).await;
+        assert!(fp.is_empty(), "left for {name}: {fp}");
         for item in items {
             let id = item.id.as_str();
             let gone = match item.kind.as_str() {
@@ -589,7 +502,7 @@ async fn up_creates_every_inventory_resource() {
     for item in &inv.resources {
         aws.assert_exists(item).await;
     }
-    assert_eq!(aws.counts("alpha").await, [1, 2, 1, 1, 1, 1, 1, 2]);
+    assert_eq!(aws.footprint("alpha").await, Footprint::COMPLETE);
     let subnets: Vec<&str> = inv
         .resources
         .iter()
@@ -770,14 +683,28 @@ async fn rerun_resumes_without_duplicates() {
     up_with(&cfg, &s, &path, &progress, CancellationToken::new(), &o)
         .await
         .unwrap_err();
-    assert_eq!(aws.counts("epsilon").await, [1, 2, 0, 0, 0, 0, 0, 2]);
+    assert_eq!(
+        aws.footprint("epsilon").await,
+        Footprint {
+            vpcs: 1,
+            subnets: 2,
+            iam_roles: 2,
+            ..Footprint::default()
+        }
+    );
 
     // Run 2 resumes and fails after the cluster.
     o.fail_after = Some("cluster".to_string());
     up_with(&cfg, &s, &path, &progress, CancellationToken::new(), &o)
         .await
         .unwrap_err();
-    assert_eq!(aws.counts("epsilon").await, [1, 2, 1, 1, 1, 1, 0, 2]);
+    assert_eq!(
+        aws.footprint("epsilon").await,
+        Footprint {
+            node_groups: 0,
+            ..Footprint::COMPLETE
+        }
+    );
     let inv = Inventory::load(&path).unwrap().unwrap();
     assert_eq!(kinds(&inv), &ALL_KINDS[..ALL_KINDS.len() - 1]);
 
@@ -804,7 +731,7 @@ async fn rerun_resumes_without_duplicates() {
     )
     .await
     .unwrap();
-    assert_eq!(aws.counts("epsilon").await, [1, 2, 1, 1, 1, 1, 1, 2]);
+    assert_eq!(aws.footprint("epsilon").await, Footprint::COMPLETE);
     let inv = Inventory::load(&path).unwrap().unwrap();
     assert_eq!(kinds(&inv), ALL_KINDS);
     let before: Vec<&str> = inv.resources.iter().map(|i| i.id.as_str()).collect();
@@ -832,7 +759,7 @@ async fn rerun_resumes_without_duplicates() {
             .collect::<Vec<_>>(),
         before
     );
-    assert_eq!(aws.counts("epsilon").await, [1, 2, 1, 1, 1, 1, 1, 2]);
+    assert_eq!(aws.footprint("epsilon").await, Footprint::COMPLETE);
 
     let report = down_with(&cfg, &path, &Recorder::default(), &down_opts())
         .await

@@ -19,12 +19,7 @@ pub async fn start() -> KubeDouble {
 
 /// A real kube-rs client built from the double's kubeconfig, as a controller would build one.
 pub async fn client(double: &KubeDouble) -> kube::Client {
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(&double.kubeconfig()).expect("kubeconfig parses");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("kubeconfig is usable");
-    kube::Client::try_from(config).expect("client")
+    threeport_testkit::kube_client(&double.kubeconfig()).await
 }
 
 /// The API error's Status, or a panic saying what came back instead.
@@ -35,20 +30,11 @@ pub fn api_error<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> Box<kube::cor
     }
 }
 
-/// Poll `f` until it returns Some, or panic after `secs`.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+/// Poll `f` (every 20 ms) until it returns Some, or panic after `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    threeport_testkit::eventually(Duration::from_secs(secs), what, f).await
 }
