@@ -10,6 +10,9 @@ use threeport_installers::kind::BuildImage;
 use threeport_installers::manifests::{Images, PUBLISHED_REPO};
 
 pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
+    if args.print_manifests {
+        return print_manifests(ctx, &args);
+    }
     // Read it first: a bad kubeconfig fails before anything is started.
     let conn = match &args.runtime_from_kubeconfig {
         Some(p) => Some(crate::runtime::read_kubeconfig(p, None)?),
@@ -87,4 +90,53 @@ fn build_image(ctx: &Ctx) -> Result<BuildImage> {
         inputs: Inputs::current(env!("CARGO_PKG_VERSION"))?,
         cache_dir: super::image::cache_dir(&ctx.config_path),
     })
+}
+
+/// `up --print-manifests`: the objects `up` would apply, in order, as YAML documents. Secrets
+/// are generated for the printout (a later `up` makes its own) and left out unless asked for;
+/// a comment says which were left out and which image to make available.
+fn print_manifests(ctx: &Ctx, args: &UpArgs) -> Result<u8> {
+    use threeport_installers::manifests::{self, Exposure, Secrets};
+    let (images, note) = match published(args) {
+        Some(images) => (images, None),
+        None => {
+            let b = build_image(ctx)?;
+            let built = threeport_installers::image::cached(&b.inputs, &b.cache_dir)?;
+            let note = format!(
+                "# The threeport image is built from this tptctl: {}\n# Make it available to the cluster first, e.g. `kind load image-archive {} --name CLUSTER`,\n# or push it and print again with --image-repo/--image-tag.\n",
+                built.reference,
+                built.archive.display()
+            );
+            (Images::with_threeport(built.reference), Some(note))
+        }
+    };
+    let exposure = match args.provider {
+        Provider::Eks => Exposure::LoadBalancer,
+        Provider::Local | Provider::Kind => Exposure::NodePort,
+    };
+    let secrets = Secrets::generate(&[], threeport_installers::secrets::generate_key())?;
+    let objects = manifests::control_plane(&images, &secrets, exposure);
+    let mut text = String::new();
+    if let Some(n) = note {
+        text.push_str(&n);
+    }
+    let (kept, left_out): (Vec<_>, Vec<_>) = objects
+        .iter()
+        .partition(|o| args.include_secrets || o["kind"] != "Secret");
+    if !left_out.is_empty() {
+        let names: Vec<&str> = left_out
+            .iter()
+            .filter_map(|o| o["metadata"]["name"].as_str())
+            .collect();
+        text.push_str(&format!(
+            "# Secrets left out (--include-secrets prints them): {}\n",
+            names.join(", ")
+        ));
+    }
+    for o in kept {
+        text.push_str("---\n");
+        text.push_str(&serde_yaml::to_string(o)?);
+    }
+    out!("{text}")?;
+    Ok(0)
 }
