@@ -83,6 +83,8 @@ pub enum Provider {
     Kind,
     /// A new EKS cluster in an AWS account (see --aws-region, --aws-config-profile).
     Eks,
+    /// A cluster you already have (--kubeconfig, --context); `down` removes only what was installed.
+    Kubernetes,
 }
 
 // `tptctl up`. Some flags apply to one provider only; their help says which.
@@ -99,8 +101,9 @@ pub struct UpArgs {
     /// Register the cluster of this kubeconfig (current context) as the default runtime.
     #[arg(long)]
     pub runtime_from_kubeconfig: Option<PathBuf>,
-    /// Use the published threeport image from this repository instead of building one from
-    /// this tptctl (kind and EKS; with only --image-tag: ghcr.io/threeport).
+    /// Use the published image REPO/threeport instead of building one from this tptctl (kind
+    /// and EKS; with only --image-tag: ghcr.io/threeport). kubernetes: without --image-tag,
+    /// build the image and push it to REPO/threeport.
     #[arg(long)]
     pub image_repo: Option<String>,
     /// Tag of the published image (default: this version); implies a published image.
@@ -125,6 +128,20 @@ pub struct UpArgs {
     /// kept nowhere else).
     #[arg(long, requires = "print_manifests")]
     pub include_secrets: bool,
+    /// Kubeconfig of the cluster to install into (kubernetes; default: $KUBECONFIG, else
+    /// ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context of the kubeconfig (kubernetes; default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// host:port this machine reaches the API at, e.g. a port-forward (kubernetes; default: a
+    /// kind node's NodePort, else the Service's load balancer).
+    #[arg(long)]
+    pub api_address: Option<String>,
+    /// Push to the --image-repo registry over plain HTTP (kubernetes; a local registry).
+    #[arg(long)]
+    pub plain_http: bool,
     /// AWS region (EKS).
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     pub aws_region: String,

@@ -36,6 +36,9 @@ pub struct UpOptions {
     /// AWS config profile; `None` for the default credential chain.
     pub profile: Option<String>,
     pub images: Images,
+    /// Build the image from this tptctl and push it to the control plane's ECR repository (no
+    /// published image was asked for).
+    pub build: Option<threeport_installers::kind::BuildImage>,
     /// Keep what a failed `up` created.
     pub retain: bool,
     /// For each rollout, the load balancer, then the API.
@@ -51,6 +54,7 @@ pub async fn up(config_path: &Path, opts: UpOptions) -> Result<()> {
         name: name.to_string(),
         place: place(config_path, name, &opts.region, opts.profile.as_deref()),
         images: opts.images,
+        build: opts.build,
         retain: opts.retain,
         timeout: opts.timeout,
     };

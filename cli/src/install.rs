@@ -60,7 +60,9 @@ pub fn entry(installed: &Installed) -> ControlPlane {
             aws_region: region.clone(),
             aws_account_id: account_id.clone(),
         },
-        ProviderConfig::Local | ProviderConfig::Kind { .. } => EksProviderConfig::default(),
+        ProviderConfig::Local | ProviderConfig::Kind { .. } | ProviderConfig::Kubernetes { .. } => {
+            EksProviderConfig::default()
+        }
     };
     ControlPlane {
         name: installed.name.clone(),

@@ -27,6 +27,7 @@ mod eks;
 mod hint;
 mod install;
 mod kind;
+mod kubernetes;
 mod local;
 mod output;
 mod runtime;

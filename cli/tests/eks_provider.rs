@@ -37,22 +37,27 @@ async fn a_failed_eks_up_rolls_back_or_is_retained_then_down_leaves_nothing() {
     for done in [
         "✓ Creating EKS cluster threeport-rollback",
         "✓ Waiting for node group threeport-rollback-nodes to become ACTIVE",
+        "✓ Creating ECR repository threeport-rollback",
     ] {
         assert!(err.contains(done), "{done:?} in:\n{err}");
     }
     assert!(err.contains("✗ Connecting to the EKS cluster"), "{err}");
+    // So the image is never built or pushed (moto serves no registry).
+    assert!(!err.contains("Pushing image"), "{err}");
     assert!(
         err.contains(
             "error: installing control plane rollback on EKS cluster threeport-rollback: "
         ),
         "{err}"
     );
+    for deleted in [
+        "✓ Deleting EksCluster threeport-rollback",
+        "✓ Deleting EcrRepository threeport-rollback",
+    ] {
+        assert!(err.contains(deleted), "{deleted:?} in:\n{err}");
+    }
     assert!(
-        err.contains("✓ Deleting EksCluster threeport-rollback"),
-        "{err}"
-    );
-    assert!(
-        err.contains("hint: rolled back 18 resources; nothing was left behind"),
+        err.contains("hint: rolled back 19 resources; nothing was left behind"),
         "{err}"
     );
     let fp = Footprint::of(&aws, "rollback").await;
@@ -72,10 +77,10 @@ async fn a_failed_eks_up_rolls_back_or_is_retained_then_down_leaves_nothing() {
     assert_eq!(
         fp,
         Footprint::COMPLETE,
-        "the VPC and its network, the cluster, its node group and the IAM roles are kept: {fp}"
+        "the VPC and its network, the cluster, its node group, the IAM roles and the ECR repository are kept: {fp}"
     );
     let inv = std::fs::read_to_string(inventory("kept")).expect("inventory kept");
-    for kind in ["IamRole", "Vpc", "EksCluster", "NodeGroup"] {
+    for kind in ["IamRole", "Vpc", "EksCluster", "NodeGroup", "EcrRepository"] {
         assert!(inv.contains(kind), "{kind} in inventory: {inv}");
     }
     let (code, err) = run(&t, &["down", "--name", "kept"]);

@@ -169,7 +169,7 @@ fn kind_config(port: u16) -> String {
     serde_yaml::to_string(&cfg).unwrap_or_default()
 }
 
-fn kind(args: &[&str], verbose: bool) -> Result<String> {
+pub(crate) fn kind(args: &[&str], verbose: bool) -> Result<String> {
     let mut cmd = duct::cmd("kind", args).stdout_capture().unchecked();
     if !verbose {
         cmd = cmd.stderr_capture();
@@ -219,26 +219,13 @@ pub async fn up(
     }
     progress.start("Rolling back");
     if state.cluster_created {
-        match kind(
+        let deleted = kind(
             &["delete", "cluster", "--name", &cluster_name(&opts.name)],
             opts.verbose,
-        ) {
-            Ok(_) => failed.rolled_back.push(cluster),
-            Err(err) => failed.left_behind.push(format!("{cluster} ({err:#})")),
-        }
+        );
+        failed.undo(cluster, deleted.map(drop));
     }
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => failed.rolled_back.push(dir.display().to_string()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => failed
-            .left_behind
-            .push(format!("{} ({err})", dir.display())),
-    }
-    if failed.left_behind.is_empty() {
-        progress.done();
-    } else {
-        progress.failed();
-    }
+    failed.finish_rollback(dir, progress);
     Err(e.context(failed))
 }
 

@@ -10,6 +10,7 @@ use threeport_api::ClientTls;
 pub const LOCAL: &str = "local";
 pub const KIND: &str = "kind";
 pub const EKS: &str = "eks";
+pub const KUBERNETES: &str = "kubernetes";
 
 /// A control plane that is up and answers.
 #[derive(Debug, Clone)]
@@ -50,6 +51,10 @@ pub enum ProviderConfig {
         profile: Option<String>,
         account_id: String,
     },
+    /// A cluster the user already had, by its kubeconfig context.
+    Kubernetes {
+        context: String,
+    },
 }
 
 impl ProviderConfig {
@@ -59,6 +64,7 @@ impl ProviderConfig {
             ProviderConfig::Local => LOCAL,
             ProviderConfig::Kind { .. } => KIND,
             ProviderConfig::Eks { .. } => EKS,
+            ProviderConfig::Kubernetes { .. } => KUBERNETES,
         }
     }
 }
@@ -129,6 +135,31 @@ impl UpFailed {
                 "{rolled_back}left behind: {}{listed}",
                 items(&self.left_behind)
             )
+        }
+    }
+
+    /// Record the outcome of one rollback step: `what` rolled back, or left behind with why.
+    pub fn undo(&mut self, what: String, result: anyhow::Result<()>) {
+        match result {
+            Ok(()) => self.rolled_back.push(what),
+            Err(err) => self.left_behind.push(format!("{what} ({err:#})")),
+        }
+    }
+
+    /// The last rollback step of every provider: the control plane's data dir goes (a missing
+    /// one is nothing to undo), then the "Rolling back" line ends done or failed.
+    pub fn finish_rollback(&mut self, data_dir: &std::path::Path, progress: &crate::Progress) {
+        match std::fs::remove_dir_all(data_dir) {
+            Ok(()) => self.rolled_back.push(data_dir.display().to_string()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => self
+                .left_behind
+                .push(format!("{} ({err})", data_dir.display())),
+        }
+        if self.left_behind.is_empty() {
+            progress.done();
+        } else {
+            progress.failed();
         }
     }
 

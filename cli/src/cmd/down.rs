@@ -2,7 +2,7 @@
 
 use super::Ctx;
 use crate::args::DownArgs;
-use crate::{eks, hint, kind, local};
+use crate::{eks, hint, kind, kubernetes, local};
 use anyhow::Result;
 
 pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
@@ -11,6 +11,7 @@ pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
     match cfg.get(&name).map(|c| c.provider.as_str()) {
         Some(kind::PROVIDER) => kind::down(&ctx.config_path, &name)?,
         Some(eks::PROVIDER) => eks::down(&ctx.config_path, &name).await?,
+        Some(kubernetes::PROVIDER) => kubernetes::down(&ctx.config_path, &name).await?,
         Some(local::PROVIDER) => local::down(&ctx.config_path, &name, purge)?,
         Some(other) => {
             return Err(hint::error(

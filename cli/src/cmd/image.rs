@@ -19,13 +19,7 @@ pub async fn run(ctx: &Ctx, args: ImageArgs) -> Result<u8> {
             .await??;
             let tag = built.reference.rsplit(':').next().unwrap_or_default();
             let target = format!("{}:{tag}", repository.trim_end_matches('/'));
-            let auth = match (
-                std::env::var("THREEPORT_REGISTRY_USERNAME"),
-                std::env::var("THREEPORT_REGISTRY_PASSWORD"),
-            ) {
-                (Ok(u), Ok(p)) => image::push::Auth::Basic(u, p),
-                _ => image::push::Auth::Anonymous,
-            };
+            let auth = super::up::registry_auth();
             let digest = image::push::push(&built.archive, &target, &auth, plain_http).await?;
             outln!("{target}@{digest}")?;
             Ok(0)

@@ -43,10 +43,47 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
                 region: args.aws_region.clone(),
                 profile: args.aws_config_profile.clone(),
                 images: published(&args).unwrap_or_default(),
+                // No published image asked for: build one and push it to ECR.
+                build: match published(&args) {
+                    Some(_) => None,
+                    None => Some(build_image(ctx)?),
+                },
                 retain: args.retain,
                 timeout: args.timeout.unwrap_or(crate::eks::DEFAULT_TIMEOUT),
             };
             crate::eks::up(&ctx.config_path, opts).await?
+        }
+        Provider::Kubernetes => {
+            use threeport_installers::kubernetes::ImageSource;
+            // --image-repo alone: build and push there; with --image-tag: a published image.
+            let image = match (&args.image_repo, &args.image_tag) {
+                (_, Some(_)) => ImageSource::Published,
+                (Some(repo), None) => ImageSource::Push {
+                    build: build_image(ctx)?,
+                    repository: repo.clone(),
+                    auth: registry_auth(),
+                    plain_http: args.plain_http,
+                },
+                (None, None) => ImageSource::Load {
+                    build: build_image(ctx)?,
+                },
+            };
+            let images = match image {
+                ImageSource::Published => published(&args).unwrap_or_default(),
+                _ => Images::default(),
+            };
+            let opts = crate::kubernetes::UpOptions {
+                name: args.name.clone(),
+                kubeconfig: crate::kubernetes::kubeconfig_path(args.kubeconfig.as_deref()),
+                context: args.context.clone(),
+                images,
+                image,
+                api_address: args.api_address.clone(),
+                retain: args.retain,
+                verbose: args.verbose,
+                timeout: args.timeout.unwrap_or(crate::kubernetes::DEFAULT_TIMEOUT),
+            };
+            crate::kubernetes::up(&ctx.config_path, opts).await?
         }
     }
     if let (Some(conn), Some(path)) = (conn, &args.runtime_from_kubeconfig) {
@@ -84,6 +121,18 @@ fn published(args: &UpArgs) -> Option<Images> {
     ))
 }
 
+/// Registry credentials from THREEPORT_REGISTRY_USERNAME/PASSWORD, as `tptctl image push`.
+pub(crate) fn registry_auth() -> threeport_installers::image::push::Auth {
+    use threeport_installers::image::push::Auth;
+    match (
+        std::env::var("THREEPORT_REGISTRY_USERNAME"),
+        std::env::var("THREEPORT_REGISTRY_PASSWORD"),
+    ) {
+        (Ok(u), Ok(p)) => Auth::Basic(u, p),
+        _ => Auth::Anonymous,
+    }
+}
+
 /// Without a published image, the one built from this tptctl, cached beside the config.
 fn build_image(ctx: &Ctx) -> Result<BuildImage> {
     Ok(BuildImage {
@@ -112,7 +161,7 @@ fn print_manifests(ctx: &Ctx, args: &UpArgs) -> Result<u8> {
     };
     let exposure = match args.provider {
         Provider::Eks => Exposure::LoadBalancer,
-        Provider::Local | Provider::Kind => Exposure::NodePort,
+        Provider::Local | Provider::Kind | Provider::Kubernetes => Exposure::NodePort,
     };
     let secrets = Secrets::generate(&[], threeport_installers::secrets::generate_key())?;
     let objects = manifests::control_plane(&images, &secrets, exposure);

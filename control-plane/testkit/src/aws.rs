@@ -12,8 +12,8 @@ pub const CONTROL_PLANE_TAG: &str = "threeport.io/control-plane";
 
 /// Counts of everything an EKS control plane named `control_plane` has in AWS:
 /// EC2 resources tagged [`CONTROL_PLANE_TAG`]`=<name>`, the EKS cluster
-/// `threeport-<name>` and its node groups, and the IAM roles named
-/// `threeport-<name>-…`.
+/// `threeport-<name>` and its node groups, the IAM roles named `threeport-<name>-…`, and the
+/// ECR repository `threeport-<name>`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Footprint {
     pub vpcs: usize,
@@ -24,11 +24,12 @@ pub struct Footprint {
     pub clusters: usize,
     pub node_groups: usize,
     pub iam_roles: usize,
+    pub ecr_repositories: usize,
 }
 
 impl Footprint {
     /// Everything a complete EKS `up` makes: one VPC, two subnets, one internet gateway, route
-    /// table, security group, cluster and node group, and two IAM roles.
+    /// table, security group, cluster, node group and ECR repository, and two IAM roles.
     pub const COMPLETE: Footprint = Footprint {
         vpcs: 1,
         subnets: 2,
@@ -38,6 +39,7 @@ impl Footprint {
         clusters: 1,
         node_groups: 1,
         iam_roles: 2,
+        ecr_repositories: 1,
     };
 
     /// Counts what AWS at `cfg` holds for `control_plane`. Panics if a call fails.
@@ -45,6 +47,7 @@ impl Footprint {
         let ec2 = aws_sdk_ec2::Client::new(cfg);
         let eks = aws_sdk_eks::Client::new(cfg);
         let iam = aws_sdk_iam::Client::new(cfg);
+        let ecr = aws_sdk_ecr::Client::new(cfg);
         let tag = || {
             Filter::builder()
                 .name(format!("tag:{CONTROL_PLANE_TAG}"))
@@ -155,6 +158,26 @@ impl Footprint {
             }
         }
 
+        let mut ecr_repositories = 0;
+        let mut next = None;
+        loop {
+            let page = ecr
+                .describe_repositories()
+                .set_next_token(next)
+                .send()
+                .await
+                .unwrap_or_else(|e| failed("DescribeRepositories", &e));
+            ecr_repositories += page
+                .repositories()
+                .iter()
+                .filter(|r| r.repository_name() == Some(cluster.as_str()))
+                .count();
+            next = page.next_token().map(str::to_string);
+            if next.is_none() {
+                break;
+            }
+        }
+
         Footprint {
             vpcs,
             subnets,
@@ -164,6 +187,7 @@ impl Footprint {
             clusters,
             node_groups,
             iam_roles,
+            ecr_repositories,
         }
     }
 
@@ -172,7 +196,7 @@ impl Footprint {
         *self == Footprint::default()
     }
 
-    fn fields(&self) -> [(&'static str, usize); 8] {
+    fn fields(&self) -> [(&'static str, usize); 9] {
         [
             ("VPCs", self.vpcs),
             ("subnets", self.subnets),
@@ -182,6 +206,7 @@ impl Footprint {
             ("EKS clusters", self.clusters),
             ("node groups", self.node_groups),
             ("IAM roles", self.iam_roles),
+            ("ECR repositories", self.ecr_repositories),
         ]
     }
 }
@@ -263,16 +288,26 @@ mod tests {
                 .unwrap();
         }
 
+        let ecr = aws_sdk_ecr::Client::new(&cfg);
+        for repo in ["threeport-kept", "threeport-kept2", "threeport-kept-x"] {
+            ecr.create_repository()
+                .repository_name(repo)
+                .send()
+                .await
+                .unwrap();
+        }
+
         let fp = Footprint::of(&cfg, "kept").await;
         assert_eq!(
             fp,
             Footprint {
                 vpcs: 1,
                 iam_roles: 2,
+                ecr_repositories: 1,
                 ..Footprint::default()
             }
         );
-        assert_eq!(fp.to_string(), "VPCs: 1, IAM roles: 2");
+        assert_eq!(fp.to_string(), "VPCs: 1, IAM roles: 2, ECR repositories: 1");
         assert_eq!(Footprint::of(&cfg, "kept2").await.iam_roles, 1);
         assert!(Footprint::of(&cfg, "gone").await.is_empty());
     }

@@ -14,6 +14,7 @@
 //!   panic naming what was awaited.
 //! - [`kubernetes_validate`]: the `kubernetes-validate` binary (official
 //!   Kubernetes schemas).
+//! - [`Registry`]: Debian's `docker-registry` (the CNCF distribution server), and [`skopeo`].
 //! - [`free_port`], [`sh_quote`].
 //!
 //! The servers and [`Tptctl`] are blocking (std::process, std::net), so they
@@ -44,6 +45,7 @@ mod nats;
 pub mod poll;
 mod port;
 mod postgres;
+mod registry;
 mod util;
 mod validate;
 
@@ -55,6 +57,7 @@ pub use nats::{NATS_INSTALL_COMMAND, Nats, nats_server_binary};
 pub use poll::{eventually, eventually_blocking};
 pub use port::free_port;
 pub use postgres::{Postgres, pg_bin_dir, shared_postgres, unique_name};
+pub use registry::{DOCKER_REGISTRY_INSTALL_COMMAND, Registry, skopeo};
 pub use util::sh_quote;
 pub use validate::{KUBERNETES_VALIDATE_INSTALL_COMMAND, kubernetes_validate};
 

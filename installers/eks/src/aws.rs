@@ -22,6 +22,7 @@ pub(crate) struct Clients {
     pub iam: aws_sdk_iam::Client,
     pub ec2: aws_sdk_ec2::Client,
     pub eks: aws_sdk_eks::Client,
+    pub ecr: aws_sdk_ecr::Client,
 }
 
 impl Clients {
@@ -36,6 +37,7 @@ impl Clients {
             iam: aws_sdk_iam::Client::new(&cfg),
             ec2: aws_sdk_ec2::Client::new(&cfg),
             eks: aws_sdk_eks::Client::new(&cfg),
+            ecr: aws_sdk_ecr::Client::new(&cfg),
         }
     }
 }
@@ -180,6 +182,7 @@ impl AwsError {
         self.code.as_deref().is_some_and(|code| {
             code == "NoSuchEntity"
                 || code == "ResourceNotFoundException"
+                || code == "RepositoryNotFoundException"
                 || code.ends_with(".NotFound")
                 || code == "Gateway.NotAttached"
         })

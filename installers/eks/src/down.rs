@@ -228,6 +228,7 @@ async fn delete_one(
             "DetachRolePolicy"
         ),
         "IamRole" => delete_role(c, id).await,
+        crate::ecr::KIND => crate::ecr::delete(&c.ecr, id).await,
         other => anyhow::bail!("unknown inventory kind {other:?}; delete {id} by hand"),
     }
 }

@@ -23,7 +23,7 @@ pub struct Inventory {
 pub struct InventoryItem {
     /// `IamRole`, `IamRolePolicyAttachment`, `Vpc`, `Subnet`, `InternetGateway`,
     /// `InternetGatewayAttachment`, `RouteTable`, `Route`, `RouteTableAssociation`,
-    /// `SecurityGroup`, `EksCluster`, `NodeGroup`.
+    /// `SecurityGroup`, `EksCluster`, `NodeGroup`, `EcrRepository`.
     pub kind: String,
     /// The AWS identifier used to delete it (role name, `vpc-…`, cluster name, …).
     pub id: String,

@@ -1,5 +1,5 @@
 //! Provision and tear down what an EKS control plane needs (IAM roles, VPC,
-//! subnets, internet gateway, routes, security group, EKS cluster, node group),
+//! subnets, internet gateway, routes, security group, EKS cluster, node group, ECR repository),
 //! recording every resource in a crash-safe [`Inventory`] the moment it exists.
 //!
 //! * [`up`] creates, resumes from an existing inventory, and rolls back what the
@@ -9,6 +9,8 @@
 //!
 //! * [`provider`] is `tptctl up/down --provider eks`: this infrastructure, then the control
 //!   plane installed into the cluster behind a load balancer, ending in an [`Installed`].
+//! * [`ecr`] is the control plane's ECR repository: created by `up` (last), deleted by `down`,
+//!   pushed to by the provider.
 //! * [`AwsError`] is how every failed AWS call reads: `<Operation>: <Code>: <message>`.
 //!
 //! See README.md for the inventory format and the creation/deletion order.
@@ -17,6 +19,7 @@
 
 pub mod aws;
 mod down;
+pub mod ecr;
 mod inventory;
 pub mod provider;
 mod up;
@@ -108,4 +111,7 @@ pub struct ClusterAccess {
     pub cluster_name: String,
     /// The AWS account it was created in.
     pub account_id: String,
+    /// The ECR repository's URI (`<account>.dkr.ecr.<region>.amazonaws.com/threeport-<name>`),
+    /// where the provider pushes an image built from this `tptctl`.
+    pub image_repository: String,
 }

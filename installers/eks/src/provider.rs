@@ -1,6 +1,8 @@
 //! The EKS provider (`tptctl up/down --provider eks`): the AWS infrastructure of [`crate::up`]
 //! (every resource in the inventory as soon as it exists), then the same control-plane install
-//! as kind ([`threeport_installers::install::Steps`]), exposed through a load balancer. It ends
+//! as kind ([`threeport_installers::install::Steps`]), exposed through a load balancer. Unless a
+//! published image was asked for, the image is built from this `tptctl` and pushed to the
+//! control plane's ECR repository, which the nodes pull from. It ends
 //! in an [`Installed`], like kind's; the caller writes the config entry from it.
 //!
 //! A failure rolls back what the run created (unless `retain`); the error's context is an
@@ -14,6 +16,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use threeport_installers::install::{ClusterInfo, Steps};
+use threeport_installers::kind::BuildImage;
 use threeport_installers::kubeconfig::Connection;
 use threeport_installers::manifests::{self, Exposure, Images};
 use threeport_installers::{Installed, KubeApi, Progress, ProviderConfig, UpFailed, secrets};
@@ -40,6 +43,9 @@ pub struct EksOptions {
     pub name: String,
     pub place: EksPlace,
     pub images: Images,
+    /// Build the image from this `tptctl` and push it to the control plane's ECR repository
+    /// (no published image was asked for); `images.threeport` is then the pushed one.
+    pub build: Option<BuildImage>,
     /// Keep what a failed `up` created, for debugging.
     pub retain: bool,
     /// For each wait of the install (rollouts, load balancer, API).
@@ -81,7 +87,7 @@ pub async fn up(
     )
     .await?;
     let mut applied = false;
-    let e = match install(opts, &access, progress, &cancel, &mut applied).await {
+    let e = match install(opts, &sdk, &access, progress, &cancel, &mut applied).await {
         Ok(installed) => return Ok(installed),
         Err(e) => e,
     };
@@ -138,6 +144,7 @@ fn kubeconfig(access: &ClusterAccess, region: &str, profile: Option<&str>) -> St
 /// load balancer's address as the API's.
 async fn install(
     opts: &EksOptions,
+    sdk: &aws_config::SdkConfig,
     access: &ClusterAccess,
     progress: &Progress,
     cancel: &CancellationToken,
@@ -167,7 +174,14 @@ async fn install(
     // The load balancer's name is not known before it exists; its zone's wildcard is.
     let elb = format!("*.{}.elb.amazonaws.com", place.region);
     let secrets = secrets::load_or_generate(dir, &[elb.as_str()])?;
-    let objects = manifests::control_plane(&opts.images, &secrets, Exposure::LoadBalancer);
+    let images = match &opts.build {
+        Some(build) => {
+            let reference = push_image(&steps, build, sdk, &access.image_repository).await?;
+            Images::with_threeport(reference)
+        }
+        None => opts.images.clone(),
+    };
+    let objects = manifests::control_plane(&images, &secrets, Exposure::LoadBalancer);
     *applied = true;
     steps.install(&client, &objects).await?;
     let host = steps
@@ -219,6 +233,39 @@ async fn install(
             account_id: access.account_id.clone(),
         },
     })
+}
+
+/// Builds the image (cached) and pushes it to `repository` (the ECR repository's URI) under the
+/// built tag; returns the pushed reference, which the nodes pull.
+async fn push_image(
+    steps: &Steps<'_>,
+    build: &BuildImage,
+    sdk: &aws_config::SdkConfig,
+    repository: &str,
+) -> Result<String> {
+    let b = build.clone();
+    let built = steps
+        .phase("Building the control plane image", async move {
+            tokio::task::spawn_blocking(move || {
+                threeport_installers::image::cached(&b.inputs, &b.cache_dir)
+            })
+            .await?
+        })
+        .await?;
+    let target = crate::ecr::target(repository, &built.reference)?;
+    let ecr = aws_sdk_ecr::Client::new(sdk);
+    steps
+        .phase(
+            &format!("Pushing image {} to ECR as {target}", built.reference),
+            async {
+                let auth = crate::ecr::login(&ecr).await?;
+                threeport_installers::image::push::push(&built.archive, &target, &auth, false)
+                    .await?;
+                Ok(())
+            },
+        )
+        .await?;
+    Ok(target)
 }
 
 /// The AWS side as objects: the account, and the EKS runtime with the inventory of every AWS

@@ -8,6 +8,9 @@
 //!    group) that no record lists: a run crashed between "AWS created it" and "inventory saved".
 //!    It is adopted, never duplicated. One with our name but not our tag is an error.
 //! 3. `create`: a new one, recorded (and the inventory saved) before the step goes on.
+//!
+//! The last step, once the node group is ACTIVE, is the ECR repository the provider pushes
+//! the built image to ([`crate::ecr`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -47,7 +50,7 @@ pub struct UpOptions {
     /// Test hook: fail right after the step with this name completes
     /// (`identity`, `cluster-role`, `node-role`, `vpc`, `subnets`, `internet-gateway`,
     /// `route-table`, `security-group`, `cluster`, `cluster-active`, `nodegroup`,
-    /// `nodegroup-active`).
+    /// `nodegroup-active`, `ecr-repository`).
     pub fail_after: Option<String>,
 }
 
@@ -414,7 +417,13 @@ impl Run<'_> {
             ),
             self.wait_nodegroup().await
         );
-        self.access().await
+        let image_repository = phase!(
+            self,
+            "ecr-repository",
+            format!("Creating ECR repository {}", crate::ecr::repository_name(s)),
+            self.ecr_repository().await
+        );
+        self.access(image_repository).await
     }
 
     async fn identity(&mut self) -> Result<()> {
@@ -1021,7 +1030,39 @@ impl Run<'_> {
         .await
     }
 
-    async fn access(&self) -> Result<ClusterAccess> {
+    /// The repository the provider pushes the built image to; returns its URI.
+    async fn ecr_repository(&mut self) -> Result<String> {
+        let (ecr, spec) = (&self.c.ecr, self.spec);
+        let name = crate::ecr::repository_name(spec);
+        let uri = |r: &aws_sdk_ecr::types::Repository| -> Result<String> {
+            Ok(r.repository_uri()
+                .context("ECR returned no repositoryUri")?
+                .to_string())
+        };
+        let made = |r: aws_sdk_ecr::types::Repository| -> Result<Made<String>> {
+            let uri = uri(&r)?;
+            Ok(Made::new(&name, uri.clone())
+                .with("uri", uri)
+                .with("arn", r.repository_arn()))
+        };
+        self.ledger
+            .ensure(
+                "ecr-repository",
+                crate::ecr::KIND,
+                async |id| {
+                    let repo = crate::ecr::describe(ecr, &id).await?;
+                    repo.as_ref().map(uri).transpose()
+                },
+                async || {
+                    let repo = crate::ecr::existing(ecr, spec, &name).await?;
+                    repo.map(made).transpose()
+                },
+                async || made(crate::ecr::create(ecr, spec, &name).await?),
+            )
+            .await
+    }
+
+    async fn access(&self, image_repository: String) -> Result<ClusterAccess> {
         let name = self.spec.cluster_name();
         let out =
             (self.c.eks.describe_cluster().name(&name).send().await).aws("DescribeCluster")?;
@@ -1042,6 +1083,7 @@ impl Run<'_> {
             ca_pem,
             cluster_name: name,
             account_id: self.account.clone(),
+            image_repository,
         })
     }
 }

@@ -182,6 +182,7 @@ struct Aws {
     iam: aws_sdk_iam::Client,
     ec2: aws_sdk_ec2::Client,
     eks: aws_sdk_eks::Client,
+    ecr: aws_sdk_ecr::Client,
 }
 
 impl Aws {
@@ -191,6 +192,7 @@ impl Aws {
             iam: aws_sdk_iam::Client::new(cfg),
             ec2: aws_sdk_ec2::Client::new(cfg),
             eks: aws_sdk_eks::Client::new(cfg),
+            ecr: aws_sdk_ecr::Client::new(cfg),
         }
     }
 
@@ -355,6 +357,32 @@ impl Aws {
                     "ACTIVE"
                 );
             }
+            "EcrRepository" => {
+                let out = self
+                    .ecr
+                    .describe_repositories()
+                    .repository_names(id)
+                    .send()
+                    .await
+                    .unwrap();
+                let repo = &out.repositories()[0];
+                assert_eq!(repo.repository_uri(), Some(item.extra_str("uri")));
+                assert!(
+                    item.extra_str("uri").ends_with(&format!("/{id}")),
+                    "{item:?}"
+                );
+                let tags = self
+                    .ecr
+                    .list_tags_for_resource()
+                    .resource_arn(repo.repository_arn().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    tags.tags().iter().any(|t| t.key() == TAG),
+                    "repository {id} is tagged"
+                );
+            }
             other => panic!("unexpected kind {other}"),
         }
     }
@@ -417,6 +445,13 @@ impl Aws {
                     .send()
                     .await
                     .is_err(),
+                "EcrRepository" => self
+                    .ecr
+                    .describe_repositories()
+                    .repository_names(id)
+                    .send()
+                    .await
+                    .is_err(),
                 _ => true, // attachments, routes, associations go with their parents
             };
             assert!(gone, "{} {id} still exists", item.kind);
@@ -451,7 +486,11 @@ const ALL_KINDS: &[&str] = &[
     "SecurityGroup",
     "EksCluster",
     "NodeGroup",
+    "EcrRepository",
 ];
+
+/// Everything up to the cluster: no node group, no ECR repository.
+const UP_TO_CLUSTER: &[&str] = ALL_KINDS.split_at(ALL_KINDS.len() - 2).0;
 
 // ---------------------------------------------------------------- tests
 
@@ -511,7 +550,7 @@ async fn up_creates_every_inventory_resource() {
         .collect();
     assert_ne!(subnets[0], subnets[1], "subnets are in different zones");
     let done = progress.done_phases();
-    assert_eq!(done.len(), 12, "{done:#?}");
+    assert_eq!(done.len(), 13, "{done:#?}");
     assert!(done[0].contains("identity"));
     assert!(
         done.iter()
@@ -585,7 +624,7 @@ async fn cancel_after_cluster_with_retain_then_down_leaves_nothing() {
     // What is left, and where it is listed, for the caller's hint.
     let failed = UpFailed::of(&err).expect("an UpFailed context");
     assert!(failed.retained && failed.rolled_back.is_empty());
-    assert_eq!(failed.left_behind.len(), ALL_KINDS.len() - 1);
+    assert_eq!(failed.left_behind.len(), UP_TO_CLUSTER.len());
     assert_eq!(failed.listed_in.as_deref(), Some(path.as_path()));
     assert!(
         failed
@@ -598,7 +637,7 @@ async fn cancel_after_cluster_with_retain_then_down_leaves_nothing() {
     let inv = Inventory::load(&path).unwrap().unwrap();
     assert_eq!(
         kinds(&inv),
-        &ALL_KINDS[..ALL_KINDS.len() - 1],
+        UP_TO_CLUSTER,
         "everything up to the cluster, no node group"
     );
     for item in &inv.resources {
@@ -702,11 +741,12 @@ async fn rerun_resumes_without_duplicates() {
         aws.footprint("epsilon").await,
         Footprint {
             node_groups: 0,
+            ecr_repositories: 0,
             ..Footprint::COMPLETE
         }
     );
     let inv = Inventory::load(&path).unwrap().unwrap();
-    assert_eq!(kinds(&inv), &ALL_KINDS[..ALL_KINDS.len() - 1]);
+    assert_eq!(kinds(&inv), UP_TO_CLUSTER);
 
     // Simulate a crash that lost every record from the VPC on: the resources
     // exist, the inventory does not list them.
@@ -866,4 +906,92 @@ async fn a_refused_aws_call_reads_operation_code_message() {
     assert!(failed.left_behind.is_empty(), "{failed:?}");
     assert!(failed.rolled_back.iter().any(|r| r.starts_with("Vpc ")));
     aws.assert_nothing_left("clash", &[]).await;
+}
+
+/// 5. The ECR repository: one with our name and tag that no record lists (a crash between
+/// create and save) is adopted; one with our name but not our tag stops `up` and is left
+/// alone; the account's authorization token decodes to a login.
+#[tokio::test]
+async fn the_ecr_repository_is_adopted_when_ours_and_refused_when_not() {
+    let moto = start_moto();
+    let cfg = sdk_config(&moto).await;
+    let aws = Aws::new(&cfg);
+    let dir = tempfile::tempdir().unwrap();
+    let tag = |v: &str| {
+        aws_sdk_ecr::types::Tag::builder()
+            .key(TAG)
+            .value(v)
+            .build()
+            .unwrap()
+    };
+    aws.ecr
+        .create_repository()
+        .repository_name("threeport-eta")
+        .tags(tag("eta"))
+        .send()
+        .await
+        .unwrap();
+    let path = dir.path().join("eta.json");
+    let access = up_with(
+        &cfg,
+        &spec("eta"),
+        &path,
+        &Recorder::default(),
+        CancellationToken::new(),
+        &opts(),
+    )
+    .await
+    .unwrap();
+    let inv = Inventory::load(&path).unwrap().unwrap();
+    let item = inv.resources.last().unwrap();
+    assert_eq!(
+        (item.kind.as_str(), item.id.as_str(), item.step()),
+        ("EcrRepository", "threeport-eta", "ecr-repository")
+    );
+    assert_eq!(item.extra["adopted"], true, "{item:?}");
+    assert_eq!(access.image_repository, item.extra_str("uri"));
+    aws.assert_exists(item).await;
+    assert_eq!(aws.footprint("eta").await, Footprint::COMPLETE);
+
+    aws.ecr
+        .create_repository()
+        .repository_name("threeport-theta")
+        .tags(tag("someone-else"))
+        .send()
+        .await
+        .unwrap();
+    let path = dir.path().join("theta.json");
+    let err = up_with(
+        &cfg,
+        &spec("theta"),
+        &path,
+        &Recorder::default(),
+        CancellationToken::new(),
+        &opts(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        "creating EKS control plane theta: ECR repository threeport-theta already exists and is not tagged threeport.io/control-plane=theta"
+    );
+    let failed = UpFailed::of(&err).expect("an UpFailed context");
+    assert_eq!(failed.rolled_back.len(), ALL_KINDS.len() - 1);
+    assert!(failed.left_behind.is_empty(), "{failed:?}");
+    assert_eq!(
+        aws.footprint("theta").await,
+        Footprint {
+            ecr_repositories: 1,
+            ..Footprint::default()
+        },
+        "the foreign repository is not ours to delete"
+    );
+
+    match threeport_eks::ecr::login(&aws.ecr).await.unwrap() {
+        threeport_installers::image::push::Auth::Basic(user, password) => {
+            assert_eq!(user, "AWS");
+            assert!(!password.is_empty());
+        }
+        other => panic!("not a login: {other:?}"),
+    }
 }
