@@ -307,3 +307,91 @@ async fn up_pushes_the_image_it_built_to_the_given_registry() {
     );
     tokio::task::block_in_place(|| t.ok(&["down", "--name", "pushed"]));
 }
+
+/// A kind context without --image-repo: the image built from this tptctl is loaded with
+/// `kind load image-archive --name <cluster>` (a stand-in `kind` records the call), run by its
+/// reference with `IfNotPresent`, and the API is a NodePort, as on any kind cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_context_gets_the_built_image_loaded_with_kind() {
+    let double = KubeDouble::start(Options {
+        ready_delay: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let kube = threeport_testkit::kube_client(&double.kubeconfig()).await;
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("kind.log");
+    let kind = bin.path().join("kind");
+    std::fs::write(
+        &kind,
+        "#!/bin/bash\necho \"$*\" >> \"$KIND_LOG\"\n[ \"$1 $2\" = \"load image-archive\" ] && [ -f \"$3\" ] && exit 0\necho \"stand-in kind: unexpected: $*\" >&2; exit 2\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&kind, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let t = Tptctl::new(BIN, std::env::current_dir().unwrap())
+        .with_env("PATH", path)
+        .with_env("KIND_LOG", &log);
+    // The double's kubeconfig, with the names kind gives its contexts.
+    let kubeconfig = t.home().join("kind.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        double.kubeconfig().replace("kube-double", "kind-dev"),
+    )
+    .unwrap();
+    let port = threeport_testkit::free_port();
+    let api = StandInApi::when_installed(&t, "onkind", port);
+    let up = tokio::task::block_in_place(|| {
+        t.run(&[
+            "up",
+            "--provider",
+            "kubernetes",
+            "--name",
+            "onkind",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--api-address",
+            &format!("127.0.0.1:{port}"),
+            "--timeout",
+            "60s",
+        ])
+    });
+    let _api = api.join().unwrap();
+    assert_eq!(up.code, 0, "{}", up.stderr);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let loads: Vec<&str> = calls
+        .lines()
+        .filter(|l| l.starts_with("load image-archive "))
+        .collect();
+    assert_eq!(loads.len(), 1, "{calls}");
+    assert!(loads[0].ends_with(" --name dev"), "{calls}");
+    let deployment = Api::<Deployment>::namespaced(kube.clone(), NS)
+        .get("threeport-api-server")
+        .await
+        .unwrap();
+    let container =
+        &serde_json::to_value(&deployment).unwrap()["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        container["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("threeport.local/threeport:"),
+        "{container}"
+    );
+    assert_eq!(container["imagePullPolicy"], "IfNotPresent");
+    let svc = Api::<Service>::namespaced(kube.clone(), NS)
+        .get("threeport-api-server")
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&svc).unwrap()["spec"]["type"],
+        "NodePort"
+    );
+    tokio::task::block_in_place(|| t.ok(&["down", "--name", "onkind"]));
+}
