@@ -256,42 +256,70 @@ async fn apply_one(
             desired.insert("KubernetesRuntimeInstanceID".into(), Value::from(id));
         }
     }
-    let existing = r.find(d.kind, &d.name).await.map_err(|e| e.to_string())?;
-    match existing {
-        None => {
-            if opts.dry_run {
-                return Ok(("created", Some(Value::Object(desired))));
+    // Another apply (a script, a CI job) may create or change the same object between our read
+    // and our write: a create that loses the race re-reads and carries on as an update, and a
+    // PATCH whose ResourceVersion went stale re-reads and re-diffs. Bounded: a write that
+    // conflicts every time is reported.
+    const ATTEMPTS: usize = 5;
+    let mut last_conflict = String::new();
+    for _ in 0..ATTEMPTS {
+        let existing = r.find(d.kind, &d.name).await.map_err(|e| e.to_string())?;
+        let written = match existing {
+            None => {
+                if opts.dry_run {
+                    return Ok(("created", Some(Value::Object(desired))));
+                }
+                match r
+                    .client
+                    .create(d.kind, &Value::Object(desired.clone()))
+                    .await
+                {
+                    Ok(created) => Ok(("created", created)),
+                    Err(e) => Err(e),
+                }
             }
-            let created = r
-                .client
-                .create(d.kind, &Value::Object(desired))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(("created", Some(created)))
-        }
-        Some(_) if opts.create_only => Err(Failure::with_hint(
-            "already exists",
-            "`tptctl apply` updates objects that exist",
-        )),
-        Some(current) => {
-            let mut patch = differs(&current, &desired);
-            if patch.is_empty() {
-                return Ok(("unchanged", Some(current)));
+            Some(_) if opts.create_only => {
+                return Err(Failure::with_hint(
+                    "already exists",
+                    "`tptctl apply` updates objects that exist",
+                ));
             }
-            if opts.dry_run {
-                return Ok(("configured", Some(current)));
+            Some(current) => {
+                let mut patch = differs(&current, &desired);
+                if patch.is_empty() {
+                    return Ok(("unchanged", Some(current)));
+                }
+                if opts.dry_run {
+                    return Ok(("configured", Some(current)));
+                }
+                // Send the version we compared against: a concurrent change is a 409, not a
+                // silent overwrite.
+                patch.insert("ResourceVersion".into(), current["ResourceVersion"].clone());
+                let id =
+                    object_id(&current).ok_or("the server returned an object without an ID")?;
+                r.client
+                    .patch(d.kind, id, &Value::Object(patch))
+                    .await
+                    .map(|updated| ("configured", updated))
             }
-            // Send the version we compared against: a concurrent change is a 409, not a silent overwrite.
-            patch.insert("ResourceVersion".into(), current["ResourceVersion"].clone());
-            let id = object_id(&current).ok_or("the server returned an object without an ID")?;
-            let updated = r
-                .client
-                .patch(d.kind, id, &Value::Object(patch))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(("configured", Some(updated)))
+        };
+        match written {
+            Ok((action, object)) => {
+                r.cache.remove(&(d.kind.name, d.name.clone()));
+                return Ok((action, Some(object)));
+            }
+            Err(e) if e.is_conflict() => {
+                // Read it again: it exists now, or it changed since we read it.
+                r.cache.remove(&(d.kind.name, d.name.clone()));
+                last_conflict = e.to_string();
+            }
+            Err(e) => return Err(e.to_string().into()),
         }
     }
+    Err(Failure::with_hint(
+        format!("still conflicting after {ATTEMPTS} attempts: {last_conflict}"),
+        "something else keeps changing this object; run the apply again",
+    ))
 }
 
 /// How `--wait` ended.

@@ -383,7 +383,7 @@ mod tests {
             .unwrap()
             .render_long_help()
             .to_string();
-        for p in ["local", "kind", "eks"] {
+        for p in ["local", "kind", "eks", "kubernetes"] {
             assert!(help.contains(&format!("{p}:")), "{p} in:\n{help}");
         }
         assert!(!help.contains("Only `local`"), "{help}");
