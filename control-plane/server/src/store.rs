@@ -199,7 +199,12 @@ fn indexed_fields(kind: &'static Kind) -> impl Iterator<Item = &'static threepor
 const SELECT: &str = "SELECT id, version, created_at, updated_at, body FROM objects";
 
 pub struct Store {
+    /// Every write (and the reads inside a write's transaction). SQLite: the one writer.
     pool: AnyPool,
+    /// Reads outside a transaction. SQLite in WAL mode: several connections that read the last
+    /// commit while the writer is busy, so a read never queues behind a write. PostgreSQL:
+    /// the same pool as `pool`.
+    readers: AnyPool,
     backend: Backend,
     ids: IdGen,
     /// Transactions retried after a serialization conflict (40001), since start.
@@ -228,24 +233,54 @@ impl Store {
         } else {
             url.to_string()
         };
-        let opts = AnyPoolOptions::new()
-            // A request fails with 503 after this instead of hanging while the database is down.
-            .acquire_timeout(Duration::from_secs(3))
-            .test_before_acquire(true);
-        // SQLite allows one writer; a single connection turns lock errors into a queue.
-        let opts = match backend {
-            Backend::Sqlite => opts.max_connections(1),
-            Backend::Postgres => opts.max_connections(32).min_connections(0),
+        let opts = || {
+            AnyPoolOptions::new()
+                // A request fails with 503 after this instead of hanging while the database is down.
+                .acquire_timeout(Duration::from_secs(3))
+                .test_before_acquire(true)
         };
         // connect_lazy: the server starts (and reports not-ready) even if the database is down.
-        let pool = opts.connect_lazy(&url)?;
+        let (pool, readers) = match backend {
+            Backend::Postgres => {
+                let pool = opts()
+                    .max_connections(32)
+                    .min_connections(0)
+                    .connect_lazy(&url)?;
+                (pool.clone(), pool)
+            }
+            Backend::Sqlite => {
+                // SQLite allows one writer: a single writing connection turns lock errors into a
+                // queue. synchronous=NORMAL in WAL mode: a commit is durable against a crash of
+                // the process, and fsyncs only at checkpoints, so a power loss may lose the last
+                // commits. busy_timeout: a checkpoint or another process waits instead of failing.
+                let sqlite = |o: AnyPoolOptions| {
+                    o.after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("PRAGMA synchronous=NORMAL")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA busy_timeout=5000")
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                };
+                let pool = sqlite(opts().max_connections(1)).connect_lazy(&url)?;
+                let readers =
+                    sqlite(opts().max_connections(4).min_connections(0)).connect_lazy(&url)?;
+                (pool, readers)
+            }
+        };
         let store = Store {
             pool,
+            readers,
             backend,
             ids: IdGen::new(),
             retries: Default::default(),
         };
         if backend == Backend::Sqlite {
+            // Before any reader connects: WAL is what lets them read during a write.
             sqlx::query("PRAGMA journal_mode=WAL")
                 .execute(&store.pool)
                 .await?;
@@ -656,7 +691,7 @@ impl Store {
         )))
         .bind(id)
         .bind(kind.name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await
         .map_err(map_err)?;
         match row {
@@ -738,7 +773,7 @@ impl Store {
 
     /// What prevents deleting this object: objects that reference it with `OnDelete::Restrict`.
     pub async fn blockers(&self, kind: &'static Kind, id: i64) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let mut conn = self.readers.acquire().await.map_err(map_err)?;
         self.blockers_in(&mut conn, kind, id).await
     }
 
@@ -875,7 +910,7 @@ impl Store {
             n + 1,
             n + 2
         );
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let mut conn = self.readers.acquire().await.map_err(map_err)?;
         let mut count = sqlx::query_as::<_, (i64,)>(AssertSqlSafe(count_sql)).bind(kind.name);
         let mut rows = sqlx::query(AssertSqlSafe(page_sql)).bind(kind.name);
         if let Some(name) = name {
@@ -943,7 +978,7 @@ impl Store {
         )
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(map_err)?;
         rows.iter().map(outbox_row).collect()
