@@ -161,18 +161,34 @@ impl Client {
         Ok((env.data.unwrap_or_default(), env.meta))
     }
 
-    /// Every object matching `filters`, paging until `TotalCount` is reached.
+    /// Every object matching `filters`, in ID order, by cursor: each page asks for the objects
+    /// after the last ID of the one before, so objects created or deleted meanwhile never make
+    /// it skip or repeat one, and every page costs the same however far into the list it is.
     pub async fn list(
         &self,
         kind: &Kind,
         filters: &[(&str, String)],
     ) -> Result<Vec<Value>, ApiError> {
-        let mut all = Vec::new();
-        for page in 1.. {
-            let (items, meta) = self.list_page(kind, filters, page, LIST_PAGE_SIZE).await?;
+        let mut all: Vec<Value> = Vec::new();
+        loop {
+            let mut query: Vec<(&str, String)> = filters.to_vec();
+            if let Some(last) = all.last() {
+                let id = crate::object_id(last)
+                    .ok_or_else(|| ApiError::Decode("a listed object has no ID".into()))?;
+                query.push(("after", id.to_string()));
+            }
+            query.push(("size", LIST_PAGE_SIZE.to_string()));
+            let env = self
+                .send(
+                    self.http
+                        .get(self.url(&format!("/v0/{}", kind.plural)))
+                        .query(&query),
+                )
+                .await?;
+            let items = env.data.unwrap_or_default();
             let got = items.len() as u64;
             all.extend(items);
-            if got < LIST_PAGE_SIZE || all.len() as u64 >= meta.total_count {
+            if got < LIST_PAGE_SIZE {
                 break;
             }
         }

@@ -387,6 +387,7 @@ async fn list(
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
     let mut page = 1u64;
+    let mut after: Option<u64> = None;
     let mut size = DEFAULT_PAGE_SIZE;
     let mut name = None;
     let mut filters: Vec<(&'static str, String)> = Vec::new();
@@ -420,15 +421,28 @@ async fn list(
                         )
                     })?
             }
+            "after" => {
+                after = Some(value.parse().map_err(|_| {
+                    ErrorResponse::bad(
+                        kind,
+                        format!("after must be an object ID (a whole number), got {value:?}"),
+                    )
+                })?)
+            }
             "reveal" => {}
             "name" => name = Some(value.as_str()),
             _ => filters.push(filter(kind, key, value)?),
         }
     }
     let reveal = reveal_param(kind, &q)?;
+    let cursor = crate::store::Page {
+        // IDs are below 2^63: a larger cursor is past every object.
+        after: after.map(|id| id.min(i64::MAX as u64) as i64),
+        page,
+    };
     let (items, total) = st
         .store
-        .list(kind, name, &filters, page, size)
+        .list(kind, name, &filters, cursor, size)
         .await
         .map_err(|e| ErrorResponse::store(kind, 0, e))?;
     let data = items.iter().map(|s| st.render(s, reveal)).collect();

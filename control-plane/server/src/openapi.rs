@@ -247,7 +247,12 @@ fn list_parameters(kind: &Kind) -> Vec<Value> {
     let mut params: Vec<Value> = kind
         .fields()
         .filter(|f| f.ty.filterable() && !f.secret && !matches!(f.name, "ID" | "ResourceVersion"))
-        .filter(|f| !matches!(f.filter_key().as_str(), "page" | "size" | "reveal"))
+        .filter(|f| {
+            !matches!(
+                f.filter_key().as_str(),
+                "page" | "after" | "size" | "reveal"
+            )
+        })
         .map(|f| {
             let mut s = match f.ty {
                 // A filter is compared with the stored value, so any string is a valid filter,
@@ -269,7 +274,10 @@ fn list_parameters(kind: &Kind) -> Vec<Value> {
     params.extend([
         json!({"name": "page", "in": "query", "required": false,
                "schema": {"type": "integer", "minimum": 1, "maximum": u64::MAX, "default": 1},
-               "description": "page number, from 1"}),
+               "description": "page number, from 1 (OFFSET paging; `after` is cheaper on large lists)"}),
+        json!({"name": "after", "in": "query", "required": false,
+               "schema": {"type": "integer", "minimum": 0, "maximum": u64::MAX},
+               "description": "only objects whose ID is greater than this one: the last ID of the previous page, for cursor paging (with page, pages are counted after it)"}),
         json!({"name": "size", "in": "query", "required": false,
                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE,
                           "default": crate::DEFAULT_PAGE_SIZE},

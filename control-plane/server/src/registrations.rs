@@ -90,7 +90,9 @@ async fn list_all(
     let mut out = Vec::new();
     let mut page = 1;
     loop {
-        let (items, total) = store.list(kind, None, filters, page, 500).await?;
+        let (items, total) = store
+            .list(kind, None, filters, crate::store::Page::number(page), 500)
+            .await?;
         let n = items.len();
         out.extend(items);
         if n == 0 || out.len() as u64 >= total {

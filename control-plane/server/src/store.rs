@@ -89,6 +89,22 @@ macro_rules! retrying {
     }};
 }
 
+/// Which page of a list: the `page`-th (from 1) of the objects whose ID is greater than
+/// `after` (the last ID of the previous page; `None` from the start). Upstream's clients page
+/// by number alone (OFFSET paging); a cursor with page 1 seeks on the (kind, id) key, so every
+/// page costs the same and objects created or deleted between pages never shift the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub after: Option<i64>,
+    pub page: u64,
+}
+
+impl Page {
+    pub fn number(page: u64) -> Page {
+        Page { after: None, page }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
@@ -887,7 +903,7 @@ impl Store {
         kind: &'static Kind,
         name: Option<&str>,
         filters: &[(&'static str, String)],
-        page: u64,
+        page: Page,
         size: u64,
     ) -> Result<(Vec<Stored>, u64), StoreError> {
         let mut cond = String::from(" WHERE kind = $1");
@@ -904,7 +920,12 @@ impl Store {
             ));
             n += 2;
         }
+        // TotalCount: every object that matches, wherever the cursor is.
         let count_sql = format!("SELECT COUNT(*) FROM objects{cond}");
+        if page.after.is_some() {
+            n += 1;
+            cond.push_str(&format!(" AND id > ${n}"));
+        }
         let page_sql = format!(
             "{SELECT}{cond} ORDER BY id LIMIT ${} OFFSET ${}",
             n + 1,
@@ -921,7 +942,10 @@ impl Store {
             count = count.bind(*field).bind(value.clone());
             rows = rows.bind(*field).bind(value.clone());
         }
-        let offset = page.saturating_sub(1).saturating_mul(size);
+        if let Some(after) = page.after {
+            rows = rows.bind(after);
+        }
+        let offset = page.page.saturating_sub(1).saturating_mul(size);
         let rows = rows
             .bind(size as i64)
             .bind(offset.min(i64::MAX as u64) as i64)

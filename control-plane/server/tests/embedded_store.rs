@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 use threeport_api::kinds::WORKLOAD_DEFINITION;
-use threeport_server::store::Store;
+use threeport_server::store::{Page, Store};
 
 async fn store(dir: &tempfile::TempDir) -> Store {
     let url = format!("sqlite://{}", dir.path().join("threeport.db").display());
@@ -42,7 +42,7 @@ async fn reads_proceed_while_a_long_write_transaction_is_open() {
     let read = tokio::time::timeout(Duration::from_secs(2), async {
         let one = store.fetch(WORKLOAD_DEFINITION, def.id).await.unwrap();
         let (all, total) = store
-            .list(WORKLOAD_DEFINITION, None, &[], 1, 10)
+            .list(WORKLOAD_DEFINITION, None, &[], Page::number(1), 10)
             .await
             .unwrap();
         (one, all.len(), total)
@@ -57,7 +57,13 @@ async fn reads_proceed_while_a_long_write_transaction_is_open() {
     assert_eq!((read.1, read.2), (1, 1));
     tx.commit().await.unwrap();
     let (all, _) = store
-        .list(WORKLOAD_DEFINITION, Some("renamed"), &[], 1, 10)
+        .list(
+            WORKLOAD_DEFINITION,
+            Some("renamed"),
+            &[],
+            Page::number(1),
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use threeport_api::kinds::{WORKLOAD_DEFINITION, WORKLOAD_INSTANCE};
-use threeport_server::store::{Store, StoreError};
+use threeport_server::store::{Page, Store, StoreError};
 use threeport_testkit::{shared_postgres, unique_name};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -97,7 +97,7 @@ async fn serialization_conflicts_are_retried_and_nothing_is_lost() {
     );
     // Nothing lost: every create is there, each with its notification.
     let (_, total) = store
-        .list(WORKLOAD_INSTANCE, None, &[], 1, 1)
+        .list(WORKLOAD_INSTANCE, None, &[], Page::number(1), 1)
         .await
         .unwrap();
     assert_eq!(total, 16 * rounds as u64);
