@@ -14,6 +14,16 @@ use threeport_testkit::{Tptctl, eventually_blocking};
 const BIN: &str = env!("CARGO_BIN_EXE_tptctl");
 const NS: &str = "threeport-control-plane";
 
+/// The cluster that already exists: the double, its rollouts ready after 100 ms.
+async fn double() -> KubeDouble {
+    KubeDouble::start(Options {
+        ready_delay: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await
+    .expect("the Kubernetes API double starts")
+}
+
 /// What the API Deployment would run, started once `up` has installed (its state file says
 /// so): `tptctl serve-local` on the control plane's data dir. Killed on drop.
 struct StandInApi(std::process::Child);
@@ -54,12 +64,7 @@ impl Drop for StandInApi {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_installs_into_an_existing_cluster_and_down_removes_only_that() {
-    let double = KubeDouble::start(Options {
-        ready_delay: Duration::from_millis(100),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let double = double().await;
     let kube = threeport_testkit::kube_client(&double.kubeconfig()).await;
     // What the cluster already runs, which `down` must leave alone.
     let namespaces: Api<Namespace> = Api::all(kube.clone());
@@ -239,12 +244,7 @@ async fn up_installs_into_an_existing_cluster_and_down_removes_only_that() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_pushes_the_image_it_built_to_the_given_registry() {
     let registry = threeport_testkit::Registry::start();
-    let double = KubeDouble::start(Options {
-        ready_delay: Duration::from_millis(100),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let double = double().await;
     let kube = threeport_testkit::kube_client(&double.kubeconfig()).await;
     let t = Tptctl::new(BIN, std::env::current_dir().unwrap());
     let kubeconfig = t.home().join("cluster.kubeconfig");
@@ -313,12 +313,7 @@ async fn up_pushes_the_image_it_built_to_the_given_registry() {
 /// reference with `IfNotPresent`, and the API is a NodePort, as on any kind cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kind_context_gets_the_built_image_loaded_with_kind() {
-    let double = KubeDouble::start(Options {
-        ready_delay: Duration::from_millis(100),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let double = double().await;
     let kube = threeport_testkit::kube_client(&double.kubeconfig()).await;
     let bin = tempfile::tempdir().unwrap();
     let log = bin.path().join("kind.log");

@@ -301,6 +301,22 @@ pub struct ClusterInfo {
     pub token: Option<String>,
 }
 
+impl ClusterInfo {
+    /// A cluster the control plane runs inside, with `conn`'s credentials: its controllers
+    /// reach the cluster's API server at the in-cluster address.
+    pub fn in_cluster(name: String, provider: &str, conn: &crate::kubeconfig::Connection) -> Self {
+        ClusterInfo {
+            name,
+            provider: provider.into(),
+            endpoint: "https://kubernetes.default.svc".into(),
+            ca_pem: conn.ca_pem.clone(),
+            cert_pem: conn.cert_pem.clone(),
+            key_pem: conn.key_pem.clone(),
+            token: conn.token.clone(),
+        }
+    }
+}
+
 async fn upsert(client: &Client, kind: &'static threeport_api::Kind, body: Value) -> Result<u64> {
     let name = body["Name"].as_str().unwrap_or_default().to_string();
     if let Some(existing) = client.find_by_name(kind, &name).await? {
@@ -416,5 +432,38 @@ mod tests {
         let updating = json!({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
             "readyReplicas": 1, "currentRevision": "a", "updateRevision": "b"});
         assert!(rollout_pending("StatefulSet", &sts(updating)).is_some());
+    }
+}
+
+/// `<data dir>/install-state.json`: the steps a provider's `up` has done, saved after each one
+/// so a re-run resumes (kind and kubernetes each keep their own fields in it).
+pub(crate) mod state {
+    use anyhow::{Context, Result};
+    use serde::{Serialize, de::DeserializeOwned};
+    use std::path::{Path, PathBuf};
+
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("install-state.json")
+    }
+
+    /// `Ok(None)` when there is none yet; an error when it is there but unreadable.
+    pub fn load<T: DeserializeOwned>(dir: &Path) -> Result<Option<T>> {
+        let path = path(dir);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!("{}: not an install state", path.display())
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).context(format!("reading {}", path.display())),
+        }
+    }
+
+    pub fn save<T: Serialize>(dir: &Path, state: &T) -> Result<()> {
+        threeport_pki::write_file(
+            &path(dir),
+            serde_json::to_string_pretty(state)?.as_bytes(),
+            true,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))
     }
 }

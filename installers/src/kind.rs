@@ -61,19 +61,12 @@ struct State {
 }
 
 impl State {
-    fn path(dir: &Path) -> PathBuf {
-        dir.join("install-state.json")
-    }
+    /// An unreadable state counts as none: the install starts over.
     fn load(dir: &Path) -> Option<State> {
-        serde_json::from_str(&std::fs::read_to_string(State::path(dir)).ok()?).ok()
+        crate::install::state::load(dir).ok().flatten()
     }
     fn save(&self, dir: &Path) -> Result<()> {
-        threeport_pki::write_file(
-            &State::path(dir),
-            serde_json::to_string_pretty(self)?.as_bytes(),
-            true,
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))
+        crate::install::state::save(dir, self)
     }
 }
 
@@ -327,22 +320,9 @@ async fn run(
     steps.install(&client, &objects).await?;
     state.installed = true;
     state.save(dir)?;
-    let tls = threeport_api::ClientTls {
-        ca_pem: secrets.api.ca.pair.cert_pem.clone(),
-        cert_pem: secrets.api.client.cert_pem.clone(),
-        key_pem: secrets.api.client.key_pem.clone(),
-    };
+    let tls = secrets.client_tls();
     let api_server = format!("127.0.0.1:{}", state.port);
-    let info = ClusterInfo {
-        name: cluster.clone(),
-        provider: PROVIDER.into(),
-        // Controllers run inside the cluster: they reach its API server at the in-cluster address.
-        endpoint: "https://kubernetes.default.svc".into(),
-        ca_pem: conn.ca_pem.clone(),
-        cert_pem: conn.cert_pem.clone(),
-        key_pem: conn.key_pem.clone(),
-        token: conn.token.clone(),
-    };
+    let info = ClusterInfo::in_cluster(cluster.clone(), PROVIDER, &conn);
     steps.register(&api_server, &tls, &info, &opts.name).await?;
     state.registered = true;
     state.save(dir)?;

@@ -115,25 +115,11 @@ struct State {
 }
 
 impl State {
-    fn path(dir: &Path) -> PathBuf {
-        dir.join("install-state.json")
-    }
     fn load(dir: &Path) -> Result<Option<State>> {
-        match std::fs::read_to_string(State::path(dir)) {
-            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
-                format!("{}: not an install state", State::path(dir).display())
-            })?)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).context(format!("reading {}", State::path(dir).display())),
-        }
+        crate::install::state::load(dir)
     }
     fn save(&self, dir: &Path) -> Result<()> {
-        threeport_pki::write_file(
-            &State::path(dir),
-            serde_json::to_string_pretty(self)?.as_bytes(),
-            true,
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))
+        crate::install::state::save(dir, self)
     }
 }
 
@@ -372,21 +358,8 @@ async fn run(
     steps.install(&client, &objects).await?;
     state.installed = true;
     state.save(dir)?;
-    let tls = threeport_api::ClientTls {
-        ca_pem: secrets.api.ca.pair.cert_pem.clone(),
-        cert_pem: secrets.api.client.cert_pem.clone(),
-        key_pem: secrets.api.client.key_pem.clone(),
-    };
-    let info = ClusterInfo {
-        name: context.clone(),
-        provider: PROVIDER.into(),
-        // Controllers run inside the cluster: they reach its API server at the in-cluster address.
-        endpoint: "https://kubernetes.default.svc".into(),
-        ca_pem: conn.ca_pem.clone(),
-        cert_pem: conn.cert_pem.clone(),
-        key_pem: conn.key_pem.clone(),
-        token: conn.token.clone(),
-    };
+    let tls = secrets.client_tls();
+    let info = ClusterInfo::in_cluster(context.clone(), PROVIDER, conn);
     steps.register(&api_server, &tls, &info, &opts.name).await?;
     state.registered = true;
     state.save(dir)?;
@@ -498,7 +471,7 @@ pub async fn down(data_dir: &Path, timeout: Duration, progress: &Progress) -> Re
     let Some(state) = State::load(data_dir)? else {
         bail!(
             "{} is missing: nothing records what was installed",
-            State::path(data_dir).display()
+            crate::install::state::path(data_dir).display()
         );
     };
     if state.namespace_created {

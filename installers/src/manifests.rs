@@ -92,6 +92,15 @@ pub struct Secrets {
 }
 
 impl Secrets {
+    /// The API's CA and the client certificate `tptctl` presents to it.
+    pub fn client_tls(&self) -> threeport_api::ClientTls {
+        threeport_api::ClientTls {
+            ca_pem: self.api.ca.pair.cert_pem.clone(),
+            cert_pem: self.api.client.cert_pem.clone(),
+            key_pem: self.api.client.key_pem.clone(),
+        }
+    }
+
     pub fn generate(api_hosts: &[&str], encryption_key: String) -> anyhow::Result<Secrets> {
         let e = |e: threeport_pki::PkiError| anyhow::anyhow!("{e}");
         let api = TlsBundle::generate(api_hosts).map_err(e)?;

@@ -151,11 +151,20 @@ impl Client {
         let mut query: Vec<(&str, String)> = filters.to_vec();
         query.push(("page", page.to_string()));
         query.push(("size", size.to_string()));
+        self.get_page(kind, &query).await
+    }
+
+    /// `GET /v0/<plural>?<query>`: one page and its `Meta`.
+    async fn get_page(
+        &self,
+        kind: &Kind,
+        query: &[(&str, String)],
+    ) -> Result<(Vec<Value>, Meta), ApiError> {
         let env = self
             .send(
                 self.http
                     .get(self.url(&format!("/v0/{}", kind.plural)))
-                    .query(&query),
+                    .query(query),
             )
             .await?;
         Ok((env.data.unwrap_or_default(), env.meta))
@@ -178,14 +187,7 @@ impl Client {
                 query.push(("after", id.to_string()));
             }
             query.push(("size", LIST_PAGE_SIZE.to_string()));
-            let env = self
-                .send(
-                    self.http
-                        .get(self.url(&format!("/v0/{}", kind.plural)))
-                        .query(&query),
-                )
-                .await?;
-            let items = env.data.unwrap_or_default();
+            let (items, _) = self.get_page(kind, &query).await?;
             let got = items.len() as u64;
             all.extend(items);
             if got < LIST_PAGE_SIZE {

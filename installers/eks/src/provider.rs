@@ -190,11 +190,7 @@ async fn install(
             load_balancer(&client, opts.timeout),
         )
         .await?;
-    let tls = threeport_api::ClientTls {
-        ca_pem: secrets.api.ca.pair.cert_pem.clone(),
-        cert_pem: secrets.api.client.cert_pem.clone(),
-        key_pem: secrets.api.client.key_pem.clone(),
-    };
+    let tls = secrets.client_tls();
     let api_server = format!("{host}:{}", manifests::API_PORT);
     let info = ClusterInfo {
         name: access.cluster_name.clone(),
