@@ -4,9 +4,11 @@
 use crate::hint;
 use crate::output::{self, Format};
 use anyhow::Result;
+use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use threeport_api::ObjectExt;
 use threeport_api::manifest::{Desired, Loaded};
@@ -19,7 +21,12 @@ pub struct ApplyOpts {
     pub output: Option<Format>,
     /// Upstream's `create`: an object that already exists is an error.
     pub create_only: bool,
+    /// How many objects are written at once (objects wait for what they refer to either way).
+    pub concurrency: usize,
 }
+
+/// `--concurrency`'s default: enough to hide a round trip, few enough not to crowd the API.
+pub const DEFAULT_CONCURRENCY: usize = 8;
 
 /// What happened to each object.
 #[derive(Debug, Default)]
@@ -79,18 +86,27 @@ fn differs(existing: &Value, desired: &Map<String, Value>) -> Map<String, Value>
         .collect()
 }
 
+/// Lookups shared by the objects applied concurrently in one run. The locks are never held
+/// across an await.
 struct Resolver<'a> {
     client: &'a Client,
     /// IDs of objects applied in this run.
-    applied: HashMap<(&'static str, String), u64>,
+    applied: Mutex<HashMap<(&'static str, String), u64>>,
     /// Server lookups by (kind, name).
-    cache: HashMap<(&'static str, String), Option<Value>>,
+    cache: Mutex<HashMap<(&'static str, String), Option<Value>>>,
 }
 
 impl Resolver<'_> {
-    async fn find(&mut self, kind: &'static Kind, name: &str) -> Result<Option<Value>> {
+    fn forget(&self, kind: &'static Kind, name: &str) {
+        self.cache
+            .lock()
+            .unwrap()
+            .remove(&(kind.name, name.to_string()));
+    }
+
+    async fn find(&self, kind: &'static Kind, name: &str) -> Result<Option<Value>> {
         let key = (kind.name, name.to_string());
-        if let Some(v) = self.cache.get(&key) {
+        if let Some(v) = self.cache.lock().unwrap().get(&key) {
             return Ok(v.clone());
         }
         let (items, _) = self
@@ -103,20 +119,26 @@ impl Resolver<'_> {
             )
             .await?;
         let found = items.into_iter().next();
-        self.cache.insert(key, found.clone());
+        self.cache.lock().unwrap().insert(key, found.clone());
         Ok(found)
     }
 
     /// The ID for a by-name reference: from this run, else from the server.
     async fn id_of(
-        &mut self,
+        &self,
         kind: &'static Kind,
         name: &str,
         dry_run: bool,
         planned: &BTreeSet<(String, String)>,
     ) -> Result<Option<u64>, Failure> {
-        if let Some(id) = self.applied.get(&(kind.name, name.to_string())) {
-            return Ok(Some(*id));
+        let known = self
+            .applied
+            .lock()
+            .unwrap()
+            .get(&(kind.name, name.to_string()))
+            .copied();
+        if let Some(id) = known {
+            return Ok(Some(id));
         }
         match self.find(kind, name).await {
             Ok(Some(o)) => Ok(object_id(&o)),
@@ -135,12 +157,15 @@ impl Resolver<'_> {
         }
     }
 
-    async fn default_runtime(&mut self, loaded: &[Desired]) -> Result<Option<u64>, String> {
+    async fn default_runtime(&self, loaded: &[Desired]) -> Result<Option<u64>, String> {
         let kri = kinds::KUBERNETES_RUNTIME_INSTANCE;
-        if let Some(d) = loaded.iter().find(|d| {
-            d.kind.name == kri.name && d.fields.get("DefaultRuntime") == Some(&Value::Bool(true))
-        }) {
-            return Ok(self.applied.get(&(kri.name, d.name.clone())).copied());
+        if let Some(d) = default_runtime_in(loaded) {
+            return Ok(self
+                .applied
+                .lock()
+                .unwrap()
+                .get(&(kri.name, d.name.clone()))
+                .copied());
         }
         let (items, _) = self
             .client
@@ -149,6 +174,53 @@ impl Resolver<'_> {
             .map_err(|e| e.to_string())?;
         Ok(items.first().and_then(object_id))
     }
+}
+
+/// The runtime instance these files mark `DefaultRuntime: true`, if any.
+fn default_runtime_in(loaded: &[Desired]) -> Option<&Desired> {
+    let kri = kinds::KUBERNETES_RUNTIME_INSTANCE;
+    loaded.iter().find(|d| {
+        d.kind.name == kri.name && d.fields.get("DefaultRuntime") == Some(&Value::Bool(true))
+    })
+}
+
+/// For each object, the objects in these files it must wait for: what it refers to by name, and
+/// the file's default runtime when it takes the default. The loader has already put them in
+/// dependency order, so every index here is smaller than the object's own.
+fn prerequisites(objects: &[Desired]) -> Vec<Vec<usize>> {
+    let index: HashMap<(&'static str, &str), usize> = objects
+        .iter()
+        .enumerate()
+        .map(|(i, d)| ((d.kind.name, d.name.as_str()), i))
+        .collect();
+    let default_runtime = default_runtime_in(objects)
+        .and_then(|d| index.get(&(d.kind.name, d.name.as_str())).copied());
+    objects
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut deps: Vec<usize> = d
+                .refs
+                .iter()
+                .filter_map(|r| index.get(&(r.kind.name, r.name.as_str())).copied())
+                .collect();
+            if d.wants_default_runtime {
+                deps.extend(default_runtime);
+            }
+            deps.retain(|&j| j != i);
+            deps.sort_unstable();
+            deps.dedup();
+            deps
+        })
+        .collect()
+}
+
+/// How one object ended.
+enum Outcome {
+    Applied(&'static str, Option<Value>),
+    Failed(Failure),
+    /// Not attempted: it refers to this object of these files, which failed or was skipped.
+    Skipped(usize),
 }
 
 pub async fn apply(client: &Client, loaded: Loaded, opts: &ApplyOpts) -> Result<Report> {
@@ -165,53 +237,111 @@ pub async fn apply(client: &Client, loaded: Loaded, opts: &ApplyOpts) -> Result<
         .iter()
         .map(|o| (o.kind.name.to_string(), o.name.clone()))
         .collect();
-    let mut r = Resolver {
+    let r = Resolver {
         client,
-        applied: HashMap::new(),
-        cache: HashMap::new(),
+        applied: Mutex::new(HashMap::new()),
+        cache: Mutex::new(HashMap::new()),
     };
-    let mut broken: BTreeSet<(String, String)> = loaded.broken.clone();
+    let objects = &loaded.objects;
+    let deps = prerequisites(objects);
     let suffix = if opts.dry_run { " (dry run)" } else { "" };
-    for d in &loaded.objects {
-        if let Some(dep) = d
-            .refs
-            .iter()
-            .find(|x| broken.contains(&(x.kind.name.to_string(), x.name.clone())))
-        {
-            eprintln!(
-                "error: {}:{}: {} {:?}: skipped: it refers to {} {:?}, which failed",
-                d.file, d.line, d.kind.name, d.name, dep.kind.name, dep.name
-            );
-            report.failed += 1;
-            broken.insert((d.kind.name.into(), d.name.clone()));
-            continue;
+    // Objects are written concurrently (bounded), each once everything it refers to in these
+    // files is done; the lines are printed in file order, each as soon as those before it are.
+    let mut outcomes: Vec<Option<Outcome>> = (0..objects.len()).map(|_| None).collect();
+    let mut started = vec![false; objects.len()];
+    let mut running = FuturesUnordered::new();
+    let mut printed = 0;
+    let limit = opts.concurrency.max(1);
+    while printed < objects.len() {
+        for (i, d) in objects.iter().enumerate() {
+            if running.len() >= limit {
+                break;
+            }
+            if started[i] || !deps[i].iter().all(|&j| outcomes[j].is_some()) {
+                continue;
+            }
+            started[i] = true;
+            let failed_dep = deps[i]
+                .iter()
+                .copied()
+                .find(|&j| !matches!(outcomes[j], Some(Outcome::Applied(..))));
+            let failed_outside = d.refs.iter().find(|x| {
+                loaded
+                    .broken
+                    .contains(&(x.kind.name.to_string(), x.name.clone()))
+            });
+            if let Some(j) = failed_dep {
+                outcomes[i] = Some(Outcome::Skipped(j));
+            } else if let Some(x) = failed_outside {
+                outcomes[i] = Some(Outcome::Failed(Failure::from(format!(
+                    "skipped: it refers to {} {:?}, which failed",
+                    x.kind.name, x.name
+                ))));
+            } else {
+                let (r, planned) = (&r, &planned);
+                running.push(async move { (i, apply_one(r, d, objects, opts, planned).await) });
+            }
         }
-        match apply_one(&mut r, d, &loaded.objects, opts, &planned).await {
+        while printed < objects.len() {
+            let Some(outcome) = &outcomes[printed] else {
+                break;
+            };
+            let d = &objects[printed];
+            match outcome {
+                Outcome::Applied(action, object) => {
+                    match opts.output {
+                        Some(Format::Name) => report_line(format_args!("{}", d.label())),
+                        Some(_) => {}
+                        None => report_line(format_args!("{} {action}{suffix}", d.label())),
+                    }
+                    if let Some(o) = object {
+                        report.applied.push((d.kind, o.clone()));
+                    }
+                }
+                Outcome::Failed(Failure { message, hint }) => {
+                    hint::eprint(
+                        format_args!(
+                            "{}:{}: {} {:?}: {message}",
+                            d.file, d.line, d.kind.name, d.name
+                        ),
+                        *hint,
+                    );
+                    report.failed += 1;
+                }
+                Outcome::Skipped(j) => {
+                    let dep = &objects[*j];
+                    eprintln!(
+                        "error: {}:{}: {} {:?}: skipped: it refers to {} {:?}, which failed",
+                        d.file, d.line, d.kind.name, d.name, dep.kind.name, dep.name
+                    );
+                    report.failed += 1;
+                }
+            }
+            printed += 1;
+        }
+        if printed == objects.len() {
+            break;
+        }
+        let Some((i, result)) = running.next().await else {
+            // Nothing running and nothing startable would mean a reference cycle, which the
+            // loader refuses; stop rather than spin.
+            anyhow::bail!(
+                "apply stalled at {}: a reference cycle?",
+                objects[printed].label()
+            );
+        };
+        outcomes[i] = Some(match result {
             Ok((action, object)) => {
                 if let Some(id) = object.as_ref().and_then(object_id) {
-                    r.applied.insert((d.kind.name, d.name.clone()), id);
+                    r.applied
+                        .lock()
+                        .unwrap()
+                        .insert((objects[i].kind.name, objects[i].name.clone()), id);
                 }
-                match opts.output {
-                    Some(Format::Name) => report_line(format_args!("{}", d.label())),
-                    Some(_) => {}
-                    None => report_line(format_args!("{} {action}{suffix}", d.label())),
-                }
-                if let Some(o) = object {
-                    report.applied.push((d.kind, o));
-                }
+                Outcome::Applied(action, object)
             }
-            Err(Failure { message, hint }) => {
-                hint::eprint(
-                    format_args!(
-                        "{}:{}: {} {:?}: {message}",
-                        d.file, d.line, d.kind.name, d.name
-                    ),
-                    hint,
-                );
-                report.failed += 1;
-                broken.insert((d.kind.name.into(), d.name.clone()));
-            }
-        }
+            Err(f) => Outcome::Failed(f),
+        });
     }
     if let Some(fmt @ (Format::Json | Format::Yaml)) = opts.output {
         let objects: Vec<Value> = report.applied.iter().map(|(_, o)| o.clone()).collect();
@@ -230,7 +360,7 @@ pub async fn apply(client: &Client, loaded: Loaded, opts: &ApplyOpts) -> Result<
 }
 
 async fn apply_one(
-    r: &mut Resolver<'_>,
+    r: &Resolver<'_>,
     d: &Desired,
     all: &[Desired],
     opts: &ApplyOpts,
@@ -305,12 +435,12 @@ async fn apply_one(
         };
         match written {
             Ok((action, object)) => {
-                r.cache.remove(&(d.kind.name, d.name.clone()));
+                r.forget(d.kind, &d.name);
                 return Ok((action, Some(object)));
             }
             Err(e) if e.is_conflict() => {
                 // Read it again: it exists now, or it changed since we read it.
-                r.cache.remove(&(d.kind.name, d.name.clone()));
+                r.forget(d.kind, &d.name);
                 last_conflict = e.to_string();
             }
             Err(e) => return Err(e.to_string().into()),

@@ -233,6 +233,9 @@ pub struct ApplyArgs {
     /// How long --wait waits, e.g. 30s, 5m.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// How many objects are written at once; an object still waits for what it refers to.
+    #[arg(long, default_value_t = crate::apply::DEFAULT_CONCURRENCY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub concurrency: usize,
 }
 
 #[derive(Args)]

@@ -189,9 +189,13 @@ fn get_forms(env: &Tptctl) {
         !yaml.stdout.contains("wJalrXUtnFEMI"),
         "secrets never printed"
     );
+    // Listed in creation (ID) order; apply writes independent objects concurrently, so that
+    // order is not the file's.
     let names = env.ok(&["get", "workload-definitions", "-o", "name"]);
+    let mut names = names.lines();
+    names.sort_unstable();
     assert_eq!(
-        names.lines(),
+        names,
         vec!["workload-definition/api", "workload-definition/web"]
     );
     let missing = env.run(&["get", "workload-definitions", "nope"]);
@@ -487,6 +491,129 @@ fn bad_files_give_one_clear_error_and_write_nothing_that_depends_on_them() {
             let g = env.run(&["get", kind, name]);
             assert_eq!(g.code, 1, "{file}: {kind}/{name} must not exist");
         }
+    }
+}
+
+/// `apply` writes independent objects concurrently, yet an object is written only after what it
+/// refers to (a chain of 30 instances, each naming the one before as its parent, among 40
+/// independent accounts), and the lines come out in the same order as a sequential apply's. When one object fails,
+/// nothing that refers to it, directly or through another, is written, and the rest is.
+#[test]
+fn pipelined_apply_keeps_dependency_order_and_writes_nothing_behind_a_failure() {
+    let env = tptctl();
+    env.up_local("pipe");
+    let work = tempfile::tempdir().unwrap();
+    let mut yaml = String::from("ControlPlaneDefinition:\n  Name: chain\n---\n");
+    let mut expected = vec!["control-plane-definition/chain created".to_string()];
+    for i in 0..40 {
+        yaml.push_str(&format!(
+            "AwsAccount:\n  Name: ind-{i:02}\n  AccountID: \"{i}\"\n---\n"
+        ));
+        expected.push(format!("aws-account/ind-{i:02} created"));
+        if i < 30 {
+            yaml.push_str(&format!(
+                "ControlPlaneInstance:\n  Name: cp-{i:02}\n  ControlPlaneDefinition:\n    Name: chain\n"
+            ));
+            if i > 0 {
+                yaml.push_str(&format!(
+                    "  ParentControlPlaneInstance:\n    Name: cp-{:02}\n",
+                    i - 1
+                ));
+            }
+            yaml.push_str("---\n");
+            expected.push(format!("control-plane-instance/cp-{i:02} created"));
+        }
+    }
+    let file = work.path().join("chain.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    // The loader orders objects by kind (what is referred to first), then as the files have
+    // them; the lines keep that order however the writes interleave.
+    expected.sort_by_key(|l| match l.split('/').next().unwrap() {
+        "aws-account" => 0,
+        "control-plane-definition" => 1,
+        _ => 2,
+    });
+    let r = env.ok(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(
+        r.lines(),
+        expected,
+        "one line per object, in the loader's order"
+    );
+    let cps = env.json(&["get", "control-plane-instances", "-o", "json"]);
+    let id_of = |name: &str| {
+        cps.as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["Name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"))["ID"]
+            .clone()
+    };
+    for i in 1..30 {
+        let o = cps
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["Name"] == format!("cp-{i:02}"))
+            .unwrap();
+        assert_eq!(
+            o["ParentControlPlaneInstanceID"],
+            id_of(&format!("cp-{:02}", i - 1)),
+            "{o}"
+        );
+    }
+
+    // `create` refuses an object that exists: `taken` fails at the server, so t-0 (which names
+    // it) and t-1..t-9 (which name t-0, t-1, …) are skipped, and the accounts are written.
+    let pre = work.path().join("pre.yaml");
+    std::fs::write(&pre, "ControlPlaneDefinition:\n  Name: taken\n").unwrap();
+    env.ok(&["apply", "-f", pre.to_str().unwrap()]);
+    let mut yaml = String::from("ControlPlaneDefinition:\n  Name: taken\n---\n");
+    for i in 0..10 {
+        // t-0 names `taken`; each later one names the one before as its parent.
+        let (definition, parent) = match i {
+            0 => ("taken", String::new()),
+            _ => (
+                "chain",
+                format!("  ParentControlPlaneInstance:\n    Name: t-{}\n", i - 1),
+            ),
+        };
+        yaml.push_str(&format!(
+            "ControlPlaneInstance:\n  Name: t-{i}\n  ControlPlaneDefinition:\n    Name: {definition}\n{parent}---\n"
+        ));
+        yaml.push_str(&format!(
+            "AwsAccount:\n  Name: more-{i}\n  AccountID: \"{}\"\n---\n",
+            100 + i
+        ));
+    }
+    let file = work.path().join("taken.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let r = env.run(&["create", "-f", file.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("already exists").count(),
+        1,
+        "the failure is reported once:\n{}",
+        r.stderr
+    );
+    for i in 0..10 {
+        assert!(
+            r.stderr.contains(&format!(
+                "ControlPlaneInstance \"t-{i}\": skipped: it refers to"
+            )),
+            "t-{i}:\n{}",
+            r.stderr
+        );
+        assert_eq!(
+            env.run(&["get", "control-plane-instances", &format!("t-{i}")])
+                .code,
+            1,
+            "t-{i} must not be written"
+        );
+        assert!(
+            r.stdout.contains(&format!("aws-account/more-{i} created")),
+            "{}",
+            r.stdout
+        );
     }
 }
 

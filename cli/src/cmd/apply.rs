@@ -12,6 +12,7 @@ pub async fn run(ctx: &Ctx, args: ApplyArgs) -> Result<u8> {
         dry_run: args.dry_run,
         output: args.output,
         create_only: false,
+        concurrency: args.concurrency,
     };
     apply_files(ctx, &args.inputs, opts, args.wait.then_some(args.timeout)).await
 }

@@ -13,6 +13,7 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<u8> {
         dry_run: false,
         output: None,
         create_only: true,
+        concurrency: crate::apply::DEFAULT_CONCURRENCY,
     };
     super::apply::apply_files(ctx, &inputs, opts, None).await
 }

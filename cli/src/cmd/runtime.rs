@@ -35,6 +35,7 @@ pub async fn register(
         dry_run: false,
         output: None,
         create_only: false,
+        concurrency: crate::apply::DEFAULT_CONCURRENCY,
     };
     Ok(crate::apply::apply(&ctx.client()?, loaded, &opts)
         .await?
