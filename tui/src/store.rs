@@ -4,7 +4,7 @@
 //! "why" the dashboard shows are computed by the same code as `tptctl`'s.
 
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use threeport_api::kinds::{self, FieldType, Kind};
 use threeport_api::object::ObjectExt;
 use threeport_api::status::{self, Health, Objects};
@@ -43,6 +43,23 @@ pub struct KindData {
     pub loaded: bool,
 }
 
+/// One change to the store, as the views need to know it: a change of "shape" (an object
+/// appeared or went, or its name, creation time or references changed) can move rows or change
+/// other rows' text; any other change (status, spec) only touches the object's own row.
+#[derive(Clone, Copy, Debug)]
+pub enum Change {
+    Object {
+        kind: &'static Kind,
+        id: u64,
+        shape: bool,
+    },
+    /// A whole list was replaced.
+    All,
+}
+
+/// How many changes the store remembers; a view further behind rebuilds from scratch.
+const CHANGE_LOG: usize = 4096;
+
 #[derive(Debug)]
 pub struct Store {
     /// One slot per entry of `KINDS`, in its order.
@@ -53,6 +70,8 @@ pub struct Store {
     referrers: HashMap<u64, BTreeSet<(usize, u64)>>,
     /// Bumped on every change, so views know when to rebuild their rows.
     version: u64,
+    /// The latest changes, each with the version it produced.
+    changes: VecDeque<(u64, Change)>,
 }
 
 impl Default for Store {
@@ -62,6 +81,7 @@ impl Default for Store {
             tombstones: HashSet::new(),
             referrers: HashMap::new(),
             version: 0,
+            changes: VecDeque::new(),
         }
     }
 }
@@ -103,6 +123,25 @@ impl Store {
 
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The changes after version `v`, oldest first; `None` when they are no longer all known.
+    pub fn changes_since(&self, v: u64) -> Option<impl Iterator<Item = &Change>> {
+        let first = self.changes.front().map_or(self.version + 1, |(n, _)| *n);
+        (v + 1 >= first || v == self.version).then(|| {
+            self.changes
+                .iter()
+                .filter(move |(n, _)| *n > v)
+                .map(|(_, c)| c)
+        })
+    }
+
+    fn record(&mut self, change: Change) {
+        self.version += 1;
+        if self.changes.len() == CHANGE_LOG {
+            self.changes.pop_front();
+        }
+        self.changes.push_back((self.version, change));
     }
 
     pub fn is_loaded(&self, kind: &Kind) -> bool {
@@ -193,24 +232,29 @@ impl Store {
         }
     }
 
-    /// Insert or update; an older version never replaces a newer one.
-    fn upsert(&mut self, kind: &'static Kind, o: Value) -> bool {
-        let Some(id) = object_id(&o) else {
-            return false;
-        };
+    /// Insert or update; an older version never replaces a newer one. The change it made, if
+    /// any.
+    fn upsert(&mut self, kind: &'static Kind, o: Value) -> Option<Change> {
+        let id = object_id(&o)?;
         if self.tombstones.contains(&id) {
-            return false;
+            return None;
         }
         if let Some(old) = self.get(kind, id)
             && let (Some(a), Some(b)) = (resource_version(old), resource_version(&o))
             && b < a
         {
-            return false;
+            return None;
         }
+        let new = Obj::new(kind, o);
+        let shape = self.entry(kind, id).is_none_or(|old| {
+            old.name != new.name
+                || old.created != new.created
+                || !outgoing(kind, &old.value).eq(outgoing(kind, &new.value))
+        });
         self.remove(kind, id);
-        self.index(kind, id, &o);
-        self.data_mut(kind).objects.insert(id, Obj::new(kind, o));
-        true
+        self.index(kind, id, &new.value);
+        self.data_mut(kind).objects.insert(id, new);
+        Some(Change::Object { kind, id, shape })
     }
 
     /// A complete list of `kind`: replaces what was there.
@@ -223,7 +267,7 @@ impl Store {
             self.upsert(kind, o);
         }
         self.data_mut(kind).loaded = true;
-        self.version += 1;
+        self.record(Change::All);
     }
 
     /// Apply one watch event. Events of kinds that were never listed are ignored: the list
@@ -235,22 +279,26 @@ impl Store {
         if !self.is_loaded(kind) {
             return false;
         }
-        let changed = match ev.operation.as_str() {
-            "deleted" | "Deleted" | "delete" => match object_id(&ev.object) {
-                Some(id) => {
-                    self.tombstones.insert(id);
-                    let had = self.get(kind, id).is_some();
-                    self.remove(kind, id);
-                    had
-                }
-                None => false,
-            },
+        let change = match ev.operation.as_str() {
+            "deleted" | "Deleted" | "delete" => object_id(&ev.object).and_then(|id| {
+                self.tombstones.insert(id);
+                let had = self.get(kind, id).is_some();
+                self.remove(kind, id);
+                had.then_some(Change::Object {
+                    kind,
+                    id,
+                    shape: true,
+                })
+            }),
             _ => self.upsert(kind, ev.object),
         };
-        if changed {
-            self.version += 1;
+        match change {
+            Some(c) => {
+                self.record(c);
+                true
+            }
+            None => false,
         }
-        changed
     }
 
     /// The name of any object by ID, given the kind it belongs to.

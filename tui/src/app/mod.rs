@@ -256,8 +256,21 @@ impl App {
     pub fn refresh(&mut self) {
         let key = (self.store.version(), self.stack.len());
         if self.built_for != Some(key) {
-            self.table = rows::build(&self.store, &self.screen().view);
-            self.build_gen += 1;
+            let view = &self.stack.last().expect("the stack is never empty").view;
+            let patched = match self.built_for {
+                Some((v, depth)) if depth == self.stack.len() => self
+                    .store
+                    .changes_since(v)
+                    .is_some_and(|changes| self.table.patch(&self.store, view, changes)),
+                _ => false,
+            };
+            if !patched {
+                self.table = rows::build(&self.store, view);
+                self.build_gen += 1;
+            } else if !self.current_filter().is_empty() {
+                // A patched row may now match the filter, or no longer.
+                self.build_gen += 1;
+            }
             self.built_for = Some(key);
         }
         self.apply_filter();
@@ -268,11 +281,15 @@ impl App {
         self.built_for = None;
     }
 
+    fn current_filter(&self) -> &str {
+        match &self.mode {
+            Mode::Filter { input } => input,
+            _ => &self.screen().filter,
+        }
+    }
+
     fn apply_filter(&mut self) {
-        let f = match &self.mode {
-            Mode::Filter { input } => input.to_lowercase(),
-            _ => self.screen().filter.to_lowercase(),
-        };
+        let f = self.current_filter().to_lowercase();
         let key = (self.build_gen, f);
         if self.filtered_for.as_ref() == Some(&key) {
             return;
@@ -561,6 +578,7 @@ mod tests {
     use crossterm::event::{KeyCode, KeyModifiers};
     use serde_json::{Value, json};
     use threeport_api::kinds;
+    use threeport_api::status::Health;
 
     fn press(app: &mut App, code: KeyCode) -> Vec<Effect> {
         app.on_key(KeyEvent::new(code, KeyModifiers::NONE))
@@ -585,6 +603,87 @@ mod tests {
         app.store.replace(kinds::WORKLOAD_DEFINITION, defs);
         app.refresh();
         app
+    }
+
+    /// What a status event leaves on screen is exactly what a rebuild gives, but only that
+    /// object's row is touched; a rename (which moves rows) rebuilds.
+    #[test]
+    fn watch_events_patch_rows_in_place_and_match_a_rebuild() {
+        let mut app = app_with(0);
+        let (wd, wi) = (kinds::WORKLOAD_DEFINITION, kinds::WORKLOAD_INSTANCE);
+        let defs = (0..20)
+            .map(|i| json!({"ID": 1000 + i, "Name": format!("app-{i:02}"), "CreatedAt": "2026-01-01T00:00:00Z", "Reconciled": true}))
+            .collect();
+        app.store.replace(wd, defs);
+        let insts = (0..40)
+            .map(|i| json!({"ID": 2000 + i, "Name": format!("inst-{i:02}"), "WorkloadDefinitionID": 1000 + i % 20,
+                            "CreatedAt": "2026-01-01T00:00:00Z", "Status": "Healthy", "ResourceVersion": 1}))
+            .collect();
+        app.store.replace(wi, insts);
+        app.refresh();
+        let event = |id: u64, fields: Value| {
+            let mut o = json!({"ID": id, "Name": format!("inst-{:02}", id - 2000), "WorkloadDefinitionID": 1000 + (id - 2000) % 20,
+                               "CreatedAt": "2026-01-01T00:00:00Z"});
+            o.as_object_mut()
+                .unwrap()
+                .extend(fields.as_object().unwrap().clone());
+            NetMsg::Event(threeport_api::WatchEvent {
+                operation: "updated".into(),
+                kind: "WorkloadInstance".into(),
+                object: o,
+            })
+        };
+        let same_as_rebuild = |app: &App| {
+            let fresh = rows::build(&app.store, &app.screen().view);
+            assert_eq!(app.table.rows, fresh.rows);
+            // A patch widens a column for a longer status but never narrows one (no jitter
+            // as statuses flip); the next rebuild fits it again.
+            assert_eq!(app.table.columns.len(), fresh.columns.len());
+            for (a, b) in app.table.columns.iter().zip(&fresh.columns) {
+                assert_eq!((&a.title, a.kind), (&b.title, b.kind));
+                assert!(a.width >= b.width, "{a:?} narrower than {b:?}");
+            }
+        };
+        for (round, view) in ["workloads", "workload-instances"].into_iter().enumerate() {
+            let rv = |n: u64| json!(10 * round as u64 + n);
+            app.run_command(view);
+            app.refresh();
+            let gen_before = app.build_gen;
+            app.on_net(event(2007, json!({"Status": "Degraded", "StatusReason": "1 of 2 resources not ready", "ResourceVersion": rv(2)})));
+            // An event of a kind the view does not show changes nothing on it.
+            app.on_net(NetMsg::Event(threeport_api::WatchEvent {
+                operation: "created".into(),
+                kind: "Event".into(),
+                object: json!({"ID": 9000, "ObjectKind": "WorkloadInstance", "ObjectID": 2007, "Type": "Warning"}),
+            }));
+            app.refresh();
+            assert_eq!(app.build_gen, gen_before, "{view}: patched, not rebuilt");
+            let row = app.table.rows.iter().find(|r| r.id == 2007).unwrap();
+            assert_eq!(row.health, Health::Failed, "{view}: {row:?}");
+            same_as_rebuild(&app);
+            // The filter sees the patched text.
+            app.screen_mut().filter = "degraded".into();
+            app.refresh();
+            assert_eq!(app.row_count(), 1, "{view}");
+            app.screen_mut().filter.clear();
+            app.on_net(event(
+                2007,
+                json!({"Status": "Healthy", "ResourceVersion": rv(3)}),
+            ));
+            app.refresh();
+            same_as_rebuild(&app);
+            // A rename moves the row: rebuilt.
+            let gen_before = app.build_gen;
+            app.on_net(NetMsg::Event(threeport_api::WatchEvent {
+                operation: "updated".into(),
+                kind: "WorkloadInstance".into(),
+                object: json!({"ID": 2003, "Name": format!("zz-renamed-{round}"), "WorkloadDefinitionID": 1003, "CreatedAt": "2026-01-01T00:00:00Z",
+                               "Status": "Healthy", "ResourceVersion": rv(5)}),
+            }));
+            app.refresh();
+            assert!(app.build_gen > gen_before, "{view}: rebuilt");
+            same_as_rebuild(&app);
+        }
     }
 
     #[test]
