@@ -637,6 +637,16 @@ fn get_lists_all_of_a_thousand_objects() {
     let table = env.ok(&["get", "aws-accounts"]);
     assert_eq!(table.lines().len(), 1001);
     assert!(table.stdout.contains("acct-0999"));
+    // Streamed page by page (500 each): one document per object, separated across pages too.
+    let yaml = env.ok(&["get", "aws-accounts", "-o", "yaml"]);
+    assert_eq!(yaml.lines().iter().filter(|l| **l == "---").count(), 999);
+    assert_eq!(
+        yaml.lines()
+            .iter()
+            .filter(|l| l.starts_with("Name: acct-"))
+            .count(),
+        1000
+    );
     // `| head -1` with more than a pipe's buffer to print: a quiet success.
     let r = env.run_with_closed_stdout(&["get", "aws-accounts", "-o", "yaml"]);
     assert_eq!((r.code, r.stderr.as_str()), (0, ""), "get");

@@ -1,6 +1,8 @@
-//! Frame render time and resident memory with 10 000 objects loaded.
+//! Frame render time, event→screen time and resident memory at 10 000 and 100 000 objects.
 //!
-//! `cargo bench -p threeport-tui --bench render`. Targets: < 10 ms per frame, < 100 MB resident.
+//! `cargo bench -p threeport-tui --bench render`. Targets at 100 000 objects: < 10 ms per frame,
+//! event→screen < 50 ms, < 250 MB resident. Each size runs in a process of its own (this bench
+//! re-runs itself), so the memory figure is that size's alone; `BENCH_OBJECTS=10000,100000`.
 //! Frames are drawn with ratatui's `TestBackend` at 200x50 (the cost of building the frame; the
 //! terminal only receives the cells that changed).
 
@@ -36,9 +38,11 @@ fn ts(now: OffsetDateTime, secs_ago: i64) -> String {
         .unwrap()
 }
 
-/// 10 000 objects: 100 runtimes, 1 000 definitions, 4 000 instances, 2 000 resources,
-/// 1 500 workload events and 1 400 events; a tenth of the instances failing with warnings.
-fn objects(now: OffsetDateTime) -> Vec<(&'static Kind, Vec<Value>)> {
+/// Per 10 000 objects: 100 runtimes (100 in all), 1 000 definitions, 4 000 instances, 2 000
+/// resources, 1 500 workload events and the rest events; a tenth of the instances failing with
+/// warnings.
+fn objects(now: OffsetDateTime, total: usize) -> Vec<(&'static Kind, Vec<Value>)> {
+    let f = (total / 10_000).max(1);
     let mut id = 1_000_000u64;
     let mut next = || {
         id += 1;
@@ -49,9 +53,9 @@ fn objects(now: OffsetDateTime) -> Vec<(&'static Kind, Vec<Value>)> {
                          "Status": "Healthy", "Reconciled": true, "CreatedAt": ts(now, 90_000)}))
         .collect();
     let rt_ids: Vec<u64> = runtimes.iter().map(|o| o["ID"].as_u64().unwrap()).collect();
-    let defs: Vec<Value> = (0..1000)
+    let defs: Vec<Value> = (0..1000 * f)
         .map(|i| json!({"ID": next(), "Name": format!("app-{i:04}"), "YAMLDocument": "kind: Deployment\n".repeat(20),
-                         "Reconciled": true, "CreatedAt": ts(now, 7200 + i)}))
+                         "Reconciled": true, "CreatedAt": ts(now, 7200 + i as i64)}))
         .collect();
     let mut insts = Vec::new();
     let mut resources = Vec::new();
@@ -66,13 +70,13 @@ fn objects(now: OffsetDateTime) -> Vec<(&'static Kind, Vec<Value>)> {
                 "Status": if failing { "Degraded" } else { "Healthy" },
                 "StatusReason": if failing { "1 of 2 resources not ready" } else { "" },
                 "Reconciled": true, "CreatedAt": ts(now, 3600 + j as i64)}));
-            if resources.len() < 2000 && (failing || j == 0) {
+            if resources.len() < 2000 * f && (failing || j == 0) {
                 for (k, kind) in ["Deployment", "Service"].iter().enumerate() {
                     let rid = next();
                     resources.push(json!({"ID": rid, "WorkloadInstanceID": iid, "Reconciled": !(failing && k == 0),
                         "JSONDefinition": {"kind": kind, "metadata": {"name": format!("app-{d:04}-{j}")}},
                         "CreatedAt": ts(now, 3600)}));
-                    if failing && k == 0 && wevents.len() < 1500 {
+                    if failing && k == 0 && wevents.len() < 1500 * f {
                         wevents.push(json!({"ID": next(), "WorkloadInstanceID": iid, "WorkloadResourceInstanceID": rid,
                             "Type": "Warning", "Reason": "BackOff", "Message": "Back-off pulling image \"nginx:9.99\"",
                             "Timestamp": ts(now, 60)}));
@@ -82,7 +86,7 @@ fn objects(now: OffsetDateTime) -> Vec<(&'static Kind, Vec<Value>)> {
         }
     }
     let total = runtimes.len() + defs.len() + insts.len() + resources.len() + wevents.len();
-    for i in 0..(10_000 - total) {
+    for i in 0..(10_000 * f - total) {
         events.push(json!({"ID": next(), "ObjectKind": "WorkloadInstance",
             "ObjectID": insts[i % insts.len()]["ID"], "Type": if i % 3 == 0 { "Warning" } else { "Normal" },
             "Reason": "Reconciled", "Note": format!("reconcile attempt {i}"), "EventTime": ts(now, i as i64)}));
@@ -128,9 +132,25 @@ fn report(what: &str, s: Stats) {
 }
 
 fn main() {
+    let Some(total) = std::env::var("BENCH_ONE").ok().and_then(|v| v.parse().ok()) else {
+        let sizes = std::env::var("BENCH_OBJECTS").unwrap_or_else(|_| "10000,100000".into());
+        for n in sizes.split(',') {
+            println!("\n== {n} objects ==");
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .env("BENCH_ONE", n.trim())
+                .status()
+                .expect("run one size");
+            assert!(status.success(), "{n} objects: {status}");
+        }
+        return;
+    };
+    one(total);
+}
+
+fn one(total: usize) {
     let now = OffsetDateTime::now_utc();
     let rss_start = rss_mb();
-    let data = objects(now);
+    let data = objects(now, total);
     let count: usize = data.iter().map(|(_, v)| v.len()).sum();
     let mut app = App::new("bench", "https://127.0.0.1:1323", false, Keymap::default());
     for k in core_kinds() {

@@ -15,6 +15,23 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> Result<u8> {
     }
     let kind = kind_arg(&args.kind)?;
     let client = ctx.client()?;
+    // One object per line or document: print each page as it arrives, so the first lines of a
+    // 100 000-object list show at once and memory stays one page.
+    if let (None, Some(f @ (Format::Name | Format::Yaml))) = (&args.name, args.output) {
+        let (mut after, mut first) = (None, true);
+        loop {
+            let (page, next) = client.list_after(kind, &[], after).await?;
+            if f == Format::Yaml && !first && !page.is_empty() {
+                outln!("---")?;
+            }
+            first &= page.is_empty();
+            output::print_objects(f, kind, &page)?;
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(0),
+            }
+        }
+    }
     let objects = match &args.name {
         Some(n) => vec![find(&client, kind, n).await?],
         None => client.list(kind, &[]).await?,

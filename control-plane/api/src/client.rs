@@ -179,22 +179,41 @@ impl Client {
         filters: &[(&str, String)],
     ) -> Result<Vec<Value>, ApiError> {
         let mut all: Vec<Value> = Vec::new();
+        let mut after = None;
         loop {
-            let mut query: Vec<(&str, String)> = filters.to_vec();
-            if let Some(last) = all.last() {
-                let id = crate::object_id(last)
-                    .ok_or_else(|| ApiError::Decode("a listed object has no ID".into()))?;
-                query.push(("after", id.to_string()));
-            }
-            query.push(("size", LIST_PAGE_SIZE.to_string()));
-            let (items, _) = self.get_page(kind, &query).await?;
-            let got = items.len() as u64;
+            let (items, next) = self.list_after(kind, filters, after).await?;
             all.extend(items);
-            if got < LIST_PAGE_SIZE {
-                break;
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
             }
         }
         Ok(all)
+    }
+
+    /// One page of `list`: the objects after ID `after` (from the start when `None`), and the
+    /// cursor for the next page (`None` after the last). `tptctl get` prints each page as it
+    /// arrives instead of waiting for the whole list.
+    pub async fn list_after(
+        &self,
+        kind: &Kind,
+        filters: &[(&str, String)],
+        after: Option<u64>,
+    ) -> Result<(Vec<Value>, Option<u64>), ApiError> {
+        let mut query: Vec<(&str, String)> = filters.to_vec();
+        if let Some(id) = after {
+            query.push(("after", id.to_string()));
+        }
+        query.push(("size", LIST_PAGE_SIZE.to_string()));
+        let (items, _) = self.get_page(kind, &query).await?;
+        let next = match items.last() {
+            Some(last) if items.len() as u64 >= LIST_PAGE_SIZE => Some(
+                crate::object_id(last)
+                    .ok_or_else(|| ApiError::Decode("a listed object has no ID".into()))?,
+            ),
+            _ => None,
+        };
+        Ok((items, next))
     }
 
     pub async fn find_by_name(&self, kind: &Kind, name: &str) -> Result<Option<Value>, ApiError> {
