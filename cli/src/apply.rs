@@ -219,8 +219,8 @@ fn prerequisites(objects: &[Desired]) -> Vec<Vec<usize>> {
 enum Outcome {
     Applied(&'static str, Option<Value>),
     Failed(Failure),
-    /// Not attempted: it refers to this object of these files, which failed or was skipped.
-    Skipped(usize),
+    /// Not attempted: it refers to this object (kind, name), which failed or was skipped.
+    Skipped(&'static str, String),
 }
 
 pub async fn apply(client: &Client, loaded: Loaded, opts: &ApplyOpts) -> Result<Report> {
@@ -249,11 +249,17 @@ pub async fn apply(client: &Client, loaded: Loaded, opts: &ApplyOpts) -> Result<
     // files is done; the lines are printed in file order, each as soon as those before it are.
     let mut outcomes: Vec<Option<Outcome>> = (0..objects.len()).map(|_| None).collect();
     let mut started = vec![false; objects.len()];
+    // Everything before it has started: the scan for startable objects begins here, so a large
+    // file is not rescanned from its first object after every write.
+    let mut first_unstarted = 0;
     let mut running = FuturesUnordered::new();
     let mut printed = 0;
     let limit = opts.concurrency.max(1);
     while printed < objects.len() {
-        for (i, d) in objects.iter().enumerate() {
+        while first_unstarted < objects.len() && started[first_unstarted] {
+            first_unstarted += 1;
+        }
+        for (i, d) in objects.iter().enumerate().skip(first_unstarted) {
             if running.len() >= limit {
                 break;
             }
@@ -271,12 +277,10 @@ pub async fn apply(client: &Client, loaded: Loaded, opts: &ApplyOpts) -> Result<
                     .contains(&(x.kind.name.to_string(), x.name.clone()))
             });
             if let Some(j) = failed_dep {
-                outcomes[i] = Some(Outcome::Skipped(j));
+                let dep = &objects[j];
+                outcomes[i] = Some(Outcome::Skipped(dep.kind.name, dep.name.clone()));
             } else if let Some(x) = failed_outside {
-                outcomes[i] = Some(Outcome::Failed(Failure::from(format!(
-                    "skipped: it refers to {} {:?}, which failed",
-                    x.kind.name, x.name
-                ))));
+                outcomes[i] = Some(Outcome::Skipped(x.kind.name, x.name.clone()));
             } else {
                 let (r, planned) = (&r, &planned);
                 running.push(async move { (i, apply_one(r, d, objects, opts, planned).await) });
@@ -308,11 +312,10 @@ pub async fn apply(client: &Client, loaded: Loaded, opts: &ApplyOpts) -> Result<
                     );
                     report.failed += 1;
                 }
-                Outcome::Skipped(j) => {
-                    let dep = &objects[*j];
+                Outcome::Skipped(kind, name) => {
                     eprintln!(
-                        "error: {}:{}: {} {:?}: skipped: it refers to {} {:?}, which failed",
-                        d.file, d.line, d.kind.name, d.name, dep.kind.name, dep.name
+                        "error: {}:{}: {} {:?}: skipped: it refers to {kind} {name:?}, which failed",
+                        d.file, d.line, d.kind.name, d.name
                     );
                     report.failed += 1;
                 }

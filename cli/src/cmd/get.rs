@@ -18,13 +18,14 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> Result<u8> {
     // One object per line or document: print each page as it arrives, so the first lines of a
     // 100 000-object list show at once and memory stays one page.
     if let (None, Some(f @ (Format::Name | Format::Yaml))) = (&args.name, args.output) {
-        let (mut after, mut first) = (None, true);
+        let (mut after, mut any) = (None, false);
         loop {
             let (page, next) = client.list_after(kind, &[], after).await?;
-            if f == Format::Yaml && !first && !page.is_empty() {
+            // YAML documents are separated across pages as within one.
+            if f == Format::Yaml && any && !page.is_empty() {
                 outln!("---")?;
             }
-            first &= page.is_empty();
+            any |= !page.is_empty();
             output::print_objects(f, kind, &page)?;
             match next {
                 Some(n) => after = Some(n),
