@@ -88,7 +88,8 @@ start_server() {
 # Two hooks.
 #
 # 1. The server's 400 for a reference to an object that does not exist (or is of another kind),
-# and for a change to an immutable field, depends on what is stored, not on the request's shape:
+# for a change to an immutable field, and for a PATCHed EngineVersion that the stored Engine does not
+# offer, depends on what is stored, not on the request's shape:
 # no schema can say which IDs exist. schemathesis's positive_data_acceptance counts those as
 # "schema-valid request rejected"; this check is that same check, except that it lets exactly
 # these two messages through, when the field they name is in the request body. Every other
@@ -118,6 +119,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance, use_afte
 STATE_DEPENDENT = re.compile(
     r'field "(?P<ref>[A-Za-z]+ID)": (?:[A-Za-z]+ \d+ does not exist|object \d+ is a [A-Za-z]+, not a [A-Za-z]+)'
     r'|field "(?P<immutable>[A-Za-z]+)" cannot be changed after creation'
+    r'|field "(?P<stored>EngineVersion)": [a-z]+ "(?:[^"\\]|\\.)*" is not a supported version; .*'
 )
 
 
@@ -136,7 +138,7 @@ def _state_dependent(response, case):
     m = STATE_DEPENDENT.fullmatch(error or "")
     if m is None:
         return None
-    field = m.group("ref") or m.group("immutable")
+    field = m.group("ref") or m.group("immutable") or m.group("stored")
     return error if field in case.body else None
 
 

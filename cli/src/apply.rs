@@ -187,7 +187,7 @@ fn default_runtime_in(loaded: &[Desired]) -> Option<&Desired> {
 /// For each object, the objects in these files it must wait for: what it refers to by name, and
 /// the file's default runtime when it takes the default. The loader has already put them in
 /// dependency order, so every index here is smaller than the object's own.
-fn prerequisites(objects: &[Desired]) -> Vec<Vec<usize>> {
+pub(crate) fn prerequisites(objects: &[Desired]) -> Vec<Vec<usize>> {
     let index: HashMap<(&'static str, &str), usize> = objects
         .iter()
         .enumerate()
@@ -384,10 +384,10 @@ async fn apply_one(
             }
         }
     }
-    if d.wants_default_runtime {
-        if let Some(id) = r.default_runtime(all).await? {
-            desired.insert("KubernetesRuntimeInstanceID".into(), Value::from(id));
-        }
+    if d.wants_default_runtime
+        && let Some(id) = r.default_runtime(all).await?
+    {
+        desired.insert("KubernetesRuntimeInstanceID".into(), Value::from(id));
     }
     // Another apply (a script, a CI job) may create or change the same object between our read
     // and our write: a create that loses the race re-reads and carries on as an update, and a
@@ -519,61 +519,4 @@ pub async fn wait(
     } else {
         WaitOutcome::Failed(failed)
     })
-}
-
-/// Delete what a file declares, dependents first.
-pub async fn delete_from(
-    client: &Client,
-    loaded: Loaded,
-) -> Result<(usize, Vec<(&'static Kind, u64)>)> {
-    let mut failed = 0;
-    for p in &loaded.problems {
-        eprintln!("error: {p}");
-        failed += 1;
-    }
-    let mut scheduled = Vec::new();
-    for d in loaded.objects.iter().rev() {
-        match client.find_by_name(d.kind, &d.name).await {
-            Ok(Some(o)) => {
-                let id = object_id(&o).unwrap_or_default();
-                match client.delete(d.kind, id).await {
-                    Ok(_) if d.kind.reconciled => {
-                        report_line(format_args!("{} deletion scheduled", d.label()));
-                        scheduled.push((d.kind, id));
-                    }
-                    Ok(_) => report_line(format_args!("{} deleted", d.label())),
-                    Err(e) => {
-                        eprintln!("error: {}: {e}", d.label());
-                        failed += 1;
-                    }
-                }
-            }
-            Ok(None) => eprintln!("{} not found", d.label()),
-            Err(e) => {
-                eprintln!("error: {}: {e}", d.label());
-                failed += 1;
-            }
-        }
-    }
-    Ok((failed, scheduled))
-}
-
-/// Wait until every object is gone (its two-phase delete was confirmed).
-pub async fn wait_gone(
-    client: &Client,
-    objects: &[(&'static Kind, u64)],
-    timeout: Duration,
-) -> Result<bool> {
-    let deadline = Instant::now() + timeout;
-    for (kind, id) in objects {
-        loop {
-            match client.get(kind, *id).await {
-                Err(e) if e.is_not_found() => break,
-                Err(e) => return Err(e.into()),
-                Ok(_) if Instant::now() >= deadline => return Ok(false),
-                Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-            }
-        }
-    }
-    Ok(true)
 }

@@ -33,6 +33,7 @@ mod output;
 mod runtime;
 #[cfg(test)]
 mod same_words;
+mod teardown;
 mod view;
 
 use anyhow::Result;

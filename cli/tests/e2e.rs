@@ -399,6 +399,113 @@ fn local_control_plane_lifecycle() {
     );
 }
 
+/// Upstream's composite documents (a `Workload` carrying all five dependency kinds, the EKS
+/// runtime in both spellings, HelmWorkload values files, ObservabilityStack, ControlPlane) are
+/// accepted as written; each dependency is created after what it refers to and says why it
+/// waits; `delete -f` removes all of it, each object only after what refers to it is gone.
+#[test]
+fn upstream_composites_apply_and_delete_whole() {
+    let env = tptctl();
+    let v = env.ok(&["validate", "-f", "testdata/upstream", "-R"]);
+    assert_eq!(v.stdout.trim(), "35 objects valid", "{}", v.stdout);
+    env.up_local("composite");
+    let r = env.ok(&["apply", "-f", "testdata/upstream", "-R"]);
+    let lines = r.lines();
+    assert_eq!(lines.len(), 35, "{}", r.stdout);
+    let pos = |l: &str| {
+        lines
+            .iter()
+            .position(|x| *x == format!("{l} created"))
+            .unwrap_or_else(|| panic!("{l} in\n{}", r.stdout))
+    };
+    for dep in [
+        "aws-relational-database-instance/wordpress-db",
+        "aws-object-storage-bucket-instance/s3-client-bucket",
+        "secret-instance/wordpress-secret",
+        "domain-name-instance/example-domain",
+        "gateway-instance/web-service-gateway",
+    ] {
+        assert!(pos("workload-instance/wordpress") < pos(dep), "{dep}");
+    }
+    assert!(
+        pos("domain-name-definition/example-domain")
+            < pos("gateway-definition/web-service-gateway")
+    );
+    // Unnamed dependencies take the workload's name.
+    pos("domain-name-instance/wordpress-guide");
+    pos("gateway-http-port/wordpress-guide-443");
+
+    // The nested objects refer to the workload's instance and to each other.
+    let get = |kind: &str, name: &str| -> Value {
+        serde_json::from_str(&env.ok(&["get", kind, name, "-o", "json"]).stdout).unwrap()
+    };
+    let wi = get("workload-instance", "wordpress");
+    let db = get("aws-relational-database-instance", "wordpress-db");
+    assert_eq!(db["WorkloadInstanceID"], wi["ID"], "{db}");
+    assert_eq!(db["Status"], "Pending", "{db}");
+    let reason = db["StatusReason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("no controller for AwsRelationalDatabaseInstance"),
+        "{reason}"
+    );
+    let gw = get("gateway-definition", "web-service-gateway");
+    let dn = get("domain-name-definition", "example-domain");
+    assert_eq!(gw["DomainNameDefinitionID"], dn["ID"], "{gw}");
+    // Values files and inline values are stored as the YAML text upstream's API holds.
+    let hd = get("helm-workload-definition", "wordpress-helm");
+    assert_eq!(hd["ValuesDocument"], "wordpressUsername: admin\n", "{hd}");
+    let hi = get("helm-workload-instance", "wordpress-helm");
+    let values = hi["ValuesDocument"].as_str().unwrap();
+    assert!(
+        values.contains("replicaCount: 2") && values.contains("type: ClusterIP"),
+        "{values}"
+    );
+    let obs = get("observability-stack-instance", "observability");
+    assert_eq!(
+        (obs["MetricsEnabled"].clone(), obs["LoggingEnabled"].clone()),
+        (Value::Bool(true), Value::Bool(false))
+    );
+    let cp = get("control-plane-instance", "child");
+    assert_eq!(
+        cp["CustomComponentInfo"][0]["Name"], "wordpress-controller",
+        "{cp}"
+    );
+
+    let del = env.ok(&[
+        "delete",
+        "-f",
+        "testdata/upstream",
+        "-R",
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
+    let out = del.lines();
+    assert_eq!(out.len(), 35, "{}", del.stdout);
+    let at = |l: &str| {
+        out.iter()
+            .position(|x| x.starts_with(&format!("{l} ")))
+            .unwrap()
+    };
+    assert!(
+        at("aws-relational-database-instance/wordpress-db") < at("workload-instance/wordpress")
+    );
+    assert!(at("workload-instance/wordpress") < at("workload-definition/wordpress"));
+    assert!(
+        at("gateway-definition/web-service-gateway") < at("domain-name-definition/example-domain")
+    );
+    assert!(at("workload-instance/wordpress") < at("kubernetes-runtime-instance/eks-k8s-runtime"));
+    // Everything the files made is gone; what the control plane keeps on its own (controller
+    // registrations, the event log) is not the files' to delete.
+    for kind in threeport_api::KINDS.iter() {
+        if ["controllers", "events"].contains(&kind.plural) {
+            continue;
+        }
+        let left = env.ok(&["get", kind.plural, "-o", "name"]);
+        assert_eq!(left.stdout, "", "{}", kind.plural);
+    }
+}
+
 #[test]
 fn bad_files_give_one_clear_error_and_write_nothing_that_depends_on_them() {
     let env = tptctl();
@@ -867,33 +974,49 @@ fn next_commands_printed_by_up_run_as_printed() {
 
 /// The same apply/get flow against a control plane on PostgreSQL + NATS with mTLS, configured
 /// through an upstream-format config entry.
+/// An API on PostgreSQL + NATS in this process, with TLS and client certificates, and `env`'s
+/// config pointing at it (a "kind" entry, so neither `down` nor Drop tries to stop it).
+struct PgPlane {
+    server: threeport_server::Server,
+    nats: threeport_testkit::Nats,
+    /// The server's TLS directory; `threeport controllers --tls-dir` reads its client pair.
+    tls: tempfile::TempDir,
+}
+
+impl PgPlane {
+    async fn start(env: &Tptctl) -> PgPlane {
+        threeport_server::install_crypto_provider();
+        let url = threeport_testkit::shared_postgres()
+            .create_database(&threeport_testkit::unique_name("cli"))
+            .unwrap();
+        let nats = threeport_testkit::Nats::start().unwrap();
+        let tls = tempfile::tempdir().unwrap();
+        let bundle = threeport_pki::TlsBundle::generate(&[]).unwrap();
+        bundle.write_dir(tls.path()).unwrap();
+        let mut cfg = threeport_server::ServeConfig::new("127.0.0.1:0".parse().unwrap(), url);
+        cfg.nats_url = Some(nats.url());
+        cfg.tls_dir = Some(tls.path().to_path_buf());
+        cfg.encryption_key = Some(b"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_vec());
+        let server = threeport_server::start(cfg).await.unwrap();
+        use base64::Engine;
+        let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let config = format!(
+            "CurrentControlPlane: pg\nControlPlanes:\n- Name: pg\n  Provider: kind\n  Genesis: true\n  AuthEnabled: true\n  APIServer: {}\n  CACert: {}\n  Credentials:\n  - Name: pg\n    ClientCert: {}\n    ClientKey: {}\n",
+            server.addr,
+            b(&bundle.ca.pair.cert_pem),
+            b(&bundle.client.cert_pem),
+            b(&bundle.client.key_pem)
+        );
+        std::fs::create_dir_all(env.config_path().parent().unwrap()).unwrap();
+        std::fs::write(env.config_path(), config).unwrap();
+        PgPlane { server, nats, tls }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_and_get_against_postgres_and_nats() {
-    threeport_server::install_crypto_provider();
     let env = tptctl();
-    let url = threeport_testkit::shared_postgres()
-        .create_database(&threeport_testkit::unique_name("cli"))
-        .unwrap();
-    let nats = threeport_testkit::Nats::start().unwrap();
-    let tls = tempfile::tempdir().unwrap();
-    let bundle = threeport_pki::TlsBundle::generate(&[]).unwrap();
-    bundle.write_dir(tls.path()).unwrap();
-    let mut cfg = threeport_server::ServeConfig::new("127.0.0.1:0".parse().unwrap(), url);
-    cfg.nats_url = Some(nats.url());
-    cfg.tls_dir = Some(tls.path().to_path_buf());
-    cfg.encryption_key = Some(b"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_vec());
-    let server = threeport_server::start(cfg).await.unwrap();
-    use base64::Engine;
-    let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let config = format!(
-        "CurrentControlPlane: pg\nControlPlanes:\n- Name: pg\n  Provider: kind\n  Genesis: true\n  AuthEnabled: true\n  APIServer: {}\n  CACert: {}\n  Credentials:\n  - Name: pg\n    ClientCert: {}\n    ClientKey: {}\n",
-        server.addr,
-        b(&bundle.ca.pair.cert_pem),
-        b(&bundle.client.cert_pem),
-        b(&bundle.client.key_pem)
-    );
-    std::fs::create_dir_all(env.config_path().parent().unwrap()).unwrap();
-    std::fs::write(env.config_path(), config).unwrap();
+    let plane = PgPlane::start(&env).await;
     let work = tempfile::tempdir().unwrap();
     let samples = samples_copy(work.path());
     let samples = samples.to_str().unwrap().to_string();
@@ -908,5 +1031,158 @@ async fn apply_and_get_against_postgres_and_nats() {
     .await
     .unwrap();
     drop(env);
-    server.shutdown().await;
+    plane.server.shutdown().await;
+}
+
+/// `threeport controllers`, built with this tptctl (`cargo test --workspace` builds it first).
+fn controllers_binary() -> PathBuf {
+    let bin = Path::new(BIN).with_file_name("threeport");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p threeport-server --bin threeport` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A controller process, killed when dropped (even when an assertion fails).
+struct Controllers(std::process::Child);
+
+impl Controllers {
+    fn spawn(plane: &PgPlane) -> Controllers {
+        let child = Command::new(controllers_binary())
+            .args([
+                "controllers",
+                "--api-url",
+                &format!("https://{}", plane.server.addr),
+            ])
+            .args(["--nats-url", &plane.nats.url()])
+            .arg("--tls-dir")
+            .arg(plane.tls.path())
+            // Few at a time, so a hundred deletes are still in flight when one process dies;
+            // short ack and lock lifetimes, so the survivor takes its work over within seconds.
+            .args([
+                "--concurrency",
+                "4",
+                "--ack-wait-secs",
+                "3",
+                "--lock-ttl-secs",
+                "3",
+            ])
+            .env("THREEPORT_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("threeport controllers starts");
+        Controllers(child)
+    }
+}
+
+impl Drop for Controllers {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The production shape (PostgreSQL + NATS, two controller processes) with a controller killed
+/// while a hundred workloads' two-phase deletes are in flight: `delete -f --wait` still deletes
+/// each definition only after its instance is gone, exits 0 and leaves nothing, in the API or
+/// in the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_f_of_a_hundred_workloads_survives_a_controller_kill() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    const N: usize = 100;
+    let env = tptctl();
+    let plane = PgPlane::start(&env).await;
+    let double = kube_api_double::KubeDouble::start(kube_api_double::Options {
+        ready_delay: std::time::Duration::from_millis(50),
+        // A remote API server's write round trip, so a delete (two resources) takes a while.
+        write_latency: std::time::Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let kube = threeport_testkit::kube_client(&double.kubeconfig()).await;
+    let mut first = Controllers::spawn(&plane);
+    let _second = Controllers::spawn(&plane);
+    let work = tempfile::tempdir().unwrap();
+    let kubeconfig = work.path().join("kubeconfig");
+    double.write_kubeconfig(&kubeconfig).unwrap();
+    std::fs::write(
+        work.path().join("manifest.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n    - port: 80\n",
+    )
+    .unwrap();
+    let file = work.path().join("workloads.yaml");
+    let docs: Vec<String> = (0..N)
+        .map(|i| format!("Workload:\n  Name: w-{i:03}\n  YAMLDocument: manifest.yaml\n"))
+        .collect();
+    std::fs::write(&file, docs.join("---\n")).unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let kc = kubeconfig.to_str().unwrap().to_string();
+    let (env, file) = tokio::task::spawn_blocking(move || {
+        env.ok(&[
+            "runtime",
+            "register",
+            "chaos",
+            "--kubeconfig",
+            &kc,
+            "--default",
+        ]);
+        env.ok(&["apply", "-f", &file, "--wait", "--timeout", "300s"]);
+        (env, file)
+    })
+    .await
+    .unwrap();
+    let deployments = |kube: kube::Client| async move {
+        kube::Api::<Deployment>::all(kube)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+    assert_eq!(deployments(kube.clone()).await, N);
+
+    let delete = env
+        .cmd(&["delete", "-f", &file, "--wait", "--timeout", "300s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill one controller once the first deletes are under way and most are still to come.
+    threeport_testkit::eventually(
+        std::time::Duration::from_secs(60),
+        "the first workload removed from the cluster",
+        || {
+            let kube = kube.clone();
+            async move { (deployments(kube).await < N).then_some(()) }
+        },
+    )
+    .await;
+    first.0.kill().unwrap(); // SIGKILL: its locks and unacknowledged messages stay behind
+    first.0.wait().unwrap();
+    let at_kill = deployments(kube.clone()).await;
+    eprintln!("killed a controller with {at_kill} of {N} workloads still in the cluster");
+    assert!(at_kill > 0, "the kill came after every delete had finished");
+    let out = tokio::task::spawn_blocking(move || delete.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("still referenced"), "{stderr}");
+    for plural in ["workload-instances", "workload-definitions"] {
+        assert_eq!(
+            env.ok(&["get", plural, "-o", "name"]).stdout,
+            "",
+            "{plural}"
+        );
+    }
+    assert_eq!(deployments(kube).await, 0);
+    std::fs::remove_file(env.config_path()).unwrap();
+    drop(env);
+    plane.server.shutdown().await;
 }

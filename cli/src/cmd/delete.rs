@@ -1,16 +1,23 @@
 //! `tptctl delete KIND NAME` (or `-f FILE`): reconciled kinds are two-phase, so their delete is
-//! reported as `deletion scheduled`; `--wait` waits for the controllers to confirm it.
+//! reported as `deletion scheduled`; `--wait` waits for the controllers to confirm it. With `-f`,
+//! each object is deleted once what refers to it is gone (`teardown`), within `--timeout`.
 
 use super::{Ctx, EXIT_ERROR, EXIT_TIMEOUT, find, kind_arg, load_inputs};
 use crate::args::DeleteArgs;
-use crate::{apply, hint};
+use crate::{apply, hint, teardown};
 use anyhow::Result;
 use threeport_api::object_id;
 
 pub async fn run(ctx: &Ctx, args: DeleteArgs) -> Result<u8> {
     let client = ctx.client()?;
     let (failed, scheduled) = if !args.inputs.is_empty() {
-        apply::delete_from(&client, load_inputs(&args.inputs)?).await?
+        teardown::delete_from(
+            &client,
+            load_inputs(&args.inputs)?,
+            args.timeout,
+            apply::DEFAULT_CONCURRENCY,
+        )
+        .await?
     } else {
         let (Some(kind), Some(name)) = (&args.kind, &args.name) else {
             return Err(hint::error(
@@ -38,7 +45,7 @@ pub async fn run(ctx: &Ctx, args: DeleteArgs) -> Result<u8> {
         return Ok(EXIT_ERROR);
     }
     if args.wait {
-        if !apply::wait_gone(&client, &scheduled, args.timeout).await? {
+        if !teardown::wait_gone(&client, &scheduled, args.timeout).await? {
             eprintln!(
                 "timed out after {}s waiting for the deletion to be confirmed",
                 args.timeout.as_secs()

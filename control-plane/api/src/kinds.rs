@@ -71,6 +71,11 @@ pub struct Field {
     pub on_delete: OnDelete,
     /// Shown as a column in `tptctl get` tables (references and STATUS/AGE always are).
     pub column: bool,
+    /// For strings: the only values accepted (empty: any). Checked on every write and by
+    /// `tptctl validate`, so a typo is a 400 naming the field, not a failure minutes later.
+    pub one_of: &'static [&'static str],
+    /// For integers: the inclusive range accepted.
+    pub range: Option<(i64, i64)>,
 }
 
 impl Field {
@@ -85,7 +90,17 @@ impl Field {
             references: None,
             on_delete: OnDelete::Restrict,
             column: false,
+            one_of: &[],
+            range: None,
         }
+    }
+    pub const fn range(mut self, bounds: (i64, i64)) -> Field {
+        self.range = Some(bounds);
+        self
+    }
+    pub const fn one_of(mut self, values: &'static [&'static str]) -> Field {
+        self.one_of = values;
+        self
     }
     pub const fn column(mut self) -> Field {
         self.column = true;
@@ -483,6 +498,8 @@ pub static KINDS: &[Kind] = &[
         r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), s("Namespace"), b("Genesis"), b("IsSelf"),
         s("ApiServerEndpoint"), text("CACert").secret(), text("ClientCert").secret(), text("ClientKey").secret(),
         r("ParentControlPlaneInstanceID", "ControlPlaneInstance"),
+        // Upstream's list of extra control-plane components (`Name`, `ImageRepo`, …), kept as written.
+        json("CustomComponentInfo"),
     ]),
     // --- Workloads.
     kind!("WorkloadDefinition", "workload-definitions", Workload, Definition, reconciled: true, named: true,
@@ -518,11 +535,12 @@ pub static KINDS: &[Kind] = &[
     ]),
     // --- Gateways and domain names.
     kind!("DomainNameDefinition", "domain-name-definitions", Gateway, Definition, reconciled: true, named: true,
-        aliases: ["dnd"], fields: [s("Domain").required(), s("Zone"), s("AdminEmail")]),
+        aliases: ["dnd"], fields: [s("Domain").required(), s("Zone").one_of(&["Public", "Private"]), s("AdminEmail")]),
     kind!("DomainNameInstance", "domain-name-instances", Gateway, Instance, reconciled: true, named: true,
         aliases: ["dni"], fields: [
         r("DomainNameDefinitionID", "DomainNameDefinition").required(),
         r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), r("WorkloadInstanceID", "WorkloadInstance"),
+        r("HelmWorkloadInstanceID", "HelmWorkloadInstance"),
     ]),
     kind!("GatewayDefinition", "gateway-definitions", Gateway, Definition, reconciled: true, named: true,
         aliases: ["gd"], fields: [
@@ -541,17 +559,21 @@ pub static KINDS: &[Kind] = &[
         aliases: ["gi", "gateways"], fields: [
         r("GatewayDefinitionID", "GatewayDefinition").required(),
         r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), r("WorkloadInstanceID", "WorkloadInstance"),
+        r("HelmWorkloadInstanceID", "HelmWorkloadInstance"),
     ]),
     // --- AWS managed services.
     kind!("AwsRelationalDatabaseDefinition", "aws-relational-database-definitions", Aws, Definition, reconciled: true, named: true,
         aliases: ["rdsd"], fields: [
-        s("Engine").required(), s("EngineVersion"), s("DatabaseName"), int("DatabasePort"), int("BackupDays"),
-        s("MachineSize"), int("StorageGb"), s("WorkloadSecretName"), r("AwsAccountID", "AwsAccount").required(),
+        // A database cannot change engine in place: a new engine is a new database.
+        s("Engine").required().immutable().one_of(crate::services::RDS_ENGINES), s("EngineVersion"), s("DatabaseName"),
+        int("DatabasePort").range(crate::services::RDS_PORTS), int("BackupDays").range(crate::services::RDS_BACKUP_DAYS),
+        s("MachineSize").one_of(crate::services::MACHINE_SIZES), int("StorageGb").range(crate::services::RDS_STORAGE_GB), s("WorkloadSecretName"), r("AwsAccountID", "AwsAccount").required(),
     ]),
     kind!("AwsRelationalDatabaseInstance", "aws-relational-database-instances", Aws, Instance, reconciled: true, named: true,
         aliases: ["rdsi"], fields: [
         r("AwsRelationalDatabaseDefinitionID", "AwsRelationalDatabaseDefinition").required(),
-        r("WorkloadInstanceID", "WorkloadInstance"), json("ResourceInventory").status(),
+        r("WorkloadInstanceID", "WorkloadInstance"), r("HelmWorkloadInstanceID", "HelmWorkloadInstance"),
+        json("ResourceInventory").status(),
     ]),
     kind!("AwsObjectStorageBucketDefinition", "aws-object-storage-bucket-definitions", Aws, Definition, reconciled: true, named: true,
         aliases: ["s3d"], fields: [
@@ -561,7 +583,7 @@ pub static KINDS: &[Kind] = &[
     kind!("AwsObjectStorageBucketInstance", "aws-object-storage-bucket-instances", Aws, Instance, reconciled: true, named: true,
         aliases: ["s3i"], fields: [
         r("AwsObjectStorageBucketDefinitionID", "AwsObjectStorageBucketDefinition").required(),
-        r("WorkloadInstanceID", "WorkloadInstance"),
+        r("WorkloadInstanceID", "WorkloadInstance"), r("HelmWorkloadInstanceID", "HelmWorkloadInstance"),
     ]),
     // --- Secrets.
     kind!("SecretDefinition", "secret-definitions", Secret, Definition, reconciled: true, named: true,
@@ -589,7 +611,7 @@ pub static KINDS: &[Kind] = &[
     kind!("ObservabilityStackInstance", "observability-stack-instances", Observability, Instance, reconciled: true, named: true,
         aliases: ["osi", "observability-stacks"], fields: [
         r("ObservabilityStackDefinitionID", "ObservabilityStackDefinition").required(),
-        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"),
+        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), b("MetricsEnabled"), b("LoggingEnabled"),
     ]),
     kind!("ObservabilityDashboardDefinition", "observability-dashboard-definitions", Observability, Definition, reconciled: true, named: true,
         aliases: [], fields: [text("GrafanaHelmValuesDocument")]),
@@ -745,10 +767,10 @@ pub fn composites() -> impl Iterator<Item = Composite> {
 pub fn controllers() -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
     for k in KINDS {
-        if let Some(c) = k.controller() {
-            if !out.contains(&c) {
-                out.push(c);
-            }
+        if let Some(c) = k.controller()
+            && !out.contains(&c)
+        {
+            out.push(c);
         }
     }
     out

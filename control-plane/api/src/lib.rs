@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod kinds;
 pub mod manifest;
 pub mod object;
+pub mod services;
 pub mod status;
 pub mod validate;
 

@@ -8,7 +8,7 @@
 //! `tptctl apply` runs this first, then resolves names against the control plane.
 
 use crate::kinds::{self, FieldType, KINDS, Kind};
-use crate::validate::{check_type, did_you_mean};
+use crate::validate::{check_allowed, check_type, did_you_mean};
 use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -195,6 +195,38 @@ impl Y {
         }
     }
 
+    fn to_yaml(&self) -> saphyr::Yaml<'_> {
+        use saphyr::{Scalar, Yaml};
+        use std::borrow::Cow;
+        match self {
+            Y::Null => Yaml::Value(Scalar::Null),
+            Y::Bool(b) => Yaml::Value(Scalar::Boolean(*b)),
+            Y::Int(i) => Yaml::Value(Scalar::Integer(*i)),
+            Y::Float(f) => Yaml::Value(Scalar::FloatingPoint((*f).into())),
+            Y::Str(s) => Yaml::Value(Scalar::String(Cow::Borrowed(s))),
+            Y::Seq(items) => Yaml::Sequence(items.iter().map(|(y, _)| y.to_yaml()).collect()),
+            Y::Map(entries) => {
+                let mut m = saphyr::Mapping::new();
+                for (k, v, _) in entries {
+                    m.insert(Yaml::Value(Scalar::String(Cow::Borrowed(k))), v.to_yaml());
+                }
+                Yaml::Mapping(m)
+            }
+        }
+    }
+
+    /// The value as a YAML document (inline Helm values become the `…Document` field's text).
+    fn to_yaml_text(&self) -> String {
+        let mut out = String::new();
+        let mut e = saphyr::YamlEmitter::new(&mut out);
+        e.multiline(true);
+        if e.dump(&self.to_yaml()).is_err() {
+            return self.to_json().to_string(); // JSON is YAML too
+        }
+        let body = out.strip_prefix("---\n").unwrap_or(&out);
+        format!("{body}\n")
+    }
+
     fn name(&self) -> Option<&str> {
         match self {
             Y::Map(entries) => {
@@ -316,9 +348,7 @@ pub fn load_str(text: &str, file: &str, base: &Path) -> Loaded {
                 file: file.into(),
                 line,
                 object: None,
-                message: format!(
-                    "a document must be a mapping whose key is the kind, for example `WorkloadDefinition: {{Name: web, YAMLDocument: web.yaml}}`"
-                ),
+                message: "a document must be a mapping whose key is the kind, for example `WorkloadDefinition: {Name: web, YAMLDocument: web.yaml}`".to_string(),
             }),
         }
     }
@@ -336,6 +366,9 @@ enum Route {
     Reference(&'static kinds::Field, &'static Kind),
     Children(&'static ChildList),
     AwsLocal,
+    /// `ValuesDocument` written inline as `Values: {…}` (upstream's `DefinitionValues`, the
+    /// observability stack's `GrafanaHelmValues`): stored as the document's YAML text.
+    InlineDocument(&'static kinds::Field),
 }
 
 fn route(kind: &'static Kind, key: &str, value: &Y) -> Option<Route> {
@@ -356,15 +389,13 @@ fn route(kind: &'static Kind, key: &str, value: &Y) -> Option<Route> {
     if let (Some(f), Y::Map(_)) = (by_id, value) {
         return Some(Route::Reference(f, kinds::by_name(f.references?)?));
     }
-    if let Some(stem) = key.strip_suffix("Name") {
-        if let Some(f) = kind
+    if let Some(stem) = key.strip_suffix("Name")
+        && let Some(f) = kind
             .field(&format!("{stem}ID"))
             .filter(|f| f.references.is_some())
-        {
-            if matches!(value, Y::Str(_)) {
-                return Some(Route::Reference(f, kinds::by_name(f.references?)?));
-            }
-        }
+        && matches!(value, Y::Str(_))
+    {
+        return Some(Route::Reference(f, kinds::by_name(f.references?)?));
     }
     if let Some(c) = CHILD_LISTS
         .iter()
@@ -374,6 +405,47 @@ fn route(kind: &'static Kind, key: &str, value: &Y) -> Option<Route> {
     }
     if std::ptr::eq(kind, kinds::AWS_ACCOUNT) && AWS_LOCAL_FIELDS.contains(&key) {
         return Some(Route::AwsLocal);
+    }
+    if let Some(f) = kind
+        .field(&format!("{key}Document"))
+        .filter(|f| f.ty == FieldType::Text && !f.status)
+        && matches!(value, Y::Map(_) | Y::Seq(_) | Y::Str(_))
+    {
+        return Some(Route::InlineDocument(f));
+    }
+    None
+}
+
+/// Dependencies written inside a defined instance (`Workload: {AwsRelationalDatabase: {…}}`):
+/// every other defined instance whose instance kind refers to `parent`'s instance kind.
+fn nested(parent: &'static Kind, key: &str) -> Option<kinds::Composite> {
+    kinds::composites().find(|c| {
+        c.name == key
+            && !std::ptr::eq(c.instance, parent)
+            && c.instance
+                .fields()
+                .any(|f| f.references == Some(parent.name))
+    })
+}
+
+/// Keys split between the two halves of a defined instance: `DefinitionValuesDocument` is the
+/// definition's `ValuesDocument`, `InstanceValues` the instance's inline values (upstream's
+/// `HelmWorkload`).
+fn split_prefix<'k>(
+    key: &'k str,
+    def: &'static Kind,
+    inst: &'static Kind,
+    value: &Y,
+) -> Option<(bool, &'k str)> {
+    if let Some(rest) = key.strip_prefix("Definition")
+        && route(def, rest, value).is_some()
+    {
+        return Some((true, rest));
+    }
+    if let Some(rest) = key.strip_prefix("Instance")
+        && route(inst, rest, value).is_some()
+    {
+        return Some((false, rest));
     }
     None
 }
@@ -397,6 +469,20 @@ fn accepted_keys(kind: &'static Kind) -> Vec<String> {
             .iter()
             .filter(|c| std::ptr::eq(*c.parent, kind))
             .map(|c| c.key.to_string()),
+    );
+    keys.extend(
+        kind.fields()
+            .filter_map(|f| {
+                f.name
+                    .strip_suffix("Document")
+                    .filter(|_| f.ty == FieldType::Text)
+            })
+            .map(str::to_string),
+    );
+    keys.extend(
+        kinds::composites()
+            .filter(|c| nested(kind, c.name).is_some())
+            .map(|c| c.name.to_string()),
     );
     keys
 }
@@ -508,61 +594,157 @@ impl Ctx<'_> {
         line: usize,
         out: &mut Loaded,
     ) {
+        let (objs, problems, identities) = self.expand(def, inst, name, entries, line, None);
+        self.finish(objs, problems, &identities, out);
+    }
+
+    /// A defined instance and the dependencies nested in it. `parent`: the instance this one is
+    /// nested in, which its instance refers to and whose runtime it shares. A problem anywhere
+    /// in the tree leaves the whole tree out (a workload without its database is not what the
+    /// file asks for).
+    #[allow(clippy::type_complexity)]
+    fn expand(
+        &self,
+        def: &'static Kind,
+        inst: &'static Kind,
+        name: &str,
+        entries: &[(String, Y, usize)],
+        line: usize,
+        parent: Option<(&Desired, Vec<Ref>)>,
+    ) -> (Vec<Desired>, Vec<Problem>, Vec<(&'static Kind, String)>) {
         // Each key goes to the definition if it takes it, else to the instance.
-        let mut def_keys = Vec::new();
-        let mut inst_keys = Vec::new();
+        let mut def_entries = Vec::new();
+        let mut inst_entries = Vec::new();
+        let mut children: Vec<(kinds::Composite, &Vec<(String, Y, usize)>, usize)> = Vec::new();
         let mut problems = Vec::new();
+        let composite_name = def.name.trim_end_matches("Definition");
         for (k, v, l) in entries {
             if k == "Name" {
-                continue;
-            }
-            if route(def, k, v).is_some() {
-                def_keys.push(k.as_str());
+                def_entries.push((k.clone(), v.clone(), *l));
+                inst_entries.push((k.clone(), v.clone(), *l));
+            } else if route(def, k, v).is_some() {
+                def_entries.push((k.clone(), v.clone(), *l));
             } else if route(inst, k, v).is_some() {
-                inst_keys.push(k.as_str());
+                inst_entries.push((k.clone(), v.clone(), *l));
+            } else if let Some((to_def, rest)) = split_prefix(k, def, inst, v) {
+                let e = (rest.to_string(), v.clone(), *l);
+                if to_def {
+                    def_entries.push(e)
+                } else {
+                    inst_entries.push(e)
+                }
+            } else if let (Some(c), Y::Map(body)) = (nested(inst, k), v) {
+                children.push((c, body, *l));
             } else {
+                let hint = match nested(inst, k) {
+                    Some(_) => format!("; write it as a mapping, for example `{k}: {{Name: …}}`"),
+                    None => suggest(k, &[def, inst]),
+                };
                 problems.push(Problem {
                     file: self.file.into(),
                     line: *l,
-                    object: Some((
-                        def.name.trim_end_matches("Definition").to_string(),
-                        name.to_string(),
-                    )),
-                    message: format!("unknown field \"{k}\"{}", suggest(k, &[def, inst])),
+                    object: Some((composite_name.to_string(), name.to_string())),
+                    message: format!("unknown field \"{k}\"{hint}"),
                 });
             }
         }
-        let pick = |keys: &[&str]| -> Vec<(String, Y, usize)> {
-            entries
-                .iter()
-                .filter(|(k, _, _)| k == "Name" || keys.contains(&k.as_str()))
-                .cloned()
-                .collect()
-        };
-        let (mut objs, p1) = self.build(def, name, &pick(&def_keys), line, &[], &[]);
+        let (mut objs, p1) = self.build(def, name, &def_entries, line, &[], &[]);
         let definition_ref = Ref {
             field: leak_id_field(inst, def),
             kind: def,
             name: name.to_string(),
             line,
         };
-        let (inst_objs, p2) = self.build(
-            inst,
-            name,
-            &pick(&inst_keys),
-            line,
-            &[definition_ref.field],
-            &[definition_ref],
-        );
-        objs.extend(inst_objs);
+        let mut inst_refs = vec![definition_ref.clone()];
+        let mut implied = vec![definition_ref.field];
+        if let Some((_, refs)) = &parent {
+            implied.extend(refs.iter().map(|r| r.field));
+            inst_refs.extend(refs.iter().cloned());
+        }
+        let (mut inst_objs, p2) = self.build(inst, name, &inst_entries, line, &implied, &inst_refs);
+        // A nested dependency runs where its workload runs.
+        if let (Some((p, _)), Some(i)) = (&parent, inst_objs.first_mut())
+            && i.kind.field("KubernetesRuntimeInstanceID").is_some()
+            && !i
+                .refs
+                .iter()
+                .any(|r| r.field == "KubernetesRuntimeInstanceID")
+            && !i.fields.contains_key("KubernetesRuntimeInstanceID")
+        {
+            i.wants_default_runtime = p.wants_default_runtime;
+            i.refs.extend(
+                p.refs
+                    .iter()
+                    .filter(|r| r.field == "KubernetesRuntimeInstanceID")
+                    .cloned(),
+            );
+        }
         problems.extend(p1);
         problems.extend(p2);
-        self.finish(
-            objs,
-            problems,
-            &[(def, name.to_string()), (inst, name.to_string())],
-            out,
-        );
+        let mut identities = vec![(def, name.to_string()), (inst, name.to_string())];
+        let parent_inst = inst_objs.first().cloned();
+        objs.extend(inst_objs);
+        let Some(parent_inst) = parent_inst else {
+            return (objs, problems, identities);
+        };
+        // Nested dependencies: named as written, or after their workload.
+        let named: Vec<(kinds::Composite, String)> = children
+            .iter()
+            .map(|(c, body, _)| {
+                let n = body
+                    .iter()
+                    .find(|(k, _, _)| k == "Name")
+                    .and_then(|(_, v, _)| match v {
+                        Y::Str(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| name.to_string());
+                (*c, n)
+            })
+            .collect();
+        for ((c, body, l), (_, child_name)) in children.iter().zip(&named) {
+            let mut body: Vec<(String, Y, usize)> = (*body).clone();
+            if !body.iter().any(|(k, _, _)| k == "Name") {
+                body.push(("Name".into(), Y::Str(child_name.clone()), *l));
+            }
+            // A sibling's definition this one refers to and does not name (a nested Gateway
+            // next to a nested DomainName) is that sibling.
+            for (other, other_name) in &named {
+                if std::ptr::eq(other.definition, c.definition) {
+                    continue;
+                }
+                let Some(f) = c
+                    .definition
+                    .fields()
+                    .find(|f| f.references == Some(other.definition.name))
+                else {
+                    continue;
+                };
+                let stem = f.name.trim_end_matches("ID");
+                if !body.iter().any(|(k, _, _)| k == stem || k == f.name) {
+                    let m = vec![("Name".to_string(), Y::Str(other_name.clone()), *l)];
+                    body.push((stem.to_string(), Y::Map(m), *l));
+                }
+            }
+            let up = Ref {
+                field: leak_id_field(c.instance, inst),
+                kind: inst,
+                name: name.to_string(),
+                line: *l,
+            };
+            let (o, p, ids) = self.expand(
+                c.definition,
+                c.instance,
+                child_name,
+                &body,
+                *l,
+                Some((&parent_inst, vec![up])),
+            );
+            objs.extend(o);
+            problems.extend(p);
+            identities.extend(ids);
+        }
+        (objs, problems, identities)
     }
 
     /// Build one object (plus inline children). `implied` fields are filled by `extra_refs`.
@@ -672,6 +854,13 @@ impl Ctx<'_> {
                     }
                     _ => problems.push(d.problem(*l, format!("field \"{key}\": must be a list"))),
                 },
+                Some(Route::InlineDocument(f)) => {
+                    let text = match value {
+                        Y::Str(s) => s.clone(),
+                        other => other.to_yaml_text(),
+                    };
+                    d.fields.insert(f.name.into(), Value::String(text));
+                }
                 Some(Route::AwsLocal) => match value {
                     Y::Str(s) => {
                         aws_local.insert(key.as_str(), s.clone());
@@ -686,10 +875,10 @@ impl Ctx<'_> {
                 }
             }
         }
-        if !aws_local.is_empty() {
-            if let Err(m) = self.aws_local(&aws_local, &mut d.fields) {
-                problems.push(d.problem(line, m));
-            }
+        if !aws_local.is_empty()
+            && let Err(m) = self.aws_local(&aws_local, &mut d.fields)
+        {
+            problems.push(d.problem(line, m));
         }
         let has_runtime_field = kind.field("KubernetesRuntimeInstanceID").is_some()
             && kind.role == kinds::Role::Instance;
@@ -719,6 +908,13 @@ impl Ctx<'_> {
                     .push(d.problem(line, format!("missing required field \"{}\"{hint}", f.name)));
             }
         }
+        if let Err(e) = crate::services::check_object(kind, &d.fields) {
+            let at = entries
+                .iter()
+                .find(|(k, _, _)| *k == e.field)
+                .map_or(line, |(_, _, l)| *l);
+            problems.push(d.problem(at, e.to_string()));
+        }
         let mut objs = vec![d];
         objs.extend(children);
         (objs, problems)
@@ -727,20 +923,21 @@ impl Ctx<'_> {
     fn literal(&self, f: &'static kinds::Field, value: &Y) -> Result<Value, String> {
         let json = value.to_json();
         check_type(f.ty, &json)?;
-        if f.ty == FieldType::Text {
-            if let Y::Str(path) = value {
-                if f.name.ends_with("Document") {
-                    let p = self.base.join(path);
-                    return std::fs::read_to_string(&p).map(Value::String).map_err(|e| {
-                        format!(
-                            "cannot read {}: {e} (document paths are relative to the YAML file)",
-                            p.display()
-                        )
-                    });
-                }
-                if f.name == "ConfigDir" {
-                    return read_config_dir(&self.base.join(path)).map(Value::String);
-                }
+        check_allowed(f, &json)?;
+        if f.ty == FieldType::Text
+            && let Y::Str(path) = value
+        {
+            if f.name.ends_with("Document") {
+                let p = self.base.join(path);
+                return std::fs::read_to_string(&p).map(Value::String).map_err(|e| {
+                    format!(
+                        "cannot read {}: {e} (document paths are relative to the YAML file)",
+                        p.display()
+                    )
+                });
+            }
+            if f.name == "ConfigDir" {
+                return read_config_dir(&self.base.join(path)).map(Value::String);
             }
         }
         Ok(json)
@@ -1019,6 +1216,157 @@ mod tests {
         assert_eq!(kri.fields["Location"], "Local");
         assert_eq!(kri.fields["DefaultRuntime"], true);
         assert_eq!(kri.refs[0].field, "KubernetesRuntimeDefinitionID");
+    }
+
+    fn upstream(file: &str) -> Loaded {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/upstream");
+        order(load_path(&dir.join(file), false))
+    }
+
+    fn find<'a>(l: &'a Loaded, kind: &str, name: &str) -> &'a Desired {
+        l.objects
+            .iter()
+            .find(|o| o.kind.name == kind && o.name == name)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{kind} {name} in {:?}",
+                    l.objects.iter().map(Desired::label).collect::<Vec<_>>()
+                )
+            })
+    }
+
+    fn refers(d: &Desired, field: &str, name: &str) -> bool {
+        d.refs.iter().any(|r| r.field == field && r.name == name)
+    }
+
+    #[test]
+    fn upstreams_composite_workload_expands_into_every_dependency() {
+        let l = upstream("wordpress-workload-remote.yaml");
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        let labels: Vec<String> = l.objects.iter().map(Desired::label).collect();
+        assert_eq!(labels.len(), 14, "{labels:?}");
+        let wi = find(&l, "WorkloadInstance", "wordpress");
+        assert!(refers(wi, "KubernetesRuntimeInstanceID", "eks-k8s-runtime"));
+        for (inst, name) in [
+            ("AwsRelationalDatabaseInstance", "wordpress-db"),
+            ("AwsObjectStorageBucketInstance", "s3-client-bucket"),
+            ("DomainNameInstance", "example-domain"),
+            ("SecretInstance", "wordpress-secret"),
+            ("GatewayInstance", "web-service-gateway"),
+        ] {
+            let d = find(&l, inst, name);
+            assert!(
+                refers(d, "WorkloadInstanceID", "wordpress"),
+                "{inst}: {:?}",
+                d.refs
+            );
+            // Dependencies run where their workload runs, not on the default runtime.
+            if d.kind.field("KubernetesRuntimeInstanceID").is_some() {
+                assert!(
+                    refers(d, "KubernetesRuntimeInstanceID", "eks-k8s-runtime"),
+                    "{inst}"
+                );
+                assert!(!d.wants_default_runtime, "{inst}");
+            }
+            // Created after the workload instance they refer to.
+            let pos = |label: &str| labels.iter().position(|x| x == label).unwrap();
+            assert!(
+                pos(&d.label()) > pos("workload-instance/wordpress"),
+                "{labels:?}"
+            );
+        }
+        let db = find(&l, "AwsRelationalDatabaseDefinition", "wordpress-db");
+        assert_eq!(db.fields["Engine"], "mariadb");
+        assert_eq!(db.fields["EngineVersion"], "10.11");
+        assert_eq!(db.fields["MachineSize"], "XSmall");
+        assert!(refers(db, "AwsAccountID", "default-account"));
+        let secret = find(&l, "SecretDefinition", "wordpress-secret");
+        assert_eq!(
+            secret.fields["Data"]["WORDPRESS_PASSWORD"],
+            "admin_password"
+        );
+        // The gateway uses the domain name written next to it.
+        let gw = find(&l, "GatewayDefinition", "web-service-gateway");
+        assert!(
+            refers(gw, "DomainNameDefinitionID", "example-domain"),
+            "{:?}",
+            gw.refs
+        );
+        assert_eq!(gw.fields["SubDomain"], "blog");
+        let https = find(&l, "GatewayHttpPort", "web-service-gateway-443");
+        assert_eq!(https.fields["TLSEnabled"], true);
+        assert_eq!(https.fields["Path"], "/");
+    }
+
+    #[test]
+    fn nested_dependencies_without_a_name_take_the_workloads() {
+        let l = upstream("wordpress-workload-unnamed.yaml");
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        find(&l, "DomainNameInstance", "wordpress-guide");
+        let gw = find(&l, "GatewayDefinition", "wordpress-guide");
+        assert!(refers(gw, "DomainNameDefinitionID", "wordpress-guide"));
+        // No runtime named: the workload and what it carries use the default one.
+        assert!(find(&l, "WorkloadInstance", "wordpress-guide").wants_default_runtime);
+        assert!(find(&l, "GatewayInstance", "wordpress-guide").wants_default_runtime);
+    }
+
+    #[test]
+    fn a_problem_in_a_nested_dependency_leaves_the_whole_workload_out() {
+        let l = load(
+            "Workload:\n  Name: wp\n  YAMLDocument: x\n  AwsRelationalDatabase:\n    Name: db\n    AwsAccountName: a\n    Engine: mariadb\n    EngineVersion: \"9.9\"\n    MachineSize: Tiny\n",
+        );
+        let text: Vec<String> = l.problems.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter().any(|p| p.starts_with("t.yaml:9: AwsRelationalDatabaseDefinition \"db\": field \"MachineSize\": \"Tiny\" is not one of XSmall, Small")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|p| p.starts_with("t.yaml:8: AwsRelationalDatabaseDefinition \"db\": field \"EngineVersion\": mariadb \"9.9\" is not a supported version; use one of 10.4")),
+            "{text:?}"
+        );
+        assert!(
+            l.objects.is_empty(),
+            "{:?}",
+            l.objects.iter().map(Desired::label).collect::<Vec<_>>()
+        );
+        assert!(l.broken.contains(&("WorkloadInstance".into(), "wp".into())));
+        // A nested kind written as a scalar says how to write it.
+        let l = load("Workload:\n  Name: wp\n  YAMLDocument: x\n  Gateway: web\n");
+        assert!(
+            l.problems[0].message.contains("write it as a mapping"),
+            "{:?}",
+            l.problems
+        );
+    }
+
+    #[test]
+    fn upstreams_helm_observability_and_control_plane_forms() {
+        let l = upstream("helm-observability-control-plane.yaml");
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        let hd = find(&l, "HelmWorkloadDefinition", "wordpress-helm");
+        assert_eq!(hd.fields["ValuesDocument"], "wordpressUsername: admin\n");
+        let hi = find(&l, "HelmWorkloadInstance", "wordpress-helm");
+        let values = hi.fields["ValuesDocument"].as_str().unwrap();
+        assert!(
+            values.contains("replicaCount: 2") && values.contains("type: ClusterIP"),
+            "{values}"
+        );
+        let oi = find(&l, "ObservabilityStackInstance", "observability");
+        assert_eq!(oi.fields["MetricsEnabled"], true);
+        assert_eq!(oi.fields["LoggingEnabled"], false);
+        let od = find(&l, "ObservabilityStackDefinition", "observability");
+        assert_eq!(od.fields["GrafanaHelmValuesDocument"], "adminUser: admin\n");
+        let cp = find(&l, "ControlPlaneInstance", "child");
+        assert_eq!(
+            cp.fields["CustomComponentInfo"][0]["ImageRepo"],
+            "ghcr.io/example"
+        );
+        let l = upstream("eks-runtime.yaml");
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        assert_eq!(
+            find(&l, "KubernetesRuntimeDefinition", "eks-k8s-runtime").fields["InfraProvider"],
+            "eks"
+        );
     }
 
     #[test]

@@ -81,6 +81,30 @@ pub fn check_type(ty: FieldType, value: &Value) -> Result<(), String> {
     }
 }
 
+/// The registry's value constraints beyond the type: `one_of` and `range`.
+pub fn check_allowed(field: &crate::kinds::Field, value: &Value) -> Result<(), String> {
+    if let (false, Some(v)) = (field.one_of.is_empty(), value.as_str())
+        && !field.one_of.contains(&v)
+    {
+        let hint = field
+            .one_of
+            .iter()
+            .find(|c| c.eq_ignore_ascii_case(v))
+            .map(|c| format!("; did you mean \"{c}\"?"))
+            .unwrap_or_default();
+        return Err(format!(
+            "{v:?} is not one of {}{hint}",
+            field.one_of.join(", ")
+        ));
+    }
+    if let (Some((lo, hi)), Some(n)) = (field.range, value.as_i64())
+        && (n < lo || n > hi)
+    {
+        return Err(format!("must be between {lo} and {hi}, got {n}"));
+    }
+    Ok(())
+}
+
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 40 {
@@ -136,10 +160,11 @@ pub fn check_body<'a>(
         if field.required && value.is_null() {
             return Err(FieldError::new(key, "is required and cannot be null"));
         }
-        if field.name == "Name" {
-            if let Some(name) = value.as_str() {
-                check_name(name).map_err(|m| FieldError::new(key, m))?;
-            }
+        check_allowed(field, value).map_err(|m| FieldError::new(key, m))?;
+        if field.name == "Name"
+            && let Some(name) = value.as_str()
+        {
+            check_name(name).map_err(|m| FieldError::new(key, m))?;
         }
         // Indexed strings are stored as they are, and PostgreSQL/CockroachDB text cannot hold
         // U+0000 (a database error, a 500, before this check).
@@ -151,13 +176,13 @@ pub fn check_body<'a>(
         }
         // Object IDs are 1 to 2^63-1 (a BIGINT): a reference outside that range names nothing,
         // and PostgreSQL refuses to even compare it (a 500 before this check).
-        if let (Some(to), Some(id)) = (field.references, value.as_u64()) {
-            if id == 0 || id > i64::MAX as u64 {
-                return Err(FieldError::new(
-                    key,
-                    format!("no {to} has ID {id}: IDs are 1 to {}", i64::MAX),
-                ));
-            }
+        if let (Some(to), Some(id)) = (field.references, value.as_u64())
+            && (id == 0 || id > i64::MAX as u64)
+        {
+            return Err(FieldError::new(
+                key,
+                format!("no {to} has ID {id}: IDs are 1 to {}", i64::MAX),
+            ));
         }
     }
     if mode != Mode::Patch {
@@ -169,6 +194,8 @@ pub fn check_body<'a>(
                 ));
             }
         }
+        // A PATCH is checked by the server once merged with what is stored.
+        crate::services::check_object(kind, obj)?;
     }
     Ok(obj)
 }

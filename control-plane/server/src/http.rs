@@ -289,10 +289,10 @@ impl AppState {
     /// that has registered is never told its kinds are unserved.
     async fn committed(&self, kind: &'static Kind) {
         self.wake.poke();
-        if std::ptr::eq(kind, kinds::CONTROLLER) {
-            if let Err(e) = self.registry.refresh(&self.store).await {
-                tracing::warn!(error = %e, "cannot re-read controller registrations");
-            }
+        if std::ptr::eq(kind, kinds::CONTROLLER)
+            && let Err(e) = self.registry.refresh(&self.store).await
+        {
+            tracing::warn!(error = %e, "cannot re-read controller registrations");
         }
     }
 
@@ -543,6 +543,9 @@ async fn write(
         let result = match plan {
             WritePlan::Remove => st.store.remove(kind, id, Some(current.version)).await,
             WritePlan::Store { body, notify } => {
+                // Rules across fields see the merged object, not only what this PATCH sent.
+                threeport_api::services::check_object(kind, &body)
+                    .map_err(|e| ErrorResponse::bad(kind, e.to_string()))?;
                 st.store
                     .update(kind, id, current.version, &body, notify)
                     .await

@@ -72,9 +72,19 @@ fn value_schema(f: &Field, nullable: bool) -> Value {
         }
         FieldType::Timestamp => json!({"type": "string", "format": "date-time"}),
     };
+    if !f.one_of.is_empty() {
+        s["enum"] = json!(f.one_of);
+    }
+    if let Some((lo, hi)) = f.range {
+        s["minimum"] = json!(lo);
+        s["maximum"] = json!(hi);
+    }
     if nullable && f.ty != FieldType::Json {
         let ty = s["type"].clone();
         s["type"] = json!([ty, "null"]);
+        if let Some(Value::Array(values)) = s.get_mut("enum") {
+            values.push(Value::Null);
+        }
     }
     let mut notes = Vec::new();
     if let Some(to) = f.references {
@@ -133,13 +143,19 @@ fn request_schema(kind: &Kind, mode: Body) -> Value {
         ),
         Body::Replace => format!("The whole {} (status fields not given are kept)", kind.name),
     };
-    json!({
+    let mut schema = json!({
         "description": what,
         "type": "object",
         "additionalProperties": false,
         "properties": props,
         "required": required,
-    })
+    });
+    // A PATCH is checked against the stored object once merged, which no schema can express.
+    let rules = threeport_api::services::schema_rules(kind);
+    if mode != Body::Patch && !rules.is_empty() {
+        schema["allOf"] = json!(rules);
+    }
+    schema
 }
 
 /// An object as the server returns it: unset fields are left out.
@@ -262,6 +278,8 @@ fn list_parameters(kind: &Kind) -> Vec<Value> {
                 }
                 // Any unsigned 64-bit number is a valid filter (it may just match nothing).
                 FieldType::Id => id_schema(),
+                // Likewise any 64-bit integer, even outside the field's writable range.
+                FieldType::Int => int_schema(),
                 _ => value_schema(f, false),
             };
             if let Some(o) = s.as_object_mut() {

@@ -176,6 +176,22 @@ async fn filters_and_pages(h: &Harness) {
 }
 
 async fn bad_requests(h: &Harness) {
+    let account = h
+        .post(
+            "aws-accounts",
+            json!({"Name": "bad-requests", "AccountID": "111122223333", "AccessKeyID": "AKIAEXAMPLEKEY", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG"}),
+        )
+        .await;
+    assert_eq!(account.status, 201, "{}", account.body);
+    let account = account.id();
+    // A valid database definition but for one field.
+    let rds = |field: &str, value: Value| {
+        let mut body = json!({"Name": "db", "AwsAccountID": account, "Engine": "mariadb",
+            "EngineVersion": "10.11", "DatabaseName": "d", "DatabasePort": 3306, "StorageGb": 20,
+            "MachineSize": "XSmall", "WorkloadSecretName": "s"});
+        body[field] = value;
+        body
+    };
     let cases: Vec<(&str, Value, &str)> = vec![
         ("workload-definitions", json!({"Name": "x"}), "YAMLDocument"),
         (
@@ -219,6 +235,28 @@ async fn bad_requests(h: &Harness) {
             json!({"Name": "x", "InfraProvider": "kind", "HighAvailability": "yes"}),
             "HighAvailability",
         ),
+        // Managed services: the engine, its version and the machine size come from upstream's
+        // supported lists, so a typo is refused here rather than failing later in AWS.
+        (
+            "aws-relational-database-definitions",
+            rds("Engine", json!("oracle")),
+            "Engine",
+        ),
+        (
+            "aws-relational-database-definitions",
+            rds("EngineVersion", json!("9.1")),
+            "EngineVersion",
+        ),
+        (
+            "aws-relational-database-definitions",
+            rds("MachineSize", json!("Huge")),
+            "MachineSize",
+        ),
+        (
+            "aws-relational-database-definitions",
+            rds("DatabasePort", json!(70000)),
+            "DatabasePort",
+        ),
     ];
     for (plural, body, field) in cases {
         let r = h.post(plural, body.clone()).await;
@@ -234,6 +272,14 @@ async fn bad_requests(h: &Harness) {
             json!({"Page": 0, "Size": 0, "TotalCount": 0})
         );
     }
+    // …and the same body with every field right is taken.
+    let ok = h
+        .post(
+            "aws-relational-database-definitions",
+            rds("Name", json!("good-db")),
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", ok.body);
     let r = h.raw(Method::POST, "/v0/workload-definitions", "").await;
     assert_eq!(r.status, 400);
     assert!(r.error().contains("empty"), "{}", r.error());
