@@ -107,7 +107,6 @@ fn pending_where_no_controller_runs(env: &Tptctl) {
         "DomainNameInstance",
         "AwsRelationalDatabaseInstance",
         "AwsObjectStorageBucketInstance",
-        "SecretInstance",
         "TerraformInstance",
         "ObservabilityStackInstance",
     ] {
@@ -1050,7 +1049,12 @@ struct Controllers(std::process::Child);
 
 impl Controllers {
     fn spawn(plane: &PgPlane) -> Controllers {
+        Self::spawn_with(plane, &[])
+    }
+
+    fn spawn_with(plane: &PgPlane, envs: &[(&str, String)]) -> Controllers {
         let child = Command::new(controllers_binary())
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .args([
                 "controllers",
                 "--api-url",
@@ -1182,6 +1186,163 @@ async fn delete_f_of_a_hundred_workloads_survives_a_controller_kill() {
         );
     }
     assert_eq!(deployments(kube).await, 0);
+    std::fs::remove_file(env.config_path()).unwrap();
+    drop(env);
+    plane.server.shutdown().await;
+}
+
+/// A composite `Workload` with a `Secret` on PostgreSQL + NATS, with the controllers in their own
+/// process reaching moto through `AWS_ENDPOINT_URL` alone: the data goes to Secrets Manager and
+/// out of the control plane's database, into the workload's namespace as a Kubernetes Secret,
+/// follows an update, and `delete -f` leaves no secret in either place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_secret_lives_in_secrets_manager_and_in_the_cluster() {
+    use k8s_openapi::api::core::v1::Secret;
+    let env = tptctl();
+    let plane = PgPlane::start(&env).await;
+    let moto = threeport_testkit::Moto::start().expect("moto_server starts");
+    let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
+    let double = kube_api_double::KubeDouble::start(Default::default())
+        .await
+        .unwrap();
+    let kube = threeport_testkit::kube_client(&double.kubeconfig()).await;
+    // The endpoint and the controller's own credentials (for the role) come from its
+    // environment, as they would in a cluster.
+    let _controllers = Controllers::spawn_with(&plane, &moto.cli_env());
+    let work = tempfile::tempdir().unwrap();
+    let kubeconfig = work.path().join("kubeconfig");
+    double.write_kubeconfig(&kubeconfig).unwrap();
+    std::fs::write(
+        work.path().join("manifest.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n          envFrom:\n            - secretRef: {name: web-credentials}\n",
+    )
+    .unwrap();
+    let file = work.path().join("app.yaml");
+    let app = |password: &str| {
+        format!(
+            // One account with access keys, one with a role to assume (from the controller's
+            // own credentials), each holding one secret.
+            "AwsAccount:\n  Name: moto-keys\n  AccountID: \"123456789012\"\n  DefaultRegion: us-east-1\n  AccessKeyID: AKIAEXAMPLEKEY\n  SecretAccessKey: wJalrXUtnFEMIEXAMPLE\n---\nAwsAccount:\n  Name: moto-role\n  AccountID: \"123456789012\"\n  DefaultRegion: us-east-1\n  RoleArn: arn:aws:iam::123456789012:role/threeport\n  ExternalId: tp-external\n---\nWorkload:\n  Name: web\n  YAMLDocument: manifest.yaml\n  Secret:\n    Name: web-credentials\n    AwsAccountName: moto-role\n    Data:\n      username: admin\n      password: {password}\n---\nSecret:\n  Name: web-extra\n  AwsAccountName: moto-keys\n  WorkloadInstance:\n    Name: web\n  Data:\n    token: t0ken\n"
+        )
+    };
+    std::fs::write(&file, app("first-password")).unwrap();
+    let (file, kc) = (
+        file.to_str().unwrap().to_string(),
+        kubeconfig.to_str().unwrap().to_string(),
+    );
+    let run = |env: Tptctl, args: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let r = env.ok(&args);
+            (env, r)
+        })
+        .await
+        .unwrap()
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (env, _) = run(
+        env,
+        args(&[
+            "runtime",
+            "register",
+            "double",
+            "--kubeconfig",
+            &kc,
+            "--default",
+        ]),
+    )
+    .await;
+    let (env, _) = run(
+        env,
+        args(&["apply", "-f", &file, "--wait", "--timeout", "120s"]),
+    )
+    .await;
+
+    let stored = sm.list_secrets().send().await.unwrap();
+    assert_eq!(stored.secret_list().len(), 2, "{stored:?}");
+    let value = |sm: aws_sdk_secretsmanager::Client| async move {
+        let v = sm
+            .get_secret_value()
+            .secret_id("web-credentials")
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_str::<Value>(v.secret_string().unwrap()).unwrap()
+    };
+    assert_eq!(
+        value(sm.clone()).await,
+        serde_json::json!({"username": "admin", "password": "first-password"})
+    );
+    // Out of the control plane's database, even revealed.
+    let (env, def) = run(
+        env,
+        args(&["get", "secret-definition", "web-credentials", "-o", "json"]),
+    )
+    .await;
+    let def: Value = serde_json::from_str(&def.stdout).unwrap();
+    assert!(def["Data"].is_null(), "{def}");
+    assert!(
+        def["AwsSecretArn"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:secretsmanager:"),
+        "{def}"
+    );
+    assert_eq!(def["Status"], "Healthy", "{def}");
+    let (env, table) = run(env, args(&["get", "secret-instances"])).await;
+    assert!(table.lines()[1].contains("Healthy"), "{}", table.stdout);
+
+    let secrets = kube::Api::<Secret>::namespaced(kube.clone(), "web");
+    let password = |secrets: kube::Api<Secret>| async move {
+        let s = secrets.get("web-credentials").await.unwrap();
+        let data = s.data.unwrap();
+        assert_eq!(data["username"].0, b"admin");
+        String::from_utf8(data["password"].0.clone()).unwrap()
+    };
+    assert_eq!(password(secrets.clone()).await, "first-password");
+    let extra = secrets.get("web-extra").await.unwrap().data.unwrap();
+    assert_eq!(extra["token"].0, b"t0ken");
+
+    // An update reaches both.
+    std::fs::write(&file, app("second-password")).unwrap();
+    let (env, _) = run(
+        env,
+        args(&["apply", "-f", &file, "--wait", "--timeout", "120s"]),
+    )
+    .await;
+    assert_eq!(value(sm.clone()).await["password"], "second-password");
+    threeport_testkit::eventually(
+        std::time::Duration::from_secs(20),
+        "the cluster Secret updated",
+        || {
+            let secrets = secrets.clone();
+            async move { (password(secrets).await == "second-password").then_some(()) }
+        },
+    )
+    .await;
+
+    let (env, _) = run(
+        env,
+        args(&["delete", "-f", &file, "--wait", "--timeout", "120s"]),
+    )
+    .await;
+    assert_eq!(
+        sm.list_secrets().send().await.unwrap().secret_list().len(),
+        0
+    );
+    for name in ["web-credentials", "web-extra"] {
+        assert!(secrets.get_opt(name).await.unwrap().is_none(), "{name}");
+    }
+    let mut env = env;
+    for plural in [
+        "secret-definitions",
+        "secret-instances",
+        "workload-instances",
+    ] {
+        let (e, r) = run(env, args(&["get", plural, "-o", "name"])).await;
+        assert_eq!(r.stdout, "", "{plural}");
+        env = e;
+    }
     std::fs::remove_file(env.config_path()).unwrap();
     drop(env);
     plane.server.shutdown().await;

@@ -24,7 +24,7 @@ pub const API_PORT: i32 = 1323;
 pub const NODE_PORT: i32 = 30323;
 /// The controllers, one Deployment each: `threeport-<name>-controller` runs
 /// `threeport controllers --only <name>`, with its own client certificate.
-pub const CONTROLLERS: &[&str] = &["workload", "kubernetes-runtime"];
+pub const CONTROLLERS: &[&str] = &["workload", "kubernetes-runtime", "secret"];
 
 /// `workload` → `workload-controller`: the name of its Deployment (after `threeport-`),
 /// certificate and Secret.
@@ -706,6 +706,12 @@ mod tests {
         let objs = control_plane(&Images::default(), &s, Exposure::NodePort);
         let deployments: Vec<&Value> = objs.iter().filter(|o| o["kind"] == "Deployment").collect();
         assert_eq!(deployments.len(), 1 + CONTROLLERS.len());
+        // One Deployment for each controller the registry knows.
+        let mut known = threeport_api::kinds::controllers();
+        known.sort();
+        let mut ours = CONTROLLERS.to_vec();
+        ours.sort();
+        assert_eq!(ours, known);
         for d in deployments {
             let pod = &d["spec"]["template"]["spec"];
             let name = &d["metadata"]["name"];

@@ -206,6 +206,7 @@ impl Group {
         match self {
             Group::Workload => Some("workload"),
             Group::KubernetesRuntime => Some("kubernetes-runtime"),
+            Group::Secret => Some("secret"),
             _ => None,
         }
     }
@@ -518,6 +519,9 @@ pub static KINDS: &[Kind] = &[
         json("JSONDefinition").required(), r("WorkloadInstanceID", "WorkloadInstance").required().cascade(),
         json("RuntimeDefinition").status(), s("LastOperation").status(), b("Reconciled").status(),
         b("ScheduledForDeletion").status(),
+        // Set on objects a dependency's controller adds to the workload (`SecretInstance/db`):
+        // the workload controller never prunes them, and deletes them with the workload.
+        s("Dependency"),
     ]),
     kind!("WorkloadEvent", "workload-events", Workload, Event, reconciled: false, named: false,
         aliases: ["we"], fields: [
@@ -587,7 +591,9 @@ pub static KINDS: &[Kind] = &[
     ]),
     // --- Secrets.
     kind!("SecretDefinition", "secret-definitions", Secret, Definition, reconciled: true, named: true,
-        aliases: ["sd"], fields: [json("Data").secret(), s("Provider"), r("AwsAccountID", "AwsAccount")]),
+        aliases: ["sd"], fields: [json("Data").secret(), s("Provider"), r("AwsAccountID", "AwsAccount"),
+        // With an account, `Data` goes to AWS Secrets Manager (this ARN) and out of our database.
+        s("AwsSecretArn").status()]),
     kind!("SecretInstance", "secret-instances", Secret, Instance, reconciled: true, named: true,
         aliases: ["si", "secrets"], fields: [
         r("SecretDefinitionID", "SecretDefinition").required(),

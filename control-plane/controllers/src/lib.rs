@@ -3,10 +3,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aws;
 pub mod cluster;
 pub mod kuberuntime;
 pub mod registration;
 pub mod runtime;
+pub mod secret;
 pub mod status;
 pub mod workload;
 
@@ -38,8 +40,11 @@ pub struct ControllerOptions {
     pub runtime: runtime::Options,
     /// How often runtimes are checked for reachability.
     pub runtime_check_interval: Duration,
-    /// Run only these controllers (`workload`, `kubernetes-runtime`); `None` runs all of them.
+    /// Run only these controllers (`workload`, `kubernetes-runtime`, `secret`); `None` runs all
+    /// of them.
     pub only: Option<Vec<String>>,
+    /// How the AWS-facing controllers reach AWS.
+    pub aws: aws::AwsAccess,
 }
 
 impl Default for ControllerOptions {
@@ -48,6 +53,7 @@ impl Default for ControllerOptions {
             runtime: runtime::Options::default(),
             runtime_check_interval: Duration::from_secs(10),
             only: None,
+            aws: aws::AwsAccess::default(),
         }
     }
 }
@@ -105,7 +111,13 @@ pub async fn run_all(
         clients: clients.clone(),
         watchers,
     });
-    let runtimes = Arc::new(kuberuntime::RuntimeReconciler { clients });
+    let runtimes = Arc::new(kuberuntime::RuntimeReconciler {
+        clients: clients.clone(),
+    });
+    let secrets = Arc::new(secret::SecretReconciler {
+        clients,
+        aws: opts.aws.clone(),
+    });
     // Register before the first reconcile, so the server knows these kinds are served.
     let kinds: Vec<&'static threeport_api::Kind> = selected
         .iter()
@@ -145,6 +157,15 @@ pub async fn run_all(
         )));
         runs.push(tokio::spawn(runtime::run(
             runtimes,
+            api.clone(),
+            notifications.source(),
+            opts.runtime.clone(),
+            shutdown.clone(),
+        )));
+    }
+    if selected.contains(&"secret") {
+        runs.push(tokio::spawn(runtime::run(
+            secrets,
             api.clone(),
             notifications.source(),
             opts.runtime.clone(),

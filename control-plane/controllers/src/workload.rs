@@ -277,9 +277,10 @@ impl WorkloadReconciler {
             desired_refs.push(r);
             applied_objects.push(applied);
         }
-        // Prune what the definition no longer has.
-        for (r, eid, _) in &existing {
-            if !desired_refs.contains(r) {
+        // Prune what the definition no longer has. What a dependency's controller added (its
+        // `Dependency` is set) is that controller's to remove, or goes with the workload.
+        for (r, eid, e) in &existing {
+            if !desired_refs.contains(r) && !e.is_set("Dependency") {
                 cluster::delete(&client, r, &ns).await?;
                 api.delete(wri, *eid).await?;
                 changed = true;
