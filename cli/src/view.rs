@@ -21,11 +21,7 @@ pub async fn gather(client: &Client, kind: &'static Kind, object: Value) -> Snap
         events_into(client, k, id, &mut snap).await;
         if depth < DEPTH {
             for ck in k.children() {
-                let Some(field) = ck
-                    .own_fields
-                    .iter()
-                    .find(|f| f.required && f.references == Some(k.name))
-                else {
+                let Some(field) = ck.parent_field(k) else {
                     continue;
                 };
                 let key = field.filter_key();

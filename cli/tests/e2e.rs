@@ -1321,6 +1321,56 @@ async fn a_workload_secret_lives_in_secrets_manager_and_in_the_cluster() {
     )
     .await;
 
+    // A dependency that fails says why on the workload it belongs to.
+    let broken = work.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "AwsAccount:\n  Name: no-credentials\n  AccountID: \"123456789012\"\n  DefaultRegion: us-east-1\n---\nSecret:\n  Name: web-broken\n  AwsAccountName: no-credentials\n  WorkloadInstance:\n    Name: web\n  Data:\n    a: b\n",
+    )
+    .unwrap();
+    let broken = broken.to_str().unwrap().to_string();
+    let (env, r) = {
+        let broken = broken.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = env.run(&["apply", "-f", &broken, "--wait", "--timeout", "30s"]);
+            (env, r)
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let reason = "AwsAccount \"no-credentials\" has no credentials";
+    assert!(r.stderr.contains(reason), "{}", r.stderr);
+    // Within 10 s (the instance fails once it sees its definition failed).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut env = env;
+    loop {
+        let (e, why) = run(env, args(&["why", "workload-instance", "web"])).await;
+        env = e;
+        let cause = why
+            .lines()
+            .into_iter()
+            .find(|l| l.starts_with("  cause:"))
+            .unwrap_or_default()
+            .to_string();
+        if cause.starts_with("  cause:  secret-instance/web-broken") {
+            assert!(cause.contains(reason), "{}", why.stdout);
+            assert!(
+                why.stdout.contains("  failing: secret-instance/web-broken"),
+                "{}",
+                why.stdout
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", why.stdout);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let (env, _) = run(
+        env,
+        args(&["delete", "-f", &broken, "--wait", "--timeout", "60s"]),
+    )
+    .await;
+
     let (env, _) = run(
         env,
         args(&["delete", "-f", &file, "--wait", "--timeout", "120s"]),

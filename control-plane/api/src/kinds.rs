@@ -76,6 +76,10 @@ pub struct Field {
     pub one_of: &'static [&'static str],
     /// For integers: the inclusive range accepted.
     pub range: Option<(i64, i64)>,
+    /// For references: the object is a dependency of the one this points at (a workload's
+    /// database or secret). Upstream's YAML nests it there, and `why` and the drill-downs show
+    /// it as that object's child.
+    pub attaches: bool,
 }
 
 impl Field {
@@ -92,7 +96,12 @@ impl Field {
             column: false,
             one_of: &[],
             range: None,
+            attaches: false,
         }
+    }
+    pub const fn attaches(mut self) -> Field {
+        self.attaches = true;
+        self
     }
     pub const fn range(mut self, bounds: (i64, i64)) -> Field {
         self.range = Some(bounds);
@@ -361,12 +370,31 @@ impl Kind {
     pub fn children(&'static self) -> Vec<&'static Kind> {
         let mut v: Vec<&'static Kind> = Vec::new();
         for (k, f) in references_to(self.name) {
-            let owned = f.required
+            let owned = (f.required || f.attaches)
                 && !k.is_event()
                 && !std::ptr::eq(k, ATTACHED_OBJECT_REFERENCE)
                 && !std::ptr::eq(k, self)
                 && (self.role != Role::Definition || k.role == Role::Instance);
             if owned && !v.iter().any(|x| std::ptr::eq(*x, k)) {
+                v.push(k);
+            }
+        }
+        v
+    }
+
+    /// For a child kind (see [`Kind::children`]): the field by which it belongs to `parent`.
+    pub fn parent_field(&self, parent: &Kind) -> Option<&'static Field> {
+        self.own_fields
+            .iter()
+            .find(|f| (f.required || f.attaches) && f.references == Some(parent.name))
+    }
+
+    /// The kinds attached to this one as its dependencies (a workload instance's databases,
+    /// buckets, secrets, domain names and gateways).
+    pub fn dependencies(&'static self) -> Vec<&'static Kind> {
+        let mut v: Vec<&'static Kind> = Vec::new();
+        for (k, f) in references_to(self.name) {
+            if f.attaches && !v.iter().any(|x| std::ptr::eq(*x, k)) {
                 v.push(k);
             }
         }
@@ -543,8 +571,8 @@ pub static KINDS: &[Kind] = &[
     kind!("DomainNameInstance", "domain-name-instances", Gateway, Instance, reconciled: true, named: true,
         aliases: ["dni"], fields: [
         r("DomainNameDefinitionID", "DomainNameDefinition").required(),
-        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), r("WorkloadInstanceID", "WorkloadInstance"),
-        r("HelmWorkloadInstanceID", "HelmWorkloadInstance"),
+        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), r("WorkloadInstanceID", "WorkloadInstance").attaches(),
+        r("HelmWorkloadInstanceID", "HelmWorkloadInstance").attaches(),
     ]),
     kind!("GatewayDefinition", "gateway-definitions", Gateway, Definition, reconciled: true, named: true,
         aliases: ["gd"], fields: [
@@ -562,8 +590,8 @@ pub static KINDS: &[Kind] = &[
     kind!("GatewayInstance", "gateway-instances", Gateway, Instance, reconciled: true, named: true,
         aliases: ["gi", "gateways"], fields: [
         r("GatewayDefinitionID", "GatewayDefinition").required(),
-        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), r("WorkloadInstanceID", "WorkloadInstance"),
-        r("HelmWorkloadInstanceID", "HelmWorkloadInstance"),
+        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), r("WorkloadInstanceID", "WorkloadInstance").attaches(),
+        r("HelmWorkloadInstanceID", "HelmWorkloadInstance").attaches(),
     ]),
     // --- AWS managed services.
     kind!("AwsRelationalDatabaseDefinition", "aws-relational-database-definitions", Aws, Definition, reconciled: true, named: true,
@@ -576,7 +604,7 @@ pub static KINDS: &[Kind] = &[
     kind!("AwsRelationalDatabaseInstance", "aws-relational-database-instances", Aws, Instance, reconciled: true, named: true,
         aliases: ["rdsi"], fields: [
         r("AwsRelationalDatabaseDefinitionID", "AwsRelationalDatabaseDefinition").required(),
-        r("WorkloadInstanceID", "WorkloadInstance"), r("HelmWorkloadInstanceID", "HelmWorkloadInstance"),
+        r("WorkloadInstanceID", "WorkloadInstance").attaches(), r("HelmWorkloadInstanceID", "HelmWorkloadInstance").attaches(),
         json("ResourceInventory").status(),
     ]),
     kind!("AwsObjectStorageBucketDefinition", "aws-object-storage-bucket-definitions", Aws, Definition, reconciled: true, named: true,
@@ -587,7 +615,7 @@ pub static KINDS: &[Kind] = &[
     kind!("AwsObjectStorageBucketInstance", "aws-object-storage-bucket-instances", Aws, Instance, reconciled: true, named: true,
         aliases: ["s3i"], fields: [
         r("AwsObjectStorageBucketDefinitionID", "AwsObjectStorageBucketDefinition").required(),
-        r("WorkloadInstanceID", "WorkloadInstance"), r("HelmWorkloadInstanceID", "HelmWorkloadInstance"),
+        r("WorkloadInstanceID", "WorkloadInstance").attaches(), r("HelmWorkloadInstanceID", "HelmWorkloadInstance").attaches(),
     ]),
     // --- Secrets.
     kind!("SecretDefinition", "secret-definitions", Secret, Definition, reconciled: true, named: true,
@@ -597,8 +625,8 @@ pub static KINDS: &[Kind] = &[
     kind!("SecretInstance", "secret-instances", Secret, Instance, reconciled: true, named: true,
         aliases: ["si", "secrets"], fields: [
         r("SecretDefinitionID", "SecretDefinition").required(),
-        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), r("WorkloadInstanceID", "WorkloadInstance"),
-        r("HelmWorkloadInstanceID", "HelmWorkloadInstance"),
+        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), r("WorkloadInstanceID", "WorkloadInstance").attaches(),
+        r("HelmWorkloadInstanceID", "HelmWorkloadInstance").attaches(),
     ]),
     // --- Terraform.
     kind!("TerraformDefinition", "terraform-definitions", Terraform, Definition, reconciled: true, named: true,
@@ -885,8 +913,25 @@ mod tests {
         let names = |v: Vec<&'static Kind>| v.iter().map(|k| k.name).collect::<Vec<_>>();
         assert_eq!(names(WORKLOAD_DEFINITION.children()), ["WorkloadInstance"]);
         assert_eq!(
+            names(WORKLOAD_INSTANCE.dependencies()),
+            [
+                "DomainNameInstance",
+                "GatewayInstance",
+                "AwsRelationalDatabaseInstance",
+                "AwsObjectStorageBucketInstance",
+                "SecretInstance"
+            ]
+        );
+        assert_eq!(
             names(WORKLOAD_INSTANCE.children()),
-            ["WorkloadResourceInstance"]
+            [
+                "WorkloadResourceInstance",
+                "DomainNameInstance",
+                "GatewayInstance",
+                "AwsRelationalDatabaseInstance",
+                "AwsObjectStorageBucketInstance",
+                "SecretInstance"
+            ]
         );
         assert!(WORKLOAD_RESOURCE_INSTANCE.children().is_empty());
         assert!(names(KUBERNETES_RUNTIME_INSTANCE.dependents()).contains(&"WorkloadInstance"));
@@ -899,7 +944,8 @@ mod tests {
         for k in KINDS.iter().filter(|k| k.is_event()) {
             assert!(!k.named && !k.reconciled, "{}", k.name);
         }
-        assert_eq!(controllers(), ["kubernetes-runtime", "workload"]);
+        assert_eq!(controllers(), ["kubernetes-runtime", "workload", "secret"]);
+        assert_eq!(SECRET_INSTANCE.controller(), Some("secret"));
         assert_eq!(WORKLOAD_INSTANCE.controller(), Some("workload"));
         assert_eq!(HELM_WORKLOAD_INSTANCE.controller(), None);
         assert_eq!(WORKLOAD_RESOURCE_INSTANCE.controller(), None);

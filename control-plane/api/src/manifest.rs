@@ -424,7 +424,7 @@ fn nested(parent: &'static Kind, key: &str) -> Option<kinds::Composite> {
             && !std::ptr::eq(c.instance, parent)
             && c.instance
                 .fields()
-                .any(|f| f.references == Some(parent.name))
+                .any(|f| f.attaches && f.references == Some(parent.name))
     })
 }
 

@@ -351,20 +351,28 @@ fn deepest(objs: &dyn Objects, kind: &'static Kind, id: u64, depth: usize) -> Op
         return None;
     }
     if !unhealthy(objs, kind, id, o) {
-        // A healthy definition still answers for its failing instances.
-        if kind.role != Role::Definition {
-            return None;
-        }
-        return failing_child(objs, kind, id, depth);
+        // A healthy definition still answers for its failing instances, and a healthy
+        // instance for its failing dependencies (a workload whose secret failed).
+        let kinds = if kind.role == Role::Definition {
+            kind.children()
+        } else {
+            kind.dependencies()
+        };
+        return failing_child(objs, &kinds, id, depth);
     }
-    if let Some(c) = failing_child(objs, kind, id, depth) {
+    if let Some(c) = failing_child(objs, &kind.children(), id, depth) {
         return Some(c);
     }
     Some(own_cause(objs, kind, id, o))
 }
 
-fn failing_child(objs: &dyn Objects, kind: &'static Kind, id: u64, depth: usize) -> Option<Cause> {
-    for ck in kind.children() {
+fn failing_child(
+    objs: &dyn Objects,
+    kinds: &[&'static Kind],
+    id: u64,
+    depth: usize,
+) -> Option<Cause> {
+    for &ck in kinds {
         for (cid, c) in objs.referrers(id, ck) {
             if let Some(mut cause) = deepest(objs, ck, cid, depth + 1) {
                 cause.path.insert(0, object_label(ck, c));

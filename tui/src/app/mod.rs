@@ -804,7 +804,7 @@ mod tests {
         press(&mut app, KeyCode::Enter);
         assert_eq!(
             app.screen().view.title(&app.store),
-            "resources of workload-instance/inst"
+            "resources and dependencies of workload-instance/inst"
         );
         assert_eq!(app.rows()[0].cells[0], "Deployment/web");
         press(&mut app, KeyCode::Enter);

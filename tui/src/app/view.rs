@@ -144,6 +144,10 @@ impl View {
     fn children_word(kinds: &[&'static Kind]) -> String {
         match kinds {
             [k] if same(k, kinds::WORKLOAD_RESOURCE_INSTANCE) => "resources".into(),
+            // A workload instance: its Kubernetes objects, then its databases, secrets, …
+            [k, ..] if same(k, kinds::WORKLOAD_RESOURCE_INSTANCE) => {
+                "resources and dependencies".into()
+            }
             [k] => k.plural.into(),
             _ => "dependants".into(),
         }
@@ -216,9 +220,11 @@ mod tests {
             children(View::open(kinds::WORKLOAD_DEFINITION, 1)),
             [kinds::WORKLOAD_INSTANCE.name]
         );
-        assert_eq!(
-            children(View::open(kinds::WORKLOAD_INSTANCE, 1)),
-            [kinds::WORKLOAD_RESOURCE_INSTANCE.name]
+        let under_instance = children(View::open(kinds::WORKLOAD_INSTANCE, 1));
+        assert_eq!(under_instance[0], kinds::WORKLOAD_RESOURCE_INSTANCE.name);
+        assert!(
+            under_instance.contains(&kinds::SECRET_INSTANCE.name),
+            "{under_instance:?}"
         );
         // A runtime has no children, but workloads (and more) run on it.
         let on_runtime = children(View::open(kinds::KUBERNETES_RUNTIME_INSTANCE, 1));
