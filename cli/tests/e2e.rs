@@ -105,7 +105,6 @@ fn pending_where_no_controller_runs(env: &Tptctl) {
         "HelmWorkloadInstance",
         "GatewayInstance",
         "DomainNameInstance",
-        "AwsRelationalDatabaseInstance",
         "AwsObjectStorageBucketInstance",
         "TerraformInstance",
         "ObservabilityStackInstance",
@@ -441,10 +440,28 @@ fn upstream_composites_apply_and_delete_whole() {
     let wi = get("workload-instance", "wordpress");
     let db = get("aws-relational-database-instance", "wordpress-db");
     assert_eq!(db["WorkloadInstanceID"], wi["ID"], "{db}");
-    assert_eq!(db["Status"], "Pending", "{db}");
-    let reason = db["StatusReason"].as_str().unwrap();
+    // A database of a workload that cannot run says so (the aws controller serves it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let db = get("aws-relational-database-instance", "wordpress-guide-db");
+        if db["Status"] == "Failed" {
+            let reason = db["StatusReason"].as_str().unwrap();
+            assert!(
+                reason.starts_with(
+                    "its WorkloadInstance \"wordpress-guide\" failed: no Kubernetes runtime"
+                ),
+                "{reason}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{db}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let bucket = get("aws-object-storage-bucket-instance", "s3-client-bucket");
+    assert_eq!(bucket["Status"], "Pending", "{bucket}");
+    let reason = bucket["StatusReason"].as_str().unwrap();
     assert!(
-        reason.starts_with("no controller for AwsRelationalDatabaseInstance"),
+        reason.starts_with("no controller for AwsObjectStorageBucketInstance"),
         "{reason}"
     );
     let gw = get("gateway-definition", "web-service-gateway");
@@ -1393,6 +1410,347 @@ async fn a_workload_secret_lives_in_secrets_manager_and_in_the_cluster() {
         assert_eq!(r.stdout, "", "{plural}");
         env = e;
     }
+    std::fs::remove_file(env.config_path()).unwrap();
+    drop(env);
+    plane.server.shutdown().await;
+}
+
+/// The control plane's API client, as a controller holds it (the plane's client certificate).
+fn api_client(plane: &PgPlane) -> threeport_api::Client {
+    let read = |f: &str| std::fs::read_to_string(plane.tls.path().join(f)).unwrap();
+    let tls = threeport_api::ClientTls {
+        ca_pem: read("ca.crt"),
+        cert_pem: read("client.crt"),
+        key_pem: read("client.key"),
+    };
+    threeport_api::Client::new(&format!("https://{}", plane.server.addr), Some(&tls)).unwrap()
+}
+
+/// A composite `Workload` with an `AwsRelationalDatabase`, on a runtime whose VPC is recorded
+/// in its EKS instance's inventory (made here in moto, as the EKS installer records it): the
+/// database is created in that VPC behind its own security group, its connection lands in the
+/// workload's namespace, a taken identifier fails with AWS's own error on the workload, and
+/// `delete -f` removes what it made (leaving a final snapshot) and nothing it did not make.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_database_is_created_in_its_runtimes_vpc_and_connected() {
+    use aws_sdk_ec2::types::Filter;
+    use k8s_openapi::api::core::v1::Secret;
+    use threeport_api::kinds;
+    let env = tptctl();
+    let plane = PgPlane::start(&env).await;
+    let moto = threeport_testkit::Moto::start().expect("moto_server starts");
+    let aws = moto.sdk_config().await;
+    let (ec2, rds) = (
+        aws_sdk_ec2::Client::new(&aws),
+        aws_sdk_rds::Client::new(&aws),
+    );
+    let double = kube_api_double::KubeDouble::start(Default::default())
+        .await
+        .unwrap();
+    let kube = threeport_testkit::kube_client(&double.kubeconfig()).await;
+    let _controllers = Controllers::spawn_with(&plane, &moto.cli_env());
+    let api = api_client(&plane);
+
+    // The runtime's network, as `installers/eks` leaves it.
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
+    let mut subnets = Vec::new();
+    for (cidr, zone) in [("10.0.1.0/24", "us-east-1a"), ("10.0.2.0/24", "us-east-1b")] {
+        let s = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(cidr)
+            .availability_zone(zone)
+            .send()
+            .await
+            .unwrap();
+        subnets.push(s.subnet().unwrap().subnet_id().unwrap().to_string());
+    }
+    let cluster_sg = ec2
+        .create_security_group()
+        .group_name("threeport-eks-cluster-sg")
+        .description("cluster")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    let work = tempfile::tempdir().unwrap();
+    let kubeconfig = work.path().join("kubeconfig");
+    double.write_kubeconfig(&kubeconfig).unwrap();
+    std::fs::write(
+        work.path().join("manifest.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: wordpress:6.5-apache\n",
+    )
+    .unwrap();
+    let account = "AwsAccount:\n  Name: moto\n  AccountID: \"123456789012\"\n  DefaultRegion: us-east-1\n  AccessKeyID: AKIAEXAMPLEKEY\n  SecretAccessKey: wJalrXUtnFEMIEXAMPLE\n";
+    let workload = |name: &str, db: &str| {
+        format!(
+            "Workload:\n  Name: {name}\n  YAMLDocument: manifest.yaml\n  AwsRelationalDatabase:\n    Name: {db}\n    AwsAccountName: moto\n    Engine: mariadb\n    EngineVersion: \"10.11\"\n    DatabaseName: wordpress\n    DatabasePort: 3306\n    StorageGb: 20\n    MachineSize: XSmall\n    WorkloadSecretName: wordpress-db-conn\n"
+        )
+    };
+    let file = work.path().join("app.yaml");
+    std::fs::write(&file, workload("web", "wordpress-db")).unwrap();
+    let account_file = work.path().join("account.yaml");
+    std::fs::write(&account_file, account).unwrap();
+    let (file, kc, account_file) = (
+        file.to_str().unwrap().to_string(),
+        kubeconfig.to_str().unwrap().to_string(),
+        account_file.to_str().unwrap().to_string(),
+    );
+    let run = |env: Tptctl, args: Vec<String>, ok: bool| async move {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let r = if ok { env.ok(&args) } else { env.run(&args) };
+            (env, r)
+        })
+        .await
+        .unwrap()
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (env, _) = run(
+        env,
+        args(&[
+            "runtime",
+            "register",
+            "double",
+            "--kubeconfig",
+            &kc,
+            "--default",
+        ]),
+        true,
+    )
+    .await;
+    let (env, _) = run(env, args(&["apply", "-f", &account_file]), true).await;
+    // The runtime's EKS instance, with the inventory the installer writes.
+    let account_id = api
+        .find_by_name(kinds::AWS_ACCOUNT, "moto")
+        .await
+        .unwrap()
+        .unwrap()["ID"]
+        .clone();
+    let runtime_id = api
+        .find_by_name(kinds::KUBERNETES_RUNTIME_INSTANCE, "double")
+        .await
+        .unwrap()
+        .unwrap()["ID"]
+        .clone();
+    let eks_def = api
+        .create(
+            kinds::AWS_EKS_KUBERNETES_RUNTIME_DEFINITION,
+            &serde_json::json!({"Name": "double", "AwsAccountID": account_id}),
+        )
+        .await
+        .unwrap();
+    let mut resources =
+        vec![serde_json::json!({"kind": "Vpc", "id": vpc, "extra": {"step": "vpc"}})];
+    for s in &subnets {
+        resources
+            .push(serde_json::json!({"kind": "Subnet", "id": s, "extra": {"step": "subnets"}}));
+    }
+    resources.push(serde_json::json!({"kind": "SecurityGroup", "id": cluster_sg, "extra": {"step": "security-group"}}));
+    api.create(
+        kinds::AWS_EKS_KUBERNETES_RUNTIME_INSTANCE,
+        &serde_json::json!({"Name": "double", "Region": "us-east-1",
+            "AwsEksKubernetesRuntimeDefinitionID": eks_def["ID"], "KubernetesRuntimeInstanceID": runtime_id,
+            "ResourceInventory": {"name": "double", "region": "us-east-1", "resources": resources}}),
+    )
+    .await
+    .unwrap();
+
+    let (env, _) = run(
+        env,
+        args(&["apply", "-f", &file, "--wait", "--timeout", "120s"]),
+        true,
+    )
+    .await;
+    let dbs = rds.describe_db_instances().send().await.unwrap();
+    assert_eq!(dbs.db_instances().len(), 1, "{dbs:?}");
+    let db = &dbs.db_instances()[0];
+    assert_eq!(db.db_instance_identifier(), Some("wordpress-db"));
+    assert_eq!(db.db_instance_class(), Some("db.t3.micro"));
+    assert_eq!(db.engine(), Some("mariadb"));
+    let group = db.db_subnet_group().unwrap();
+    assert_eq!(group.vpc_id(), Some(vpc.as_str()));
+    assert_eq!(group.subnets().len(), 2);
+    // Its security group admits the cluster's group on the database port, and nothing else.
+    let db_sg = db.vpc_security_groups()[0]
+        .vpc_security_group_id()
+        .unwrap()
+        .to_string();
+    let sg = ec2
+        .describe_security_groups()
+        .group_ids(&db_sg)
+        .send()
+        .await
+        .unwrap();
+    let rules = sg.security_groups()[0].ip_permissions();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(
+        (rules[0].from_port(), rules[0].to_port()),
+        (Some(3306), Some(3306))
+    );
+    assert_eq!(
+        rules[0].user_id_group_pairs()[0].group_id(),
+        Some(cluster_sg.as_str())
+    );
+    assert!(rules[0].ip_ranges().is_empty());
+
+    // The connection, in the workload's namespace.
+    let secrets = kube::Api::<Secret>::namespaced(kube.clone(), "web");
+    let conn = secrets
+        .get("wordpress-db-conn")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    let keys: Vec<&str> = conn.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "db-endpoint",
+            "db-name",
+            "db-password",
+            "db-port",
+            "db-user"
+        ]
+    );
+    assert_eq!(conn["db-port"].0, b"3306");
+    assert_eq!(conn["db-name"].0, b"wordpress");
+    let password = String::from_utf8(conn["db-password"].0.clone()).unwrap();
+    assert_eq!(password.len(), 32);
+    let (env, inst) = run(
+        env,
+        args(&[
+            "get",
+            "aws-relational-database-instance",
+            "wordpress-db",
+            "-o",
+            "json",
+        ]),
+        true,
+    )
+    .await;
+    assert!(
+        !inst.stdout.contains(&password),
+        "the password stays redacted: {}",
+        inst.stdout
+    );
+    let inst: Value = serde_json::from_str(&inst.stdout).unwrap();
+    assert_eq!(inst["Status"], "Healthy", "{inst}");
+
+    // An identifier someone else already uses in the account: AWS's refusal, on the workload.
+    rds.create_db_subnet_group()
+        .db_subnet_group_name("theirs")
+        .db_subnet_group_description("not ours")
+        .set_subnet_ids(Some(subnets.clone()))
+        .send()
+        .await
+        .unwrap();
+    rds.create_db_instance()
+        .db_subnet_group_name("theirs")
+        .db_instance_identifier("taken-db")
+        .engine("mariadb")
+        .engine_version("10.11")
+        .port(3306)
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("not-ours-password")
+        .send()
+        .await
+        .unwrap();
+    let taken = work.path().join("taken.yaml");
+    std::fs::write(&taken, workload("other", "taken-db")).unwrap();
+    let taken = taken.to_str().unwrap().to_string();
+    let (env, r) = run(
+        env,
+        args(&["apply", "-f", &taken, "--wait", "--timeout", "60s"]),
+        false,
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("CreateDBInstance: DBInstanceAlreadyExists: "),
+        "{}",
+        r.stderr
+    );
+    let (env, why) = run(env, args(&["why", "workload-instance", "other"]), true).await;
+    assert!(
+        why.stdout
+            .contains("cause:  aws-relational-database-instance/taken-db › ")
+            && why
+                .stdout
+                .contains("CreateDBInstance: DBInstanceAlreadyExists"),
+        "{}",
+        why.stdout
+    );
+    let (env, _) = run(
+        env,
+        args(&["delete", "-f", &taken, "--wait", "--timeout", "60s"]),
+        true,
+    )
+    .await;
+
+    let (env, _) = run(
+        env,
+        args(&["delete", "-f", &file, "--wait", "--timeout", "120s"]),
+        true,
+    )
+    .await;
+    let left: Vec<String> = rds
+        .describe_db_instances()
+        .send()
+        .await
+        .unwrap()
+        .db_instances()
+        .iter()
+        .filter_map(|d| d.db_instance_identifier().map(str::to_string))
+        .collect();
+    assert_eq!(left, ["taken-db"], "ours gone, theirs kept");
+    let snapshots = rds
+        .describe_db_snapshots()
+        .db_instance_identifier("wordpress-db")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(snapshots.db_snapshots().len(), 1, "a final snapshot");
+    assert!(
+        rds.describe_db_subnet_groups()
+            .send()
+            .await
+            .unwrap()
+            .db_subnet_groups()
+            .iter()
+            .all(|g| g.db_subnet_group_name() == Some("theirs"))
+    );
+    let groups = ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(&vpc).build())
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<&str> = groups
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_name())
+        .collect();
+    assert!(!names.iter().any(|n| n.starts_with("threeport-wordpress-db") || n.starts_with("threeport-taken-db")), "{names:?}");
+    assert!(
+        secrets
+            .get_opt("wordpress-db-conn")
+            .await
+            .unwrap()
+            .is_none()
+    );
     std::fs::remove_file(env.config_path()).unwrap();
     drop(env);
     plane.server.shutdown().await;

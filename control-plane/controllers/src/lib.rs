@@ -5,7 +5,9 @@
 
 pub mod aws;
 pub mod cluster;
+pub mod dependency;
 pub mod kuberuntime;
+pub mod rds;
 pub mod registration;
 pub mod runtime;
 pub mod secret;
@@ -40,7 +42,7 @@ pub struct ControllerOptions {
     pub runtime: runtime::Options,
     /// How often runtimes are checked for reachability.
     pub runtime_check_interval: Duration,
-    /// Run only these controllers (`workload`, `kubernetes-runtime`, `secret`); `None` runs all
+    /// Run only these controllers (`workload`, `kubernetes-runtime`, `secret`, `aws`); `None` runs all
     /// of them.
     pub only: Option<Vec<String>>,
     /// How the AWS-facing controllers reach AWS.
@@ -115,6 +117,10 @@ pub async fn run_all(
         clients: clients.clone(),
     });
     let secrets = Arc::new(secret::SecretReconciler {
+        clients: clients.clone(),
+        aws: opts.aws.clone(),
+    });
+    let aws = Arc::new(rds::AwsReconciler {
         clients,
         aws: opts.aws.clone(),
     });
@@ -128,6 +134,12 @@ pub async fn run_all(
     let id = reg.register_until_done(&api, &shutdown).await;
     let heartbeat = tokio::spawn(reg.keep(api.clone(), id, shutdown.clone()));
 
+    let start = Start {
+        api: &api,
+        notifications: &notifications,
+        opts: &opts.runtime,
+        shutdown: &shutdown,
+    };
     let mut runs: Vec<tokio::task::JoinHandle<anyhow::Result<()>>> = Vec::new();
     if selected.contains(&"workload") {
         // Status follows the cluster even for workloads this process never reconciled (a
@@ -140,13 +152,7 @@ pub async fn run_all(
             );
             tokio::spawn(async move { status::watch_all(&api, &clients, &watchers).await });
         }
-        runs.push(tokio::spawn(runtime::run(
-            workload,
-            api.clone(),
-            notifications.source(),
-            opts.runtime.clone(),
-            shutdown.clone(),
-        )));
+        runs.push(start.run(workload));
     }
     let mut monitor = None;
     if selected.contains(&"kubernetes-runtime") {
@@ -155,22 +161,13 @@ pub async fn run_all(
             opts.runtime_check_interval,
             shutdown.clone(),
         )));
-        runs.push(tokio::spawn(runtime::run(
-            runtimes,
-            api.clone(),
-            notifications.source(),
-            opts.runtime.clone(),
-            shutdown.clone(),
-        )));
+        runs.push(start.run(runtimes));
+    }
+    if selected.contains(&"aws") {
+        runs.push(start.run(aws));
     }
     if selected.contains(&"secret") {
-        runs.push(tokio::spawn(runtime::run(
-            secrets,
-            api.clone(),
-            notifications.source(),
-            opts.runtime.clone(),
-            shutdown.clone(),
-        )));
+        runs.push(start.run(secrets));
     }
     let mut result = Ok(());
     for r in runs {
@@ -185,4 +182,27 @@ pub async fn run_all(
     }
     heartbeat.await.ok();
     result
+}
+
+/// What every reconciler of one process runs with.
+struct Start<'a> {
+    api: &'a Client,
+    notifications: &'a Notifications,
+    opts: &'a runtime::Options,
+    shutdown: &'a CancellationToken,
+}
+
+impl Start<'_> {
+    fn run<R: runtime::Reconciler>(
+        &self,
+        reconciler: Arc<R>,
+    ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        tokio::spawn(runtime::run(
+            reconciler,
+            self.api.clone(),
+            self.notifications.source(),
+            self.opts.clone(),
+            self.shutdown.clone(),
+        ))
+    }
 }

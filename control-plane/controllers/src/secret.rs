@@ -5,7 +5,8 @@
 //! A changed definition re-applies its instances, so the cluster Secret follows.
 
 use crate::aws::{AwsAccess, reconcile_error};
-use crate::cluster::{self, Clients, INSTANCE_LABEL, ObjectRef};
+use crate::cluster::{self, Clients, INSTANCE_LABEL};
+use crate::dependency::{self, Placement};
 use crate::runtime::{Outcome, ReconcileError, Reconciler};
 use crate::workload::instance_namespace;
 use aws_sdk_secretsmanager::types::Tag;
@@ -13,10 +14,7 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use threeport_api::kinds::{
-    self, KUBERNETES_RUNTIME_INSTANCE, SECRET_DEFINITION, SECRET_INSTANCE, WORKLOAD_INSTANCE,
-    WORKLOAD_RESOURCE_INSTANCE,
-};
+use threeport_api::kinds::{self, KUBERNETES_RUNTIME_INSTANCE, SECRET_DEFINITION, SECRET_INSTANCE};
 use threeport_api::{Client, Kind, ObjectExt};
 use threeport_eks::{AwsResultExt, Found};
 
@@ -24,6 +22,8 @@ use threeport_eks::{AwsResultExt, Found};
 /// the same name that someone else made is never overwritten or deleted.
 const DEFINITION_TAG: &str = "threeport.io/secret-definition";
 const INSTANCE_SECRET_LABEL: &str = "threeport.io/secret-instance";
+/// How soon an instance waiting for its definition or its workload looks again.
+const WAIT: Duration = Duration::from_secs(1);
 
 pub struct SecretReconciler {
     pub clients: Arc<Clients>,
@@ -249,24 +249,6 @@ impl SecretReconciler {
         string_data(&parsed).map_err(ReconcileError::Permanent)
     }
 
-    /// Say what the instance waits for, then look again.
-    async fn wait(
-        &self,
-        api: &Client,
-        inst: &Value,
-        why: String,
-    ) -> Result<Outcome, ReconcileError> {
-        if inst.status_reason() != Some(why.as_str()) {
-            api.patch(
-                SECRET_INSTANCE,
-                inst.id().unwrap_or_default(),
-                &json!({"StatusReason": why}),
-            )
-            .await?;
-        }
-        Ok(Outcome::RequeueAfter(Duration::from_secs(1)))
-    }
-
     async fn instance(&self, api: &Client, inst: Value) -> Result<Outcome, ReconcileError> {
         let id = inst.id().unwrap_or_default();
         let def_id = inst.id_field("SecretDefinitionID").unwrap_or_default();
@@ -280,32 +262,15 @@ impl SecretReconciler {
         }
         if !def.is_reconciled() {
             let why = format!("waiting for SecretDefinition {:?} to be stored", def.name());
-            return self.wait(api, &inst, why).await;
+            return dependency::wait(api, SECRET_INSTANCE, &inst, why, WAIT).await;
         }
-        let Some(wi_id) = inst.id_field("WorkloadInstanceID") else {
-            return Err(ReconcileError::Permanent(
-                if inst.is_set("HelmWorkloadInstanceID") {
-                    "a SecretInstance of a HelmWorkloadInstance is not served in this release (no Helm controller); nest it in a Workload".to_string()
-                } else {
-                    "no workload to put the Secret in: set WorkloadInstanceID (or nest the Secret in a Workload)".to_string()
-                },
-            ));
+        let (wi, rid) = match dependency::placement(api, &inst, "a SecretInstance").await? {
+            Placement::Ready(wi, rid) => (wi, rid),
+            Placement::Waiting(why) => {
+                return dependency::wait(api, SECRET_INSTANCE, &inst, why, WAIT).await;
+            }
         };
-        let wi = api.get(WORKLOAD_INSTANCE, wi_id).await?;
-        if wi.is_set("CreationFailed") {
-            return Err(ReconcileError::Permanent(format!(
-                "its WorkloadInstance {:?} failed: {}",
-                wi.name(),
-                wi.status_reason().unwrap_or("see its events")
-            )));
-        }
-        let Some(rid) = wi.id_field("KubernetesRuntimeInstanceID") else {
-            let why = format!(
-                "waiting for WorkloadInstance {:?} to be placed on a runtime",
-                wi.name()
-            );
-            return self.wait(api, &inst, why).await;
-        };
+        let wi_id = wi.id().unwrap_or_default();
         let data = self.data_of(api, &def).await?;
         let runtime = api.get_revealed(KUBERNETES_RUNTIME_INSTANCE, rid).await?;
         let cluster = self.clients.get(&runtime).await?;
@@ -329,27 +294,13 @@ impl SecretReconciler {
         // Recorded without its data: only the identity, so the workload's delete finds it.
         let identity = json!({"apiVersion": "v1", "kind": "Secret",
                               "metadata": {"name": def.name(), "namespace": ns}});
-        let dependency = format!("{}/{}", SECRET_INSTANCE.name, inst.name());
-        let recorded = self.record(api, wi_id, &dependency).await?;
-        match recorded {
-            Some(r) if r.get("JSONDefinition") == Some(&identity) => {}
-            Some(r) => {
-                api.patch(
-                    WORKLOAD_RESOURCE_INSTANCE,
-                    r.id().unwrap_or_default(),
-                    &json!({"JSONDefinition": identity}),
-                )
-                .await?;
-            }
-            None => {
-                api.create(
-                    WORKLOAD_RESOURCE_INSTANCE,
-                    &json!({"JSONDefinition": identity, "WorkloadInstanceID": wi_id,
-                            "Dependency": dependency, "LastOperation": "Created", "Reconciled": true}),
-                )
-                .await?;
-            }
-        }
+        dependency::record(
+            api,
+            wi_id,
+            &dependency::name(SECRET_INSTANCE, &inst),
+            identity,
+        )
+        .await?;
         Ok(Outcome::DoneWith(json!({
             "KubernetesRuntimeInstanceID": rid,
             "Status": "Healthy",
@@ -357,49 +308,10 @@ impl SecretReconciler {
         })))
     }
 
-    /// The workload resource this instance recorded, if any.
-    async fn record(
-        &self,
-        api: &Client,
-        wi_id: u64,
-        dependency: &str,
-    ) -> Result<Option<Value>, ReconcileError> {
-        Ok(api
-            .list(
-                WORKLOAD_RESOURCE_INSTANCE,
-                &[("workloadinstanceid", wi_id.to_string())],
-            )
-            .await?
-            .into_iter()
-            .find(|r| r.str_field("Dependency") == dependency))
-    }
-
     /// Delete the instance's cluster Secret and its record.
     async fn remove(&self, api: &Client, inst: &Value) -> Result<Outcome, ReconcileError> {
-        let Some(wi_id) = inst.id_field("WorkloadInstanceID") else {
-            return Ok(Outcome::Done);
-        };
-        let dependency = format!("{}/{}", SECRET_INSTANCE.name, inst.name());
-        let Some(record) = self.record(api, wi_id, &dependency).await? else {
-            return Ok(Outcome::Done);
-        };
-        let target = record.get("JSONDefinition").cloned().unwrap_or(Value::Null);
-        if let (Ok(r), Some(rid)) = (
-            ObjectRef::of(&target),
-            inst.id_field("KubernetesRuntimeInstanceID"),
-        ) {
-            let runtime = api.get_revealed(KUBERNETES_RUNTIME_INSTANCE, rid).await?;
-            let cluster = self.clients.get(&runtime).await?;
-            let ns = r.namespace.clone().unwrap_or_default();
-            cluster::delete(&cluster, &r, &ns).await?;
-        }
-        match api
-            .delete(WORKLOAD_RESOURCE_INSTANCE, record.id().unwrap_or_default())
-            .await
-        {
-            Err(e) if !e.is_not_found() => return Err(e.into()),
-            _ => {}
-        }
+        let dep = dependency::name(SECRET_INSTANCE, inst);
+        dependency::remove(api, &self.clients, inst, &dep).await?;
         Ok(Outcome::Done)
     }
 

@@ -74,7 +74,7 @@ enum Command {
         /// Seconds a crashed replica's per-object lock outlives it.
         #[arg(long, default_value_t = 60)]
         lock_ttl_secs: u64,
-        /// Run only these controllers, comma-separated (`workload`, `kubernetes-runtime`, `secret`);
+        /// Run only these controllers, comma-separated (`workload`, `kubernetes-runtime`, `secret`, `aws`);
         /// default: all of them. Each registers the kinds it serves with the API.
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
