@@ -22,6 +22,7 @@ mod down;
 pub mod ecr;
 mod inventory;
 pub mod provider;
+pub mod token;
 mod up;
 pub mod wait;
 

@@ -140,6 +140,18 @@ fn kubeconfig(access: &ClusterAccess, region: &str, profile: Option<&str>) -> St
     serde_yaml::to_string(&kc).unwrap_or_default()
 }
 
+/// A kubeconfig that presents `token` (see [`crate::token`]): what tptctl's own calls use.
+fn token_kubeconfig(access: &ClusterAccess, token: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(access.ca_pem.as_bytes());
+    let kc = json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "eks",
+        "clusters": [{"name": "eks", "cluster": {"server": access.endpoint, "certificate-authority-data": ca}}],
+        "users": [{"name": "eks", "user": {"token": token}}],
+        "contexts": [{"name": "eks", "context": {"cluster": "eks", "user": "eks"}}],
+    });
+    serde_yaml::to_string(&kc).unwrap_or_default()
+}
+
 /// The control plane into the cluster `access` names: the shared install steps, with the
 /// load balancer's address as the API's.
 async fn install(
@@ -162,12 +174,20 @@ async fn install(
     let kc_path = dir.join("kubeconfig");
     threeport_pki::write_file(&kc_path, kc_text.as_bytes(), true)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The kubeconfig written for people runs `aws eks get-token`; tptctl makes the same token
+    // itself, so it needs no `aws` CLI.
     let client = steps
         .phase("Connecting to the EKS cluster", async {
-            let client = threeport_installers::install::kube_client(&kc_text).await?;
-            client.apiserver_version().await.context(
-                "the cluster's API server did not answer (is the `aws` CLI installed and authorised?)",
-            )?;
+            let token =
+                crate::token::token(sdk, &access.cluster_name, std::time::SystemTime::now())
+                    .await?;
+            let client =
+                threeport_installers::install::kube_client(&token_kubeconfig(access, &token.token))
+                    .await?;
+            client
+                .apiserver_version()
+                .await
+                .context("the cluster's API server did not answer")?;
             Ok(client)
         })
         .await?;

@@ -995,3 +995,38 @@ async fn the_ecr_repository_is_adopted_when_ours_and_refused_when_not() {
         other => panic!("not a login: {other:?}"),
     }
 }
+
+/// The EKS token is a presigned `GetCallerIdentity` that moto's STS answers. moto serves every
+/// API on one port and picks the service from the Authorization header's credential scope (or a
+/// form body), never from a presigned query, so the GET carries that scope in a header too, for
+/// routing only: moto checks no signature, and real STS has a host of its own.
+#[tokio::test]
+async fn sts_answers_the_eks_token() {
+    let moto = start_moto();
+    let cfg = sdk_config(&moto).await;
+    let t = threeport_eks::token::token(&cfg, "threeport-dev", std::time::SystemTime::now())
+        .await
+        .unwrap();
+    let url = threeport_eks::token::presigned_url(&t.token).unwrap();
+    assert!(url.starts_with(&moto.url), "{url}");
+    let scope = url
+        .split('&')
+        .find_map(|p| p.strip_prefix("X-Amz-Credential="))
+        .unwrap()
+        .replace("%2F", "/");
+    assert!(scope.ends_with("/us-east-1/sts/aws4_request"), "{scope}");
+    let r = reqwest::Client::new()
+        .get(&url)
+        .header(threeport_eks::token::CLUSTER_HEADER, "threeport-dev")
+        .header("authorization", format!("AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host;x-k8s-aws-id, Signature=routing-only"))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("<GetCallerIdentityResult>") && body.contains("<Arn>"),
+        "{body}"
+    );
+}
