@@ -105,7 +105,6 @@ fn pending_where_no_controller_runs(env: &Tptctl) {
         "HelmWorkloadInstance",
         "GatewayInstance",
         "DomainNameInstance",
-        "AwsObjectStorageBucketInstance",
         "TerraformInstance",
         "ObservabilityStackInstance",
     ] {
@@ -457,11 +456,12 @@ fn upstream_composites_apply_and_delete_whole() {
         assert!(std::time::Instant::now() < deadline, "{db}");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let bucket = get("aws-object-storage-bucket-instance", "s3-client-bucket");
-    assert_eq!(bucket["Status"], "Pending", "{bucket}");
-    let reason = bucket["StatusReason"].as_str().unwrap();
+    // Kinds without a controller yet say so.
+    let gateway = get("gateway-instance", "web-service-gateway");
+    assert_eq!(gateway["Status"], "Pending", "{gateway}");
+    let reason = gateway["StatusReason"].as_str().unwrap();
     assert!(
-        reason.starts_with("no controller for AwsObjectStorageBucketInstance"),
+        reason.starts_with("no controller for GatewayInstance"),
         "{reason}"
     );
     let gw = get("gateway-definition", "web-service-gateway");
@@ -1435,139 +1435,26 @@ fn api_client(plane: &PgPlane) -> threeport_api::Client {
 async fn a_workload_database_is_created_in_its_runtimes_vpc_and_connected() {
     use aws_sdk_ec2::types::Filter;
     use k8s_openapi::api::core::v1::Secret;
-    use threeport_api::kinds;
-    let env = tptctl();
-    let plane = PgPlane::start(&env).await;
-    let moto = threeport_testkit::Moto::start().expect("moto_server starts");
-    let aws = moto.sdk_config().await;
-    let (ec2, rds) = (
-        aws_sdk_ec2::Client::new(&aws),
-        aws_sdk_rds::Client::new(&aws),
-    );
-    let double = kube_api_double::KubeDouble::start(Default::default())
-        .await
-        .unwrap();
-    let kube = threeport_testkit::kube_client(&double.kubeconfig()).await;
-    let _controllers = Controllers::spawn_with(&plane, &moto.cli_env());
-    let api = api_client(&plane);
-
-    // The runtime's network, as `installers/eks` leaves it.
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .unwrap();
-    let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
-    let mut subnets = Vec::new();
-    for (cidr, zone) in [("10.0.1.0/24", "us-east-1a"), ("10.0.2.0/24", "us-east-1b")] {
-        let s = ec2
-            .create_subnet()
-            .vpc_id(&vpc)
-            .cidr_block(cidr)
-            .availability_zone(zone)
-            .send()
-            .await
-            .unwrap();
-        subnets.push(s.subnet().unwrap().subnet_id().unwrap().to_string());
-    }
-    let cluster_sg = ec2
-        .create_security_group()
-        .group_name("threeport-eks-cluster-sg")
-        .description("cluster")
-        .vpc_id(&vpc)
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_string();
-    let work = tempfile::tempdir().unwrap();
-    let kubeconfig = work.path().join("kubeconfig");
-    double.write_kubeconfig(&kubeconfig).unwrap();
+    let (env, world) = AwsWorld::start(tptctl()).await;
+    let (api, aws, kube) = (&world.api, &world.aws, world.kube.clone());
+    let (ec2, rds) = (aws_sdk_ec2::Client::new(aws), aws_sdk_rds::Client::new(aws));
     std::fs::write(
-        work.path().join("manifest.yaml"),
+        world.work.path().join("manifest.yaml"),
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: wordpress:6.5-apache\n",
     )
     .unwrap();
-    let account = "AwsAccount:\n  Name: moto\n  AccountID: \"123456789012\"\n  DefaultRegion: us-east-1\n  AccessKeyID: AKIAEXAMPLEKEY\n  SecretAccessKey: wJalrXUtnFEMIEXAMPLE\n";
     let workload = |name: &str, db: &str| {
         format!(
             "Workload:\n  Name: {name}\n  YAMLDocument: manifest.yaml\n  AwsRelationalDatabase:\n    Name: {db}\n    AwsAccountName: moto\n    Engine: mariadb\n    EngineVersion: \"10.11\"\n    DatabaseName: wordpress\n    DatabasePort: 3306\n    StorageGb: 20\n    MachineSize: XSmall\n    WorkloadSecretName: wordpress-db-conn\n"
         )
     };
-    let file = work.path().join("app.yaml");
-    std::fs::write(&file, workload("web", "wordpress-db")).unwrap();
-    let account_file = work.path().join("account.yaml");
-    std::fs::write(&account_file, account).unwrap();
-    let (file, kc, account_file) = (
-        file.to_str().unwrap().to_string(),
-        kubeconfig.to_str().unwrap().to_string(),
-        account_file.to_str().unwrap().to_string(),
-    );
-    let run = |env: Tptctl, args: Vec<String>, ok: bool| async move {
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let r = if ok { env.ok(&args) } else { env.run(&args) };
-            (env, r)
-        })
-        .await
-        .unwrap()
-    };
-    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let (env, _) = run(
-        env,
-        args(&[
-            "runtime",
-            "register",
-            "double",
-            "--kubeconfig",
-            &kc,
-            "--default",
-        ]),
-        true,
-    )
-    .await;
-    let (env, _) = run(env, args(&["apply", "-f", &account_file]), true).await;
-    // The runtime's EKS instance, with the inventory the installer writes.
-    let account_id = api
-        .find_by_name(kinds::AWS_ACCOUNT, "moto")
-        .await
-        .unwrap()
-        .unwrap()["ID"]
-        .clone();
-    let runtime_id = api
-        .find_by_name(kinds::KUBERNETES_RUNTIME_INSTANCE, "double")
-        .await
-        .unwrap()
-        .unwrap()["ID"]
-        .clone();
-    let eks_def = api
-        .create(
-            kinds::AWS_EKS_KUBERNETES_RUNTIME_DEFINITION,
-            &serde_json::json!({"Name": "double", "AwsAccountID": account_id}),
-        )
-        .await
-        .unwrap();
-    let mut resources =
-        vec![serde_json::json!({"kind": "Vpc", "id": vpc, "extra": {"step": "vpc"}})];
-    for s in &subnets {
-        resources
-            .push(serde_json::json!({"kind": "Subnet", "id": s, "extra": {"step": "subnets"}}));
-    }
-    resources.push(serde_json::json!({"kind": "SecurityGroup", "id": cluster_sg, "extra": {"step": "security-group"}}));
-    api.create(
-        kinds::AWS_EKS_KUBERNETES_RUNTIME_INSTANCE,
-        &serde_json::json!({"Name": "double", "Region": "us-east-1",
-            "AwsEksKubernetesRuntimeDefinitionID": eks_def["ID"], "KubernetesRuntimeInstanceID": runtime_id,
-            "ResourceInventory": {"name": "double", "region": "us-east-1", "resources": resources}}),
-    )
-    .await
-    .unwrap();
+    let file = world.file("app.yaml", &workload("web", "wordpress-db"));
+    let seed = seed_eks_runtime(api, aws, "moto", "double", false).await;
+    let (vpc, subnets, cluster_sg) = (seed.vpc, seed.subnets, seed.cluster_sg);
 
-    let (env, _) = run(
+    let (env, _) = tp(
         env,
-        args(&["apply", "-f", &file, "--wait", "--timeout", "120s"]),
+        &["apply", "-f", &file, "--wait", "--timeout", "120s"],
         true,
     )
     .await;
@@ -1626,15 +1513,15 @@ async fn a_workload_database_is_created_in_its_runtimes_vpc_and_connected() {
     assert_eq!(conn["db-name"].0, b"wordpress");
     let password = String::from_utf8(conn["db-password"].0.clone()).unwrap();
     assert_eq!(password.len(), 32);
-    let (env, inst) = run(
+    let (env, inst) = tp(
         env,
-        args(&[
+        &[
             "get",
             "aws-relational-database-instance",
             "wordpress-db",
             "-o",
             "json",
-        ]),
+        ],
         true,
     )
     .await;
@@ -1667,12 +1554,12 @@ async fn a_workload_database_is_created_in_its_runtimes_vpc_and_connected() {
         .send()
         .await
         .unwrap();
-    let taken = work.path().join("taken.yaml");
+    let taken = world.work.path().join("taken.yaml");
     std::fs::write(&taken, workload("other", "taken-db")).unwrap();
     let taken = taken.to_str().unwrap().to_string();
-    let (env, r) = run(
+    let (env, r) = tp(
         env,
-        args(&["apply", "-f", &taken, "--wait", "--timeout", "60s"]),
+        &["apply", "-f", &taken, "--wait", "--timeout", "60s"],
         false,
     )
     .await;
@@ -1683,7 +1570,7 @@ async fn a_workload_database_is_created_in_its_runtimes_vpc_and_connected() {
         "{}",
         r.stderr
     );
-    let (env, why) = run(env, args(&["why", "workload-instance", "other"]), true).await;
+    let (env, why) = tp(env, &["why", "workload-instance", "other"], true).await;
     assert!(
         why.stdout
             .contains("cause:  aws-relational-database-instance/taken-db › ")
@@ -1693,16 +1580,16 @@ async fn a_workload_database_is_created_in_its_runtimes_vpc_and_connected() {
         "{}",
         why.stdout
     );
-    let (env, _) = run(
+    let (env, _) = tp(
         env,
-        args(&["delete", "-f", &taken, "--wait", "--timeout", "60s"]),
+        &["delete", "-f", &taken, "--wait", "--timeout", "60s"],
         true,
     )
     .await;
 
-    let (env, _) = run(
+    let (env, _) = tp(
         env,
-        args(&["delete", "-f", &file, "--wait", "--timeout", "120s"]),
+        &["delete", "-f", &file, "--wait", "--timeout", "120s"],
         true,
     )
     .await;
@@ -1751,7 +1638,402 @@ async fn a_workload_database_is_created_in_its_runtimes_vpc_and_connected() {
             .unwrap()
             .is_none()
     );
-    std::fs::remove_file(env.config_path()).unwrap();
-    drop(env);
-    plane.server.shutdown().await;
+    world.stop(env).await;
+}
+
+/// What [`seed_eks_runtime`] made in moto.
+struct EksSeed {
+    vpc: String,
+    subnets: Vec<String>,
+    cluster_sg: String,
+}
+
+/// Make runtime `runtime` an EKS runtime of account `account` as `installers/eks` leaves one:
+/// a VPC with two subnets and a cluster security group in moto (and, with `cluster`, the EKS
+/// cluster), recorded in an `AwsEksKubernetesRuntimeInstance`'s inventory. There is no EKS
+/// runtime controller yet, so this stands in for its provisioning.
+async fn seed_eks_runtime(
+    api: &threeport_api::Client,
+    aws: &aws_config::SdkConfig,
+    account: &str,
+    runtime: &str,
+    cluster: bool,
+) -> EksSeed {
+    use threeport_api::kinds;
+    let ec2 = aws_sdk_ec2::Client::new(aws);
+    // The runtime's network, as `installers/eks` leaves it.
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
+    let mut subnets = Vec::new();
+    for (cidr, zone) in [("10.0.1.0/24", "us-east-1a"), ("10.0.2.0/24", "us-east-1b")] {
+        let s = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(cidr)
+            .availability_zone(zone)
+            .send()
+            .await
+            .unwrap();
+        subnets.push(s.subnet().unwrap().subnet_id().unwrap().to_string());
+    }
+    let cluster_sg = ec2
+        .create_security_group()
+        .group_name("threeport-eks-cluster-sg")
+        .description("cluster")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    let account_id = api
+        .find_by_name(kinds::AWS_ACCOUNT, account)
+        .await
+        .unwrap()
+        .unwrap()["ID"]
+        .clone();
+    let runtime_id = api
+        .find_by_name(kinds::KUBERNETES_RUNTIME_INSTANCE, runtime)
+        .await
+        .unwrap()
+        .unwrap()["ID"]
+        .clone();
+    let eks_def = api
+        .create(
+            kinds::AWS_EKS_KUBERNETES_RUNTIME_DEFINITION,
+            &serde_json::json!({"Name": runtime, "AwsAccountID": account_id}),
+        )
+        .await
+        .unwrap();
+    let mut resources =
+        vec![serde_json::json!({"kind": "Vpc", "id": vpc, "extra": {"step": "vpc"}})];
+    for s in &subnets {
+        resources
+            .push(serde_json::json!({"kind": "Subnet", "id": s, "extra": {"step": "subnets"}}));
+    }
+    resources.push(serde_json::json!({"kind": "SecurityGroup", "id": cluster_sg, "extra": {"step": "security-group"}}));
+    if cluster {
+        let name = format!("threeport-{runtime}");
+        let iam = aws_sdk_iam::Client::new(aws);
+        let role = iam
+            .create_role()
+            .role_name(format!("{name}-cluster-role"))
+            .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
+            .send()
+            .await
+            .unwrap();
+        aws_sdk_eks::Client::new(aws)
+            .create_cluster()
+            .name(&name)
+            .role_arn(role.role().unwrap().arn())
+            .resources_vpc_config(
+                aws_sdk_eks::types::VpcConfigRequest::builder()
+                    .set_subnet_ids(Some(subnets.clone()))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        resources.push(
+            serde_json::json!({"kind": "EksCluster", "id": name, "extra": {"step": "cluster"}}),
+        );
+    }
+    api.create(
+        kinds::AWS_EKS_KUBERNETES_RUNTIME_INSTANCE,
+        &serde_json::json!({"Name": runtime, "Region": "us-east-1",
+            "AwsEksKubernetesRuntimeDefinitionID": eks_def["ID"], "KubernetesRuntimeInstanceID": runtime_id,
+            "ResourceInventory": {"name": runtime, "region": "us-east-1", "resources": resources}}),
+    )
+    .await
+    .unwrap();
+    EksSeed {
+        vpc,
+        subnets,
+        cluster_sg,
+    }
+}
+
+/// A composite `Workload` with an `AwsObjectStorageBucket` on an EKS runtime (seeded in moto,
+/// cluster included): a private bucket, a role only the workload's ServiceAccount can assume
+/// through the cluster's OIDC provider, scoped to the bucket; the ServiceAccount annotated and
+/// the env var in the Deployment that runs as it; a non-empty bucket refuses deletion until
+/// `ForceDelete`, and then nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_bucket_is_private_and_reachable_only_by_its_service_account() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let (env, world) = AwsWorld::start(tptctl()).await;
+    let (api, aws, kube) = (&world.api, &world.aws, world.kube.clone());
+    let (s3, iam) = (aws_sdk_s3::Client::new(aws), aws_sdk_iam::Client::new(aws));
+    std::fs::write(
+        world.work.path().join("manifest.yaml"),
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: s3-client\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      serviceAccountName: s3-client\n      containers:\n        - name: web\n          image: nginx:1.27\n",
+    )
+    .unwrap();
+    let file = world.file("app.yaml", "Workload:\n  Name: web\n  YAMLDocument: manifest.yaml\n  AwsObjectStorageBucket:\n    Name: s3-client-bucket\n    AwsAccountName: moto\n    PublicReadAccess: false\n    WorkloadServiceAccountName: s3-client\n    WorkloadBucketEnvVar: S3_BUCKET_NAME\n");
+    seed_eks_runtime(api, aws, "moto", "double", true).await;
+    let (env, _) = tp(
+        env,
+        &["apply", "-f", &file, "--wait", "--timeout", "120s"],
+        true,
+    )
+    .await;
+
+    let buckets: Vec<String> = s3
+        .list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name().map(str::to_string))
+        .collect();
+    assert_eq!(buckets, ["s3-client-bucket"]);
+    let block = s3
+        .get_public_access_block()
+        .bucket("s3-client-bucket")
+        .send()
+        .await
+        .unwrap();
+    let block = block.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (
+            block.block_public_acls(),
+            block.block_public_policy(),
+            block.ignore_public_acls(),
+            block.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+    let role = iam
+        .get_role()
+        .role_name("threeport-s3-client-bucket")
+        .send()
+        .await
+        .unwrap();
+    let role = role.role().unwrap();
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .unwrap()
+            .to_string()
+    };
+    let trust = decode(role.assume_role_policy_document().unwrap());
+    assert!(
+        trust.contains("system:serviceaccount:web:s3-client"),
+        "{trust}"
+    );
+    assert!(
+        trust.contains(":oidc-provider/") && trust.contains("AssumeRoleWithWebIdentity"),
+        "{trust}"
+    );
+    let policy = iam
+        .get_role_policy()
+        .role_name("threeport-s3-client-bucket")
+        .policy_name("bucket-access")
+        .send()
+        .await
+        .unwrap();
+    let policy = decode(policy.policy_document());
+    assert!(
+        policy.contains("arn:aws:s3:::s3-client-bucket/*"),
+        "{policy}"
+    );
+    assert!(
+        !policy.contains("\"Resource\":\"*\"") && !policy.contains("arn:aws:s3:::*"),
+        "{policy}"
+    );
+    assert_eq!(
+        iam.list_open_id_connect_providers()
+            .send()
+            .await
+            .unwrap()
+            .open_id_connect_provider_list()
+            .len(),
+        1
+    );
+
+    // The workload runs as the role, and knows its bucket.
+    let role_arn = role.arn().to_string();
+    let (sas, deployments) = (
+        kube::Api::<ServiceAccount>::namespaced(kube.clone(), "web"),
+        kube::Api::<Deployment>::namespaced(kube.clone(), "web"),
+    );
+    threeport_testkit::eventually(
+        std::time::Duration::from_secs(20),
+        "the role on the ServiceAccount and the bucket in the Deployment",
+        || {
+            let (sas, deployments, role_arn) = (sas.clone(), deployments.clone(), role_arn.clone());
+            async move {
+                let sa = sas.get("s3-client").await.ok()?;
+                let annotated = sa
+                    .metadata
+                    .annotations
+                    .unwrap_or_default()
+                    .get("eks.amazonaws.com/role-arn")
+                    == Some(&role_arn);
+                let d = deployments.get("web").await.ok()?;
+                let env = d.spec.template.spec?.containers[0]
+                    .env
+                    .clone()
+                    .unwrap_or_default();
+                let has_env = env.iter().any(|e| {
+                    e.name == "S3_BUCKET_NAME" && e.value.as_deref() == Some("s3-client-bucket")
+                });
+                (annotated && has_env).then_some(())
+            }
+        },
+    )
+    .await;
+    let (env, table) = tp(env, &["get", "aws-object-storage-bucket-instances"], true).await;
+    assert!(table.lines()[1].contains("Healthy"), "{}", table.stdout);
+
+    // Not empty: the delete says so and waits for ForceDelete.
+    s3.put_object()
+        .bucket("s3-client-bucket")
+        .key("uploads/a.txt")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"hello"))
+        .send()
+        .await
+        .unwrap();
+    let (env, r) = tp(
+        env,
+        &["delete", "-f", &file, "--wait", "--timeout", "10s"],
+        false,
+    )
+    .await;
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    let bucket = api
+        .find_by_name(
+            threeport_api::kinds::AWS_OBJECT_STORAGE_BUCKET_INSTANCE,
+            "s3-client-bucket",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bucket["Status"], "Failed", "{bucket}");
+    assert!(
+        bucket["StatusReason"]
+            .as_str()
+            .unwrap()
+            .starts_with("DeleteBucket: BucketNotEmpty: "),
+        "{bucket}"
+    );
+    assert_eq!(s3.list_buckets().send().await.unwrap().buckets().len(), 1);
+    api.patch(
+        threeport_api::kinds::AWS_OBJECT_STORAGE_BUCKET_INSTANCE,
+        bucket["ID"].as_u64().unwrap(),
+        &serde_json::json!({"ForceDelete": true}),
+    )
+    .await
+    .unwrap();
+    let (env, _) = tp(
+        env,
+        &["delete", "-f", &file, "--wait", "--timeout", "120s"],
+        true,
+    )
+    .await;
+    assert!(s3.list_buckets().send().await.unwrap().buckets().is_empty());
+    assert!(
+        iam.get_role()
+            .role_name("threeport-s3-client-bucket")
+            .send()
+            .await
+            .is_err()
+    );
+    world.stop(env).await;
+}
+
+/// `tptctl ARGS` off the async runtime (the API runs on it); `ok` asserts success. The
+/// environment is handed back for the next call.
+async fn tp(env: Tptctl, args: &[&str], ok: bool) -> (Tptctl, threeport_testkit::Run) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = if ok { env.ok(&args) } else { env.run(&args) };
+        (env, r)
+    })
+    .await
+    .unwrap()
+}
+
+/// What the AWS dependency tests share: a control plane on PostgreSQL + NATS, moto, the
+/// Kubernetes API double registered as the default runtime `double`, one controller process
+/// that reaches moto through its environment, and the account `moto`.
+struct AwsWorld {
+    plane: PgPlane,
+    // Kept alive for the test; killed on drop.
+    _moto: threeport_testkit::Moto,
+    aws: aws_config::SdkConfig,
+    kube: kube::Client,
+    api: threeport_api::Client,
+    work: tempfile::TempDir,
+    _double: kube_api_double::KubeDouble,
+    _controllers: Controllers,
+}
+
+impl AwsWorld {
+    async fn start(env: Tptctl) -> (Tptctl, AwsWorld) {
+        let plane = PgPlane::start(&env).await;
+        let moto = threeport_testkit::Moto::start().expect("moto_server starts");
+        let aws = moto.sdk_config().await;
+        let double = kube_api_double::KubeDouble::start(Default::default())
+            .await
+            .unwrap();
+        let kube = threeport_testkit::kube_client(&double.kubeconfig()).await;
+        // The endpoint and the controller's own credentials (for a role to assume) come from
+        // its environment, as they would in a cluster.
+        let controllers = Controllers::spawn_with(&plane, &moto.cli_env());
+        let api = api_client(&plane);
+        let work = tempfile::tempdir().unwrap();
+        let kubeconfig = work.path().join("kubeconfig");
+        double.write_kubeconfig(&kubeconfig).unwrap();
+        let account = work.path().join("account.yaml");
+        std::fs::write(&account, "AwsAccount:\n  Name: moto\n  AccountID: \"123456789012\"\n  DefaultRegion: us-east-1\n  AccessKeyID: AKIAEXAMPLEKEY\n  SecretAccessKey: wJalrXUtnFEMIEXAMPLE\n").unwrap();
+        let kc = kubeconfig.to_str().unwrap();
+        let (env, _) = tp(
+            env,
+            &[
+                "runtime",
+                "register",
+                "double",
+                "--kubeconfig",
+                kc,
+                "--default",
+            ],
+            true,
+        )
+        .await;
+        let (env, _) = tp(env, &["apply", "-f", account.to_str().unwrap()], true).await;
+        let world = AwsWorld {
+            plane,
+            _moto: moto,
+            aws,
+            kube,
+            api,
+            work,
+            _double: double,
+            _controllers: controllers,
+        };
+        (env, world)
+    }
+
+    /// Write `text` to `name` in the work directory; its path.
+    fn file(&self, name: &str, text: &str) -> String {
+        let p = self.work.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+
+    async fn stop(self, env: Tptctl) {
+        std::fs::remove_file(env.config_path()).unwrap();
+        drop(env);
+        self.plane.server.shutdown().await;
+    }
 }

@@ -621,6 +621,9 @@ pub static KINDS: &[Kind] = &[
         aliases: ["s3i"], fields: [
         r("AwsObjectStorageBucketDefinitionID", "AwsObjectStorageBucketDefinition").required(),
         r("WorkloadInstanceID", "WorkloadInstance").attaches(), r("HelmWorkloadInstanceID", "HelmWorkloadInstance").attaches(),
+        // Ours, modelled on upstream's runtime field: empty the bucket before deleting it.
+        b("ForceDelete"),
+        json("ResourceInventory").status(), s("BucketName").status(), s("RoleArn").status(),
     ]),
     // --- Secrets.
     kind!("SecretDefinition", "secret-definitions", Secret, Definition, reconciled: true, named: true,
@@ -809,8 +812,6 @@ pub fn composites() -> impl Iterator<Item = Composite> {
 const NOT_YET_SERVED: &[&str] = &[
     "AwsEksKubernetesRuntimeDefinition",
     "AwsEksKubernetesRuntimeInstance",
-    "AwsObjectStorageBucketDefinition",
-    "AwsObjectStorageBucketInstance",
 ];
 
 pub fn controllers() -> Vec<&'static str> {
@@ -965,7 +966,8 @@ mod tests {
         );
         // Claimed only where a reconciler exists: the rest of the group stays Pending.
         assert_eq!(AWS_RELATIONAL_DATABASE_INSTANCE.controller(), Some("aws"));
-        assert_eq!(AWS_OBJECT_STORAGE_BUCKET_INSTANCE.controller(), None);
+        assert_eq!(AWS_OBJECT_STORAGE_BUCKET_INSTANCE.controller(), Some("aws"));
+        assert_eq!(AWS_EKS_KUBERNETES_RUNTIME_INSTANCE.controller(), None);
         assert_eq!(SECRET_INSTANCE.controller(), Some("secret"));
         assert_eq!(WORKLOAD_INSTANCE.controller(), Some("workload"));
         assert_eq!(HELM_WORKLOAD_INSTANCE.controller(), None);

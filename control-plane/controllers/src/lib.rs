@@ -4,8 +4,10 @@
 #![forbid(unsafe_code)]
 
 pub mod aws;
+pub mod bucket;
 pub mod cluster;
 pub mod dependency;
+pub mod eks;
 pub mod kuberuntime;
 pub mod rds;
 pub mod registration;

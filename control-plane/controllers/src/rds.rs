@@ -1,4 +1,5 @@
-//! The aws controller's relational databases. An `AwsRelationalDatabaseInstance` is created in
+//! The aws controller (`AwsReconciler`: databases here, buckets in [`crate::bucket`]) and its
+//! relational databases. An `AwsRelationalDatabaseInstance` is created in
 //! its workload's runtime's VPC (an EKS runtime's, from its `ResourceInventory`): a DB subnet
 //! group on the runtime's subnets, a security group that admits only the cluster's security
 //! group on the database port, and the RDS instance, with a generated master password that is
@@ -12,8 +13,10 @@
 //! name is adopted only when it carries this instance's tag. Delete goes in reverse.
 
 use crate::aws::{AwsAccess, reconcile_error};
+use crate::bucket::Bucket;
 use crate::cluster::{self, Clients, INSTANCE_LABEL};
 use crate::dependency::{self, Placement};
+use crate::eks::{Network, network_of};
 use crate::runtime::{Outcome, ReconcileError, Reconciler};
 use crate::workload::instance_namespace;
 use aws_sdk_ec2::types::{Filter, IpPermission, ResourceType, TagSpecification, UserIdGroupPair};
@@ -23,11 +26,11 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use threeport_api::kinds::{
-    self, AWS_EKS_KUBERNETES_RUNTIME_INSTANCE, AWS_RELATIONAL_DATABASE_DEFINITION,
+    self, AWS_OBJECT_STORAGE_BUCKET_INSTANCE, AWS_RELATIONAL_DATABASE_DEFINITION,
     AWS_RELATIONAL_DATABASE_INSTANCE, KUBERNETES_RUNTIME_INSTANCE, WORKLOAD_INSTANCE,
 };
 use threeport_api::{Client, Kind, ObjectExt, services};
-use threeport_eks::{AwsResultExt, Found, Inventory};
+use threeport_eks::{AwsResultExt, Found};
 
 /// The tag on every AWS resource of a database: the instance's ID.
 const TAG: &str = "threeport.io/relational-database-instance";
@@ -55,13 +58,17 @@ impl Reconciler for AwsReconciler {
         kind: &'static Kind,
         object: Value,
     ) -> Result<Outcome, ReconcileError> {
-        if std::ptr::eq(kind, AWS_RELATIONAL_DATABASE_DEFINITION) {
-            // Checked by the API on write (engine, version, size, ranges); its instances
-            // make the databases.
+        if kind.role == kinds::Role::Definition {
+            // Checked by the API on write (engine, version, size, ranges); its instances make
+            // the databases and buckets.
             return Ok(Outcome::DoneWith(json!({
                 "Status": "Healthy",
-                "StatusReason": "checked; each instance creates its own database",
+                "StatusReason": "checked; each instance creates its own resources",
             })));
+        }
+        if std::ptr::eq(kind, AWS_OBJECT_STORAGE_BUCKET_INSTANCE) {
+            let bucket = Bucket::load(api, &self.aws, &object).await?;
+            return bucket.apply(api, object).await;
         }
         let db = Database::load(api, &self.aws, &object).await?;
         db.apply(api, &self.clients, object).await
@@ -73,8 +80,12 @@ impl Reconciler for AwsReconciler {
         kind: &'static Kind,
         object: Value,
     ) -> Result<Outcome, ReconcileError> {
-        if std::ptr::eq(kind, AWS_RELATIONAL_DATABASE_DEFINITION) {
+        if kind.role == kinds::Role::Definition {
             return Ok(Outcome::Done);
+        }
+        if std::ptr::eq(kind, AWS_OBJECT_STORAGE_BUCKET_INSTANCE) {
+            let bucket = Bucket::load(api, &self.aws, &object).await?;
+            return bucket.delete(api, &object).await;
         }
         let db = Database::load(api, &self.aws, &object).await?;
         db.delete(api, &self.clients, &object).await
@@ -549,47 +560,6 @@ async fn record(api: &Client, iid: u64, rec: &Recorded) -> Result<(), ReconcileE
     )
     .await?;
     Ok(())
-}
-
-/// The VPC a runtime's databases go in.
-struct Network {
-    vpc: String,
-    subnets: Vec<String>,
-    /// The group the cluster's nodes are in: the only one the database admits.
-    cluster_security_group: String,
-}
-
-/// The network of runtime `rid`, from its EKS instance's inventory; `None` while it has none.
-async fn network_of(api: &Client, rid: u64) -> Result<Option<Network>, ReconcileError> {
-    let eks = api
-        .list(
-            AWS_EKS_KUBERNETES_RUNTIME_INSTANCE,
-            &[("kubernetesruntimeinstanceid", rid.to_string())],
-        )
-        .await?;
-    let Some(inv) = eks
-        .first()
-        .and_then(|e| e.get("ResourceInventory"))
-        .and_then(|v| serde_json::from_value::<Inventory>(v.clone()).ok())
-    else {
-        return Ok(None);
-    };
-    let of = |kind: &str| -> Vec<String> {
-        inv.resources
-            .iter()
-            .filter(|r| r.kind == kind)
-            .map(|r| r.id.clone())
-            .collect()
-    };
-    let (vpc, subnets, groups) = (of("Vpc"), of("Subnet"), of("SecurityGroup"));
-    match (vpc.first(), groups.first()) {
-        (Some(vpc), Some(sg)) if !subnets.is_empty() => Ok(Some(Network {
-            vpc: vpc.clone(),
-            subnets,
-            cluster_security_group: sg.clone(),
-        })),
-        _ => Ok(None),
-    }
 }
 
 /// Work under way in AWS: `Progressing` with what it is, then look again.

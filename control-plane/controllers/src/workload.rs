@@ -239,6 +239,8 @@ impl WorkloadReconciler {
             (INSTANCE_LABEL, id.to_string()),
             ("app.kubernetes.io/managed-by", "threeport".to_string()),
         ];
+        // What the workload's buckets ask of its objects (a ServiceAccount's role, an env var).
+        let injections = crate::bucket::injections(api, id).await?;
         let mut desired_refs = Vec::new();
         let mut applied_objects = Vec::new();
         // A new object, a changed spec (a new generation) or a pruned one: a rollout starts.
@@ -246,7 +248,8 @@ impl WorkloadReconciler {
         for wrd in &wrds {
             let body = wrd.get("JSONDefinition").cloned().unwrap_or(Value::Null);
             let mut r = ObjectRef::of(&body).map_err(ReconcileError::Permanent)?;
-            let applied = cluster::apply(&client, body.clone(), &ns, &labels).await?;
+            let wanted = crate::bucket::inject(&body, &injections);
+            let applied = cluster::apply(&client, wanted, &ns, &labels).await?;
             // Record with the namespace it really went to.
             r.namespace = applied
                 .pointer("/metadata/namespace")
