@@ -2037,3 +2037,128 @@ impl AwsWorld {
         self.plane.server.shutdown().await;
     }
 }
+
+/// Upstream's shape: one composite `Workload` with a database, a bucket and a secret, applied
+/// with `--wait`. moto then holds exactly one of each (and one role for the bucket), the
+/// cluster holds the connection Secret, the synced Secret, the annotated ServiceAccount and
+/// the env var; every dependency is `Healthy`; `delete -f` leaves none of them. A bucket for a
+/// ServiceAccount the workload does not have fails, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_composite_workload_gets_its_database_bucket_and_secret_and_loses_them_on_delete() {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    let (env, world) = AwsWorld::start(tptctl()).await;
+    let (api, aws, kube) = (&world.api, &world.aws, world.kube.clone());
+    let rds = aws_sdk_rds::Client::new(aws);
+    let s3 = aws_sdk_s3::Client::new(aws);
+    let iam = aws_sdk_iam::Client::new(aws);
+    let sm = aws_sdk_secretsmanager::Client::new(aws);
+    seed_eks_runtime(api, aws, "moto", "double", true).await;
+    world.file(
+        "manifest.yaml",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: s3-client\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: getting-started-wordpress\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: wordpress}\n  template:\n    metadata:\n      labels: {app: wordpress}\n    spec:\n      serviceAccountName: s3-client\n      containers:\n        - name: wordpress\n          image: wordpress:6.5-apache\n",
+    );
+    let file = world.file(
+        "wordpress.yaml",
+        "Workload:\n  Name: wordpress\n  YAMLDocument: manifest.yaml\n  AwsRelationalDatabase:\n    Name: wordpress-db\n    AwsAccountName: moto\n    Engine: mariadb\n    EngineVersion: \"10.11\"\n    DatabaseName: wordpress\n    DatabasePort: 3306\n    StorageGb: 20\n    MachineSize: XSmall\n    WorkloadSecretName: wordpress-db-conn\n    SkipFinalSnapshot: true\n  AwsObjectStorageBucket:\n    Name: s3-client-bucket\n    AwsAccountName: moto\n    PublicReadAccess: false\n    WorkloadServiceAccountName: s3-client\n    WorkloadBucketEnvVar: S3_BUCKET_NAME\n  Secret:\n    Name: wordpress-secret\n    AwsAccountName: moto\n    Data:\n      WORDPRESS_PASSWORD: admin_password\n",
+    );
+    let (env, _) = tp(
+        env,
+        &["apply", "-f", &file, "--wait", "--timeout", "120s"],
+        true,
+    )
+    .await;
+    let counts = || async {
+        let dbs = rds
+            .describe_db_instances()
+            .send()
+            .await
+            .unwrap()
+            .db_instances()
+            .len();
+        let buckets = s3.list_buckets().send().await.unwrap().buckets().len();
+        let roles = iam
+            .list_roles()
+            .send()
+            .await
+            .unwrap()
+            .roles()
+            .iter()
+            .filter(|r| r.role_name().starts_with("threeport-s3"))
+            .count();
+        let secrets = sm.list_secrets().send().await.unwrap().secret_list().len();
+        (dbs, buckets, roles, secrets)
+    };
+    assert_eq!(counts().await, (1, 1, 1, 1));
+    let secrets = kube::Api::<Secret>::namespaced(kube.clone(), "wordpress");
+    let conn = secrets
+        .get("wordpress-db-conn")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(conn.len(), 5, "{:?}", conn.keys());
+    let synced = secrets.get("wordpress-secret").await.unwrap().data.unwrap();
+    assert_eq!(synced["WORDPRESS_PASSWORD"].0, b"admin_password");
+    let sa = kube::Api::<ServiceAccount>::namespaced(kube.clone(), "wordpress")
+        .get("s3-client")
+        .await
+        .unwrap();
+    assert!(
+        sa.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("eks.amazonaws.com/role-arn")
+    );
+    let mut env = env;
+    for plural in [
+        "aws-relational-database-instances",
+        "aws-object-storage-bucket-instances",
+        "secret-instances",
+    ] {
+        let (e, table) = tp(env, &["get", plural], true).await;
+        env = e;
+        assert!(
+            table.lines()[1].contains("Healthy"),
+            "{plural}: {}",
+            table.stdout
+        );
+    }
+
+    // A ServiceAccount the workload does not have.
+    let wrong = world.file(
+        "wrong.yaml",
+        "Workload:\n  Name: nosa\n  YAMLDocument: manifest.yaml\n  AwsObjectStorageBucket:\n    Name: nosa-bucket\n    AwsAccountName: moto\n    WorkloadServiceAccountName: missing-sa\n    WorkloadBucketEnvVar: S3_BUCKET_NAME\n",
+    );
+    let (env, r) = tp(
+        env,
+        &["apply", "-f", &wrong, "--wait", "--timeout", "30s"],
+        false,
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "ServiceAccount \"missing-sa\" is not among WorkloadInstance \"nosa\"'s objects"
+        ),
+        "{}",
+        r.stderr
+    );
+    let (env, _) = tp(
+        env,
+        &["delete", "-f", &wrong, "--wait", "--timeout", "60s"],
+        true,
+    )
+    .await;
+
+    let (env, _) = tp(
+        env,
+        &["delete", "-f", &file, "--wait", "--timeout", "120s"],
+        true,
+    )
+    .await;
+    assert_eq!(counts().await, (0, 0, 0, 0));
+    for name in ["wordpress-db-conn", "wordpress-secret"] {
+        assert!(secrets.get_opt(name).await.unwrap().is_none(), "{name}");
+    }
+    world.stop(env).await;
+}
