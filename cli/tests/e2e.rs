@@ -302,7 +302,9 @@ fn local_control_plane_lifecycle() {
     let blocked = env.run(&["delete", "workload-definition", "web"]);
     assert_eq!(blocked.code, 1);
     assert!(
-        blocked.stderr.contains("still referenced"),
+        blocked
+            .stderr
+            .contains("still referenced by 1 workload-instances (web; via WorkloadDefinitionID)"),
         "{}",
         blocked.stderr
     );

@@ -811,7 +811,32 @@ impl Store {
             .await
             .map_err(map_err)?;
             if n > 0 {
-                out.push(format!("{n} {} (via {})", k.plural, f.name));
+                // Name a few, so the person knows what to delete first.
+                let names: Vec<(Option<String>,)> = sqlx::query_as(
+                    "SELECT o.name FROM object_index i JOIN objects o ON o.id = i.object_id \
+                     WHERE i.kind = $1 AND i.field = $2 AND i.value = $3 ORDER BY o.id LIMIT 4",
+                )
+                .bind(k.name)
+                .bind(f.name)
+                .bind(id.to_string())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(map_err)?;
+                let mut shown: Vec<String> =
+                    names.into_iter().filter_map(|(n,)| n).take(3).collect();
+                if n > shown.len() as i64 && !shown.is_empty() {
+                    shown.push("…".into());
+                }
+                if shown.is_empty() {
+                    out.push(format!("{n} {} (via {})", k.plural, f.name));
+                } else {
+                    out.push(format!(
+                        "{n} {} ({}; via {})",
+                        k.plural,
+                        shown.join(", "),
+                        f.name
+                    ));
+                }
             }
         }
         Ok(out)

@@ -426,7 +426,13 @@ async fn conflicts_and_two_phase_delete(h: &Harness) {
     // A definition with instances cannot be deleted.
     let r = h.delete("workload-definitions", def).await;
     assert_eq!(r.status, 409);
-    assert!(r.error().contains("workload-instances"), "{}", r.error());
+    // …and the refusal names what to delete first.
+    assert!(
+        r.error()
+            .contains("1 workload-instances (tp-web; via WorkloadDefinitionID)"),
+        "{}",
+        r.error()
+    );
     // Two-phase: the first DELETE schedules and keeps the object.
     let r = h.delete("workload-instances", inst).await;
     assert_eq!(r.status, 200, "{}", r.body);
