@@ -769,7 +769,8 @@ impl Ctx<'_> {
         d.fields.insert("Name".into(), Value::String(name.into()));
         let mut problems = Vec::new();
         let mut children = Vec::new();
-        let mut aws_local: HashMap<&str, String> = HashMap::new();
+        // Each with the line it is on, for the error when its file cannot be read.
+        let mut aws_local: HashMap<&str, (String, usize)> = HashMap::new();
         // Fields that were written but could not be read: already reported, so not "missing".
         let mut failed: Vec<&'static str> = Vec::new();
         for (key, value, l) in entries {
@@ -863,7 +864,7 @@ impl Ctx<'_> {
                 }
                 Some(Route::AwsLocal) => match value {
                     Y::Str(s) => {
-                        aws_local.insert(key.as_str(), s.clone());
+                        aws_local.insert(key.as_str(), (s.clone(), *l));
                     }
                     _ => problems.push(d.problem(*l, format!("field \"{key}\": must be a string"))),
                 },
@@ -876,9 +877,9 @@ impl Ctx<'_> {
             }
         }
         if !aws_local.is_empty()
-            && let Err(m) = self.aws_local(&aws_local, &mut d.fields)
+            && let Err((at, m)) = self.aws_local(&aws_local, &mut d.fields)
         {
-            problems.push(d.problem(line, m));
+            problems.push(d.problem(at, m));
         }
         let has_runtime_field = kind.field("KubernetesRuntimeInstanceID").is_some()
             && kind.role == kinds::Role::Instance;
@@ -946,41 +947,57 @@ impl Ctx<'_> {
     /// Upstream's AwsAccount reads keys and region from the local AWS CLI files.
     fn aws_local(
         &self,
-        local: &HashMap<&str, String>,
+        local: &HashMap<&str, (String, usize)>,
         fields: &mut Map<String, Value>,
-    ) -> Result<(), String> {
-        let profile = local
+    ) -> Result<(), (usize, String)> {
+        let (profile, profile_line) = local
             .get("LocalProfile")
             .cloned()
-            .unwrap_or_else(|| "default".into());
-        if let Some(creds) = local.get("LocalCredentials") {
+            .unwrap_or_else(|| ("default".into(), 0));
+        if let Some((creds, at)) = local.get("LocalCredentials") {
             let p = expand_home(&self.base.join(creds));
             let ini = ini::Ini::load_from_file(&p).map_err(|e| {
-                format!(
-                    "field \"LocalCredentials\": cannot read {}: {e}",
-                    p.display()
+                (
+                    *at,
+                    format!(
+                        "field \"LocalCredentials\": cannot read {}: {e}; point it at your AWS credentials file (usually ~/.aws/credentials)",
+                        p.display()
+                    ),
                 )
             })?;
             let section = ini.section(Some(profile.as_str())).ok_or_else(|| {
-                format!(
-                    "field \"LocalProfile\": profile [{profile}] not found in {}",
-                    p.display()
+                (
+                    if profile_line > 0 { profile_line } else { *at },
+                    format!(
+                        "field \"LocalProfile\": profile [{profile}] not found in {}",
+                        p.display()
+                    ),
                 )
             })?;
             for (ini_key, field) in [
                 ("aws_access_key_id", "AccessKeyID"),
                 ("aws_secret_access_key", "SecretAccessKey"),
             ] {
-                let v = section
-                    .get(ini_key)
-                    .ok_or_else(|| format!("{} has no {ini_key} in [{profile}]", p.display()))?;
+                let v = section.get(ini_key).ok_or_else(|| {
+                    (
+                        *at,
+                        format!("{} has no {ini_key} in [{profile}]", p.display()),
+                    )
+                })?;
                 fields.insert(field.into(), Value::String(v.into()));
             }
         }
-        if let Some(config) = local.get("LocalConfig") {
+        if let Some((config, at)) = local.get("LocalConfig") {
             let p = expand_home(&self.base.join(config));
-            let ini = ini::Ini::load_from_file(&p)
-                .map_err(|e| format!("field \"LocalConfig\": cannot read {}: {e}", p.display()))?;
+            let ini = ini::Ini::load_from_file(&p).map_err(|e| {
+                (
+                    *at,
+                    format!(
+                        "field \"LocalConfig\": cannot read {}: {e}; point it at your AWS config file (usually ~/.aws/config)",
+                        p.display()
+                    ),
+                )
+            })?;
             let section_name = if profile == "default" {
                 profile.clone()
             } else {
@@ -1377,6 +1394,60 @@ mod tests {
         assert_eq!(
             l.problems[0].to_string(),
             "t.yaml:5: WorkloadInstance \"web\": unknown field \"KubernetesRuntime\"; did you mean \"KubernetesRuntimeInstance\"?"
+        );
+    }
+
+    #[test]
+    fn aws_credentials_come_from_local_files_and_a_missing_one_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("credentials"),
+            "[default]\naws_access_key_id = AKIAOTHER\naws_secret_access_key = s\n[prod]\naws_access_key_id = AKIAPROD\naws_secret_access_key = p\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("config"),
+            "[profile prod]\nregion = eu-west-1\n",
+        )
+        .unwrap();
+        let l = load_str(
+            "AwsAccount:\n  Name: prod\n  AccountID: \"1\"\n  LocalConfig: config\n  LocalCredentials: credentials\n  LocalProfile: prod\n",
+            "a.yaml",
+            dir.path(),
+        );
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        let f = &l.objects[0].fields;
+        assert_eq!(
+            (f["AccessKeyID"].as_str(), f["DefaultRegion"].as_str()),
+            (Some("AKIAPROD"), Some("eu-west-1"))
+        );
+        assert!(
+            !f.contains_key("LocalCredentials"),
+            "paths are tptctl's, never sent"
+        );
+        let l = load_str(
+            "AwsAccount:\n  Name: prod\n  AccountID: \"1\"\n  LocalCredentials: missing\n",
+            "a.yaml",
+            dir.path(),
+        );
+        let p = l.problems[0].to_string();
+        assert!(
+            p.starts_with(
+                "a.yaml:4: AwsAccount \"prod\": field \"LocalCredentials\": cannot read "
+            ),
+            "{p}"
+        );
+        let l = load_str(
+            "AwsAccount:\n  Name: prod\n  AccountID: \"1\"\n  LocalCredentials: credentials\n  LocalProfile: staging\n",
+            "a.yaml",
+            dir.path(),
+        );
+        let p = l.problems[0].to_string();
+        assert!(
+            p.starts_with(
+                "a.yaml:5: AwsAccount \"prod\": field \"LocalProfile\": profile [staging] not found"
+            ),
+            "{p}"
         );
     }
 
