@@ -2164,3 +2164,60 @@ async fn a_composite_workload_gets_its_database_bucket_and_secret_and_loses_them
     }
     world.stop(env).await;
 }
+
+/// `runtime register` of a name that exists updates its connection (a rotated credential, a
+/// moved API server) rather than failing or making a second runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_a_runtime_again_updates_its_connection() {
+    let env = tptctl();
+    let plane = PgPlane::start(&env).await;
+    let work = tempfile::tempdir().unwrap();
+    let (first, second) = (
+        kube_api_double::KubeDouble::start(Default::default())
+            .await
+            .unwrap(),
+        kube_api_double::KubeDouble::start(Default::default())
+            .await
+            .unwrap(),
+    );
+    let (k1, k2) = (work.path().join("k1"), work.path().join("k2"));
+    first.write_kubeconfig(&k1).unwrap();
+    second.write_kubeconfig(&k2).unwrap();
+    let (k1, k2) = (k1.to_str().unwrap(), k2.to_str().unwrap());
+    let (env, r) = tp(
+        env,
+        &["runtime", "register", "prod", "--kubeconfig", k1],
+        true,
+    )
+    .await;
+    assert!(
+        r.stdout
+            .contains("kubernetes-runtime-instance/prod created"),
+        "{}",
+        r.stdout
+    );
+    let (env, r) = tp(
+        env,
+        &["runtime", "register", "prod", "--kubeconfig", k2],
+        true,
+    )
+    .await;
+    assert!(
+        r.stdout
+            .contains("kubernetes-runtime-instance/prod configured"),
+        "{}",
+        r.stdout
+    );
+    let (env, r) = tp(
+        env,
+        &["get", "kubernetes-runtime-instances", "-o", "json"],
+        true,
+    )
+    .await;
+    let runtime: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(runtime["Name"], "prod", "one runtime: {runtime}");
+    assert_eq!(runtime["APIEndpoint"], second.url().as_str(), "{runtime}");
+    std::fs::remove_file(env.config_path()).unwrap();
+    drop(env);
+    plane.server.shutdown().await;
+}
