@@ -1217,26 +1217,15 @@ async fn delete_f_of_a_hundred_workloads_survives_a_controller_kill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workload_secret_lives_in_secrets_manager_and_in_the_cluster() {
     use k8s_openapi::api::core::v1::Secret;
-    let env = tptctl();
-    let plane = PgPlane::start(&env).await;
-    let moto = threeport_testkit::Moto::start().expect("moto_server starts");
-    let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
-    let double = kube_api_double::KubeDouble::start(Default::default())
-        .await
-        .unwrap();
-    let kube = threeport_testkit::kube_client(&double.kubeconfig()).await;
     // The endpoint and the controller's own credentials (for the role) come from its
-    // environment, as they would in a cluster.
-    let _controllers = Controllers::spawn_with(&plane, &moto.cli_env());
-    let work = tempfile::tempdir().unwrap();
-    let kubeconfig = work.path().join("kubeconfig");
-    double.write_kubeconfig(&kubeconfig).unwrap();
-    std::fs::write(
-        work.path().join("manifest.yaml"),
+    // environment, as they would in a cluster (see `AwsWorld`).
+    let (env, world) = AwsWorld::start(tptctl()).await;
+    let kube = world.kube.clone();
+    let sm = aws_sdk_secretsmanager::Client::new(&world.aws);
+    world.file(
+        "manifest.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n          envFrom:\n            - secretRef: {name: web-credentials}\n",
-    )
-    .unwrap();
-    let file = work.path().join("app.yaml");
+    );
     let app = |password: &str| {
         format!(
             // One account with access keys, one with a role to assume (from the controller's
@@ -1244,36 +1233,11 @@ async fn a_workload_secret_lives_in_secrets_manager_and_in_the_cluster() {
             "AwsAccount:\n  Name: moto-keys\n  AccountID: \"123456789012\"\n  DefaultRegion: us-east-1\n  AccessKeyID: AKIAEXAMPLEKEY\n  SecretAccessKey: wJalrXUtnFEMIEXAMPLE\n---\nAwsAccount:\n  Name: moto-role\n  AccountID: \"123456789012\"\n  DefaultRegion: us-east-1\n  RoleArn: arn:aws:iam::123456789012:role/threeport\n  ExternalId: tp-external\n---\nWorkload:\n  Name: web\n  YAMLDocument: manifest.yaml\n  Secret:\n    Name: web-credentials\n    AwsAccountName: moto-role\n    Data:\n      username: admin\n      password: {password}\n---\nSecret:\n  Name: web-extra\n  AwsAccountName: moto-keys\n  WorkloadInstance:\n    Name: web\n  Data:\n    token: t0ken\n"
         )
     };
-    std::fs::write(&file, app("first-password")).unwrap();
-    let (file, kc) = (
-        file.to_str().unwrap().to_string(),
-        kubeconfig.to_str().unwrap().to_string(),
-    );
-    let run = |env: Tptctl, args: Vec<String>| async move {
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let r = env.ok(&args);
-            (env, r)
-        })
-        .await
-        .unwrap()
-    };
-    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let (env, _) = run(
+    let file = world.file("app.yaml", &app("first-password"));
+    let (env, _) = tp(
         env,
-        args(&[
-            "runtime",
-            "register",
-            "double",
-            "--kubeconfig",
-            &kc,
-            "--default",
-        ]),
-    )
-    .await;
-    let (env, _) = run(
-        env,
-        args(&["apply", "-f", &file, "--wait", "--timeout", "120s"]),
+        &["apply", "-f", &file, "--wait", "--timeout", "120s"],
+        true,
     )
     .await;
 
@@ -1293,9 +1257,10 @@ async fn a_workload_secret_lives_in_secrets_manager_and_in_the_cluster() {
         serde_json::json!({"username": "admin", "password": "first-password"})
     );
     // Out of the control plane's database, even revealed.
-    let (env, def) = run(
+    let (env, def) = tp(
         env,
-        args(&["get", "secret-definition", "web-credentials", "-o", "json"]),
+        &["get", "secret-definition", "web-credentials", "-o", "json"],
+        true,
     )
     .await;
     let def: Value = serde_json::from_str(&def.stdout).unwrap();
@@ -1308,7 +1273,7 @@ async fn a_workload_secret_lives_in_secrets_manager_and_in_the_cluster() {
         "{def}"
     );
     assert_eq!(def["Status"], "Healthy", "{def}");
-    let (env, table) = run(env, args(&["get", "secret-instances"])).await;
+    let (env, table) = tp(env, &["get", "secret-instances"], true).await;
     assert!(table.lines()[1].contains("Healthy"), "{}", table.stdout);
 
     let secrets = kube::Api::<Secret>::namespaced(kube.clone(), "web");
@@ -1324,9 +1289,10 @@ async fn a_workload_secret_lives_in_secrets_manager_and_in_the_cluster() {
 
     // An update reaches both.
     std::fs::write(&file, app("second-password")).unwrap();
-    let (env, _) = run(
+    let (env, _) = tp(
         env,
-        args(&["apply", "-f", &file, "--wait", "--timeout", "120s"]),
+        &["apply", "-f", &file, "--wait", "--timeout", "120s"],
+        true,
     )
     .await;
     assert_eq!(value(sm.clone()).await["password"], "second-password");
@@ -1341,7 +1307,7 @@ async fn a_workload_secret_lives_in_secrets_manager_and_in_the_cluster() {
     .await;
 
     // A dependency that fails says why on the workload it belongs to.
-    let broken = work.path().join("broken.yaml");
+    let broken = world.work.path().join("broken.yaml");
     std::fs::write(
         &broken,
         "AwsAccount:\n  Name: no-credentials\n  AccountID: \"123456789012\"\n  DefaultRegion: us-east-1\n---\nSecret:\n  Name: web-broken\n  AwsAccountName: no-credentials\n  WorkloadInstance:\n    Name: web\n  Data:\n    a: b\n",
@@ -1364,7 +1330,7 @@ async fn a_workload_secret_lives_in_secrets_manager_and_in_the_cluster() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut env = env;
     loop {
-        let (e, why) = run(env, args(&["why", "workload-instance", "web"])).await;
+        let (e, why) = tp(env, &["why", "workload-instance", "web"], true).await;
         env = e;
         let cause = why
             .lines()
@@ -1384,15 +1350,17 @@ async fn a_workload_secret_lives_in_secrets_manager_and_in_the_cluster() {
         assert!(std::time::Instant::now() < deadline, "{}", why.stdout);
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    let (env, _) = run(
+    let (env, _) = tp(
         env,
-        args(&["delete", "-f", &broken, "--wait", "--timeout", "60s"]),
+        &["delete", "-f", &broken, "--wait", "--timeout", "60s"],
+        true,
     )
     .await;
 
-    let (env, _) = run(
+    let (env, _) = tp(
         env,
-        args(&["delete", "-f", &file, "--wait", "--timeout", "120s"]),
+        &["delete", "-f", &file, "--wait", "--timeout", "120s"],
+        true,
     )
     .await;
     assert_eq!(
@@ -1408,13 +1376,11 @@ async fn a_workload_secret_lives_in_secrets_manager_and_in_the_cluster() {
         "secret-instances",
         "workload-instances",
     ] {
-        let (e, r) = run(env, args(&["get", plural, "-o", "name"])).await;
+        let (e, r) = tp(env, &["get", plural, "-o", "name"], true).await;
         assert_eq!(r.stdout, "", "{plural}");
         env = e;
     }
-    std::fs::remove_file(env.config_path()).unwrap();
-    drop(env);
-    plane.server.shutdown().await;
+    world.stop(env).await;
 }
 
 /// The control plane's API client, as a controller holds it (the plane's client certificate).

@@ -113,6 +113,16 @@ struct Recorded {
     instance: Option<String>,
 }
 
+impl Recorded {
+    /// What `inst`'s `ResourceInventory` says was made (nothing, before the first step).
+    fn of(inst: &Value) -> Recorded {
+        inst.get("ResourceInventory")
+            .filter(|v| !v.is_null())
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+}
+
 fn valid_identifier(id: &str) -> bool {
     id.len() <= 63
         && id.starts_with(|c: char| c.is_ascii_lowercase())
@@ -186,11 +196,7 @@ impl Database {
             );
             return dependency::wait(api, AWS_RELATIONAL_DATABASE_INSTANCE, &inst, why, POLL).await;
         };
-        let mut rec: Recorded = inst
-            .get("ResourceInventory")
-            .filter(|v| !v.is_null())
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default();
+        let mut rec = Recorded::of(&inst);
         // The password first, so a crash after CreateDBInstance never leaves a database whose
         // password nobody knows.
         let mut password = inst.str_field("MasterPassword").to_string();
@@ -476,11 +482,7 @@ impl Database {
         let iid = inst.id().unwrap_or_default();
         let dep = dependency::name(AWS_RELATIONAL_DATABASE_INSTANCE, inst);
         dependency::remove(api, clients, inst, &dep).await?;
-        let mut rec: Recorded = inst
-            .get("ResourceInventory")
-            .filter(|v| !v.is_null())
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default();
+        let mut rec = Recorded::of(inst);
         if rec.instance.is_some() {
             match self.describe().await? {
                 None => {
