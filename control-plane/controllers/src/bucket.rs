@@ -96,7 +96,7 @@ impl Bucket {
         }
         let Some(cluster) = crate::eks::cluster_of(api, rid).await? else {
             let why = format!(
-                "waiting for the EKS cluster of runtime {rid}: its AwsEksKubernetesRuntimeInstance has none in its ResourceInventory yet (a bucket's role is assumed through its cluster's OIDC provider, so the runtime must be an EKS runtime)"
+                "waiting for EKS runtime {rid} to be provisioned: its AwsEksKubernetesRuntimeInstance has no cluster in its ResourceInventory yet"
             );
             return dependency::wait(api, kind, &inst, why, POLL).await;
         };

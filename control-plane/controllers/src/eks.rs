@@ -7,19 +7,41 @@ use threeport_api::Client;
 use threeport_api::kinds::AWS_EKS_KUBERNETES_RUNTIME_INSTANCE;
 use threeport_eks::Inventory;
 
-/// The inventory of runtime `rid`'s EKS instance; `None` when it has none (not an EKS runtime,
-/// or not provisioned yet).
-async fn inventory_of(api: &Client, rid: u64) -> Result<Option<Inventory>, ReconcileError> {
+/// The inventory of runtime `rid`'s EKS instance; `None` while it has none (not provisioned
+/// yet). A runtime that is not an EKS runtime at all is a permanent error: `what` (`an RDS
+/// database`) says what needed one, and waiting would show `Reconciling` forever.
+async fn inventory_of(
+    api: &Client,
+    rid: u64,
+    what: &str,
+) -> Result<Option<Inventory>, ReconcileError> {
     let eks = api
         .list(
             AWS_EKS_KUBERNETES_RUNTIME_INSTANCE,
             &[("kubernetesruntimeinstanceid", rid.to_string())],
         )
         .await?;
-    Ok(eks
-        .first()
-        .and_then(|e| e.get("ResourceInventory"))
-        .and_then(|v| serde_json::from_value::<Inventory>(v.clone()).ok()))
+    let Some(eks) = eks.first() else {
+        let runtime = api
+            .get(threeport_api::kinds::KUBERNETES_RUNTIME_INSTANCE, rid)
+            .await?;
+        return Err(ReconcileError::Permanent(format!(
+            "{what} needs an EKS runtime, and the workload's runtime {:?} is not one (no AwsEksKubernetesRuntimeInstance); run the workload on an EKS runtime",
+            threeport_api::ObjectExt::name(&runtime)
+        )));
+    };
+    let inv = eks
+        .get("ResourceInventory")
+        .and_then(|v| serde_json::from_value::<Inventory>(v.clone()).ok());
+    // Not provisioned, and nothing provisioning it: waiting would never end.
+    if inv.is_none() && threeport_api::ObjectExt::status(eks) == Some("Pending") {
+        return Err(ReconcileError::Permanent(format!(
+            "{what} needs its EKS runtime provisioned, and AwsEksKubernetesRuntimeInstance {:?} is Pending: {}",
+            threeport_api::ObjectExt::name(eks),
+            threeport_api::ObjectExt::status_reason(eks).unwrap_or("no reason recorded")
+        )));
+    }
+    Ok(inv)
 }
 
 fn ids(inv: &Inventory, kind: &str) -> Vec<String> {
@@ -38,9 +60,11 @@ pub struct Network {
     pub cluster_security_group: String,
 }
 
-/// The network of runtime `rid`; `None` while its inventory has none.
+/// The network of runtime `rid`; `None` while its inventory has none (still provisioning).
 pub async fn network_of(api: &Client, rid: u64) -> Result<Option<Network>, ReconcileError> {
-    let Some(inv) = inventory_of(api, rid).await? else {
+    let Some(inv) =
+        inventory_of(api, rid, "an RDS database (it lives in its runtime's VPC)").await?
+    else {
         return Ok(None);
     };
     let (vpc, subnets, groups) = (
@@ -60,7 +84,11 @@ pub async fn network_of(api: &Client, rid: u64) -> Result<Option<Network>, Recon
 
 /// The EKS cluster of runtime `rid`; `None` while its inventory has none.
 pub async fn cluster_of(api: &Client, rid: u64) -> Result<Option<String>, ReconcileError> {
-    Ok(inventory_of(api, rid)
-        .await?
-        .and_then(|inv| ids(&inv, "EksCluster").into_iter().next()))
+    Ok(inventory_of(
+        api,
+        rid,
+        "a bucket (its role is assumed through the cluster's OIDC provider)",
+    )
+    .await?
+    .and_then(|inv| ids(&inv, "EksCluster").into_iter().next()))
 }

@@ -192,7 +192,7 @@ impl Database {
         };
         let Some(network) = network_of(api, rid).await? else {
             let why = format!(
-                "waiting for the VPC of runtime {rid}: its AwsEksKubernetesRuntimeInstance has no VPC, subnets and security group in its ResourceInventory yet (an RDS database lives in its runtime's VPC, so the runtime must be an EKS runtime)"
+                "waiting for EKS runtime {rid} to be provisioned: its AwsEksKubernetesRuntimeInstance has no VPC, subnets and security group in its ResourceInventory yet"
             );
             return dependency::wait(api, AWS_RELATIONAL_DATABASE_INSTANCE, &inst, why, POLL).await;
         };
