@@ -1716,6 +1716,8 @@ async fn seed_eks_runtime(
         kinds::AWS_EKS_KUBERNETES_RUNTIME_INSTANCE,
         &serde_json::json!({"Name": runtime, "Region": "us-east-1",
             "AwsEksKubernetesRuntimeDefinitionID": eks_def["ID"], "KubernetesRuntimeInstanceID": runtime_id,
+            // Seeded as provisioned: the EKS controller is not to make it again.
+            "Reconciled": true, "Status": "Healthy",
             "ResourceInventory": {"name": runtime, "region": "us-east-1", "resources": resources}}),
     )
     .await
@@ -1943,11 +1945,18 @@ struct AwsWorld {
     api: threeport_api::Client,
     work: tempfile::TempDir,
     _double: kube_api_double::KubeDouble,
-    _controllers: Controllers,
+    controllers: Controllers,
+    /// The controllers' environment, for a respawn.
+    controller_env: Vec<(&'static str, String)>,
 }
 
 impl AwsWorld {
     async fn start(env: Tptctl) -> (Tptctl, AwsWorld) {
+        Self::start_with(env, &[]).await
+    }
+
+    /// With `extra` in the controllers' environment.
+    async fn start_with(env: Tptctl, extra: &[(&'static str, String)]) -> (Tptctl, AwsWorld) {
         let plane = PgPlane::start(&env).await;
         let moto = threeport_testkit::Moto::start().expect("moto_server starts");
         let aws = moto.sdk_config().await;
@@ -1957,7 +1966,9 @@ impl AwsWorld {
         let kube = threeport_testkit::kube_client(&double.kubeconfig()).await;
         // The endpoint and the controller's own credentials (for a role to assume) come from
         // its environment, as they would in a cluster.
-        let controllers = Controllers::spawn_with(&plane, &moto.cli_env());
+        let mut controller_env = moto.cli_env();
+        controller_env.extend(extra.iter().cloned());
+        let controllers = Controllers::spawn_with(&plane, &controller_env);
         let api = api_client(&plane);
         let work = tempfile::tempdir().unwrap();
         let kubeconfig = work.path().join("kubeconfig");
@@ -1987,7 +1998,8 @@ impl AwsWorld {
             api,
             work,
             _double: double,
-            _controllers: controllers,
+            controllers,
+            controller_env,
         };
         (env, world)
     }
@@ -1997,6 +2009,13 @@ impl AwsWorld {
         let p = self.work.path().join(name);
         std::fs::write(&p, text).unwrap();
         p.to_str().unwrap().to_string()
+    }
+
+    /// `kill -9` the controllers process and start a new one.
+    fn kill_and_respawn_controllers(&mut self) {
+        self.controllers.0.kill().unwrap(); // SIGKILL
+        self.controllers.0.wait().unwrap();
+        self.controllers = Controllers::spawn_with(&self.plane, &self.controller_env);
     }
 
     async fn stop(self, env: Tptctl) {
@@ -2186,4 +2205,162 @@ async fn registering_a_runtime_again_updates_its_connection() {
     std::fs::remove_file(env.config_path()).unwrap();
     drop(env);
     plane.server.shutdown().await;
+}
+
+/// An EKS runtime applied from YAML is provisioned by the aws controller through
+/// `installers/eks`, with the inventory in its `ResourceInventory`. The controllers process is
+/// killed with `kill -9` five times, at different steps (seen in the inventory), and the end is
+/// still exactly one VPC, one cluster and one node group; the cluster is registered as a
+/// runtime with a token that is a presigned `GetCallerIdentity` URL signing `x-k8s-aws-id`.
+/// Delete leaves none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eks_runtime_survives_five_kills_mid_provisioning_with_one_vpc_and_cluster() {
+    use threeport_api::kinds::{AWS_EKS_KUBERNETES_RUNTIME_INSTANCE, KUBERNETES_RUNTIME_INSTANCE};
+    let pause = (
+        threeport_controllers::eks_runtime::STEP_PAUSE_ENV,
+        "700".to_string(),
+    );
+    let (env, mut world) = AwsWorld::start_with(tptctl(), &[pause]).await;
+    let file = world.file(
+        "eks.yaml",
+        "AwsEksKubernetesRuntime:\n  Name: eks-one\n  AwsAccountName: moto\n  Region: us-east-1\n  ZoneCount: 2\n  DefaultNodeGroupInstanceType: t3.medium\n  DefaultNodeGroupInitialSize: 2\n  DefaultNodeGroupMinimumSize: 1\n  DefaultNodeGroupMaximumSize: 3\n",
+    );
+    let (env, _) = tp(env, &["apply", "-f", &file], true).await;
+    let api = world.api.clone();
+    let instance = || async {
+        api.find_by_name(AWS_EKS_KUBERNETES_RUNTIME_INSTANCE, "eks-one")
+            .await
+            .unwrap()
+            .expect("the EKS runtime instance exists")
+    };
+    let recorded = |inst: &serde_json::Value| {
+        inst["ResourceInventory"]["resources"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    // Kill after the roles, mid-network, after the route table, after the security group and
+    // after the cluster (the count is what the inventory holds at that moment).
+    for at in [2, 6, 10, 13, 15] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let inst = instance().await;
+            if recorded(&inst) >= at {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the inventory never reached {at} resources: {inst:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        world.kill_and_respawn_controllers();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let inst = loop {
+        let inst = instance().await;
+        if inst["Status"] == "Healthy" {
+            break inst;
+        }
+        assert!(
+            std::time::Instant::now() < deadline && inst["Status"] != "Failed",
+            "not Healthy: {inst:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let ec2 = aws_sdk_ec2::Client::new(&world.aws);
+    let eks = aws_sdk_eks::Client::new(&world.aws);
+    let ours = |name: &str| {
+        aws_sdk_ec2::types::Filter::builder()
+            .name("tag:Name")
+            .values(name)
+            .build()
+    };
+    let vpcs = || async {
+        ec2.describe_vpcs()
+            .filters(ours("threeport-eks-one-vpc"))
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len()
+    };
+    let clusters = || async {
+        eks.list_clusters()
+            .send()
+            .await
+            .unwrap()
+            .clusters()
+            .to_vec()
+    };
+    assert_eq!(vpcs().await, 1, "exactly one VPC after five kills");
+    assert_eq!(clusters().await, vec!["threeport-eks-one".to_string()]);
+    let groups = eks
+        .list_nodegroups()
+        .cluster_name("threeport-eks-one")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(groups.nodegroups().len(), 1, "{groups:?}");
+    let inv: threeport_eks::Inventory =
+        serde_json::from_value(inst["ResourceInventory"].clone()).unwrap();
+    assert_eq!(inv.resources.iter().filter(|r| r.kind == "Vpc").count(), 1);
+    assert!(
+        !inv.resources.iter().any(|r| r.kind == "EcrRepository"),
+        "a runtime needs no ECR repository: {inv:?}"
+    );
+
+    // Registered as a runtime, with a token made by the controller.
+    let rid = inst["KubernetesRuntimeInstanceID"]
+        .as_u64()
+        .expect("linked");
+    let runtime = api
+        .get_revealed(KUBERNETES_RUNTIME_INSTANCE, rid)
+        .await
+        .unwrap();
+    assert_eq!(runtime["Name"], "eks-one");
+    assert!(
+        runtime["APIEndpoint"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{runtime:#}"
+    );
+    let url = threeport_eks::token::presigned_url(runtime["ConnectionToken"].as_str().unwrap())
+        .expect("a k8s-aws-v1 token");
+    assert!(url.contains("Action=GetCallerIdentity"), "{url}");
+    assert!(
+        url.contains("X-Amz-SignedHeaders=host%3Bx-k8s-aws-id"),
+        "{url}"
+    );
+    let expires = time::OffsetDateTime::parse(
+        runtime["ConnectionTokenExpiration"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(expires > time::OffsetDateTime::now_utc() + time::Duration::minutes(10));
+    let listed = api.get(KUBERNETES_RUNTIME_INSTANCE, rid).await.unwrap();
+    assert_eq!(listed["ConnectionToken"], threeport_api::REDACTED);
+
+    // Delete tears it all down, and the runtime it registered with it.
+    let (env, _) = tp(
+        env,
+        &["delete", "-f", &file, "--wait", "--timeout", "120s"],
+        true,
+    )
+    .await;
+    assert_eq!(vpcs().await, 0);
+    assert!(clusters().await.is_empty());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while api
+        .find_by_name(KUBERNETES_RUNTIME_INSTANCE, "eks-one")
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runtime eks-one stays"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    world.stop(env).await;
 }

@@ -809,10 +809,7 @@ pub fn composites() -> impl Iterator<Item = Composite> {
 /// Kinds of a served group whose reconciler this release does not have yet: they stay
 /// `Pending` with that reason instead of being claimed by the group's controller and left
 /// `Reconciling`.
-const NOT_YET_SERVED: &[&str] = &[
-    "AwsEksKubernetesRuntimeDefinition",
-    "AwsEksKubernetesRuntimeInstance",
-];
+const NOT_YET_SERVED: &[&str] = &[];
 
 pub fn controllers() -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
@@ -962,12 +959,15 @@ mod tests {
         }
         assert_eq!(
             controllers(),
-            ["kubernetes-runtime", "workload", "aws", "secret"]
+            ["kubernetes-runtime", "aws", "workload", "secret"]
         );
         // Claimed only where a reconciler exists: the rest of the group stays Pending.
         assert_eq!(AWS_RELATIONAL_DATABASE_INSTANCE.controller(), Some("aws"));
         assert_eq!(AWS_OBJECT_STORAGE_BUCKET_INSTANCE.controller(), Some("aws"));
-        assert_eq!(AWS_EKS_KUBERNETES_RUNTIME_INSTANCE.controller(), None);
+        assert_eq!(
+            AWS_EKS_KUBERNETES_RUNTIME_INSTANCE.controller(),
+            Some("aws")
+        );
         assert_eq!(SECRET_INSTANCE.controller(), Some("secret"));
         assert_eq!(WORKLOAD_INSTANCE.controller(), Some("workload"));
         assert_eq!(HELM_WORKLOAD_INSTANCE.controller(), None);

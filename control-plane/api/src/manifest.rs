@@ -881,8 +881,11 @@ impl Ctx<'_> {
         {
             problems.push(d.problem(at, m));
         }
+        // An EKS runtime's reference is the runtime it becomes (its controller registers it),
+        // not one it runs on: it never takes the default.
         let has_runtime_field = kind.field("KubernetesRuntimeInstanceID").is_some()
-            && kind.role == kinds::Role::Instance;
+            && kind.role == kinds::Role::Instance
+            && !std::ptr::eq(kind, kinds::AWS_EKS_KUBERNETES_RUNTIME_INSTANCE);
         if has_runtime_field
             && !d.fields.contains_key("KubernetesRuntimeInstanceID")
             && !d

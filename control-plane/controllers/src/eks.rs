@@ -33,11 +33,14 @@ async fn inventory_of(
     let inv = eks
         .get("ResourceInventory")
         .and_then(|v| serde_json::from_value::<Inventory>(v.clone()).ok());
-    // Not provisioned, and nothing provisioning it: waiting would never end.
-    if inv.is_none() && threeport_api::ObjectExt::status(eks) == Some("Pending") {
+    // Not provisioned, and nothing provisioning it (no EKS controller runs, or it gave up):
+    // waiting would never end.
+    let status = threeport_api::ObjectExt::status(eks);
+    if inv.is_none() && matches!(status, Some("Pending" | "Failed")) {
         return Err(ReconcileError::Permanent(format!(
-            "{what} needs its EKS runtime provisioned, and AwsEksKubernetesRuntimeInstance {:?} is Pending: {}",
+            "{what} needs its EKS runtime provisioned, and AwsEksKubernetesRuntimeInstance {:?} is {}: {}",
             threeport_api::ObjectExt::name(eks),
+            status.unwrap_or_default(),
             threeport_api::ObjectExt::status_reason(eks).unwrap_or("no reason recorded")
         )));
     }

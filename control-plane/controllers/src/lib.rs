@@ -8,6 +8,7 @@ pub mod bucket;
 pub mod cluster;
 pub mod dependency;
 pub mod eks;
+pub mod eks_runtime;
 pub mod kuberuntime;
 pub mod rds;
 pub mod registration;
@@ -166,6 +167,12 @@ pub async fn run_all(
         runs.push(start.run(runtimes));
     }
     if selected.contains(&"aws") {
+        tokio::spawn(eks_runtime::refresh_tokens(
+            api.clone(),
+            opts.aws.clone(),
+            Duration::from_secs(60),
+            shutdown.clone(),
+        ));
         runs.push(start.run(aws));
     }
     if selected.contains(&"secret") {

@@ -1,4 +1,5 @@
-//! The aws controller (`AwsReconciler`: databases here, buckets in [`crate::bucket`]) and its
+//! The aws controller (`AwsReconciler`: databases here, buckets in [`crate::bucket`], EKS
+//! runtimes in [`crate::eks_runtime`]) and its
 //! relational databases. An `AwsRelationalDatabaseInstance` is created in
 //! its workload's runtime's VPC (an EKS runtime's, from its `ResourceInventory`): a DB subnet
 //! group on the runtime's subnets, a security group that admits only the cluster's security
@@ -70,6 +71,9 @@ impl Reconciler for AwsReconciler {
             let bucket = Bucket::load(api, &self.aws, &object).await?;
             return bucket.apply(api, object).await;
         }
+        if std::ptr::eq(kind, kinds::AWS_EKS_KUBERNETES_RUNTIME_INSTANCE) {
+            return crate::eks_runtime::apply(api, &self.aws, object).await;
+        }
         let db = Database::load(api, &self.aws, &object).await?;
         db.apply(api, &self.clients, object).await
     }
@@ -86,6 +90,9 @@ impl Reconciler for AwsReconciler {
         if std::ptr::eq(kind, AWS_OBJECT_STORAGE_BUCKET_INSTANCE) {
             let bucket = Bucket::load(api, &self.aws, &object).await?;
             return bucket.delete(api, &object).await;
+        }
+        if std::ptr::eq(kind, kinds::AWS_EKS_KUBERNETES_RUNTIME_INSTANCE) {
+            return crate::eks_runtime::delete(api, &self.aws, &object).await;
         }
         let db = Database::load(api, &self.aws, &object).await?;
         db.delete(api, &self.clients, &object).await

@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::Filter;
 
 use crate::aws::{AwsResultExt, Clients, Found};
 use crate::wait::{EksStatusSource, StatusSource, Target, WaitOptions, wait_until};
-use crate::{Inventory, InventoryItem, Progress};
+use crate::{FileStore, Inventory, InventoryItem, InventoryStore, Progress};
 
 /// What `down` did.
 #[derive(Debug, Default)]
@@ -35,16 +35,27 @@ pub async fn down(
     down_with(aws, inventory_path, progress, &DownOptions::default()).await
 }
 
-/// Deletes everything in the inventory, newest first. Failures do not stop the
-/// walk: they are reported in [`DownReport::failed`] and kept in the inventory
-/// file, which is rewritten after every deletion and removed once empty.
+/// Deletes everything in the inventory file, newest first. See [`down_in`].
 pub async fn down_with(
     aws: &aws_config::SdkConfig,
     inventory_path: &Path,
     progress: &Progress,
     opts: &DownOptions,
 ) -> Result<DownReport> {
-    let Some(mut inv) = Inventory::load(inventory_path)? else {
+    let store = FileStore(inventory_path.to_path_buf());
+    down_in(aws, &store, progress, opts).await
+}
+
+/// Deletes everything in the inventory, newest first. Failures do not stop the
+/// walk: they are reported in [`DownReport::failed`] and kept in the inventory,
+/// which is saved after every deletion (a file is removed once empty).
+pub async fn down_in(
+    aws: &aws_config::SdkConfig,
+    store: &dyn InventoryStore,
+    progress: &Progress,
+    opts: &DownOptions,
+) -> Result<DownReport> {
+    let Some(mut inv) = store.load().await? else {
         return Ok(DownReport::default());
     };
     let clients = Clients::new(aws, &inv.region);
@@ -61,7 +72,7 @@ pub async fn down_with(
         status: &*status,
     };
     let report = deleter
-        .delete_items(&mut inv, inventory_path, "Deleting", |_| true)
+        .delete_items(&mut inv, store, "Deleting", |_| true)
         .await;
     Ok(report)
 }
@@ -80,7 +91,7 @@ impl Deleter<'_> {
     pub async fn delete_items(
         &self,
         inv: &mut Inventory,
-        path: &Path,
+        store: &dyn InventoryStore,
         verb: &str,
         select: impl Fn(&InventoryItem) -> bool,
     ) -> DownReport {
@@ -120,8 +131,8 @@ impl Deleter<'_> {
                     if let Some(pos) = inv.resources.iter().position(|i| *i == item) {
                         inv.resources.remove(pos);
                     }
-                    if let Err(e) = inv.save_or_remove(path) {
-                        tracing::error!("saving inventory {}: {e:#}", path.display());
+                    if let Err(e) = store.save(inv).await {
+                        tracing::error!("saving inventory: {e:#}");
                     }
                     report.deleted.push(item);
                 }

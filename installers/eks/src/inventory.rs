@@ -7,6 +7,41 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+/// A future an [`InventoryStore`] returns (boxed, so stores are object-safe).
+pub type StoreFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// Where an inventory lives between steps. `up` saves through it after every resource, so
+/// whatever it keeps must be durable when `save` returns: a crash right after loses nothing.
+///
+/// * [`FileStore`]: `tptctl up --provider eks` (a file beside the config).
+/// * The EKS runtime controller keeps it in its `AwsEksKubernetesRuntimeInstance`'s
+///   `ResourceInventory`, so a controller restarted anywhere resumes from it.
+pub trait InventoryStore: Send + Sync {
+    /// The saved inventory, `None` before the first save (or after the last item is gone).
+    fn load(&self) -> StoreFuture<'_, Option<Inventory>>;
+    /// Replaces the saved inventory; an empty one may be stored as "none".
+    fn save<'a>(&'a self, inv: &'a Inventory) -> StoreFuture<'a, ()>;
+    /// The file it is kept in, when it is one (error messages point at it).
+    fn file(&self) -> Option<&Path> {
+        None
+    }
+}
+
+/// An inventory file, written atomically ([`Inventory::save`]) and removed once empty.
+pub struct FileStore(pub PathBuf);
+
+impl InventoryStore for FileStore {
+    fn load(&self) -> StoreFuture<'_, Option<Inventory>> {
+        Box::pin(async move { Inventory::load(&self.0) })
+    }
+    fn save<'a>(&'a self, inv: &'a Inventory) -> StoreFuture<'a, ()> {
+        Box::pin(async move { inv.save_or_remove(&self.0) })
+    }
+    fn file(&self) -> Option<&Path> {
+        Some(&self.0)
+    }
+}
+
 /// Everything a control plane owns in AWS, in the order it was created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inventory {

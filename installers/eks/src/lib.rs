@@ -27,10 +27,10 @@ mod up;
 pub mod wait;
 
 pub use aws::{AwsError, AwsErrorKind, AwsResultExt, CONTROL_PLANE_TAG, Found};
-pub use down::{DownOptions, DownReport, down, down_with};
-pub use inventory::{Inventory, InventoryItem};
+pub use down::{DownOptions, DownReport, down, down_in, down_with};
+pub use inventory::{FileStore, Inventory, InventoryItem, InventoryStore, StoreFuture};
 pub use threeport_installers::{Installed, Progress, UpFailed};
-pub use up::{UpOptions, up, up_with};
+pub use up::{UpOptions, up, up_in, up_with};
 pub use wait::{Clock, StatusSource, TokioClock, WaitOptions};
 
 /// What to create.

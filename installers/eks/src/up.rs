@@ -29,7 +29,9 @@ use tokio_util::sync::CancellationToken;
 use crate::aws::{AwsResultExt, CONTROL_PLANE_TAG, Clients, Found};
 use crate::down::Deleter;
 use crate::wait::{EksStatusSource, StatusSource, Target, WaitOptions, wait_until};
-use crate::{ClusterAccess, EksSpec, Inventory, InventoryItem, Progress};
+use crate::{
+    ClusterAccess, EksSpec, FileStore, Inventory, InventoryItem, InventoryStore, Progress,
+};
 
 const VPC_CIDR: &str = "10.0.0.0/16";
 const CLUSTER_POLICIES: &[&str] = &["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"];
@@ -52,6 +54,13 @@ pub struct UpOptions {
     /// `route-table`, `security-group`, `cluster`, `cluster-active`, `nodegroup`,
     /// `nodegroup-active`, `ecr-repository`).
     pub fail_after: Option<String>,
+    /// Stop after the node group: a Kubernetes runtime's cluster needs no ECR repository
+    /// (only `tptctl up --provider eks` pushes an image). [`ClusterAccess::image_repository`]
+    /// is then empty.
+    pub no_image_repository: bool,
+    /// Test hook: sleep this long after every step, so a test can kill the process between
+    /// steps it can see in the inventory (moto answers every call at once).
+    pub step_pause: Option<std::time::Duration>,
 }
 
 /// Creates or resumes the control plane's AWS resources with default options
@@ -74,16 +83,8 @@ pub async fn up(
     .await
 }
 
-/// Creates or resumes the control plane's AWS resources.
-///
-/// Every resource is appended to the inventory and saved as soon as AWS returns
-/// its id. With an existing inventory, steps whose resources are recorded and
-/// still exist are skipped. Resources that carry our Name tag but were never
-/// recorded (a crash between create and save) are adopted, not duplicated.
-///
-/// On error or cancellation the resources created by *this* run are deleted
-/// (in reverse order) unless `opts.retain`. The error's context is an [`UpFailed`]
-/// (`creating EKS control plane <name>`) that lists what was rolled back and what is left.
+/// Creates or resumes the control plane's AWS resources, with the inventory in a file.
+/// See [`up_in`].
 pub async fn up_with(
     aws: &aws_config::SdkConfig,
     spec: &EksSpec,
@@ -92,13 +93,39 @@ pub async fn up_with(
     cancel: CancellationToken,
     opts: &UpOptions,
 ) -> Result<ClusterAccess> {
+    let store = FileStore(inventory_path.to_path_buf());
+    up_in(aws, spec, &store, progress, cancel, opts).await
+}
+
+/// Creates or resumes the control plane's AWS resources.
+///
+/// Every resource is appended to the inventory and saved through `store` as soon as AWS
+/// returns its id. With an existing inventory, steps whose resources are recorded and
+/// still exist are skipped. Resources that carry our Name tag but were never
+/// recorded (a crash between create and save) are adopted, not duplicated.
+///
+/// On error or cancellation the resources created by *this* run are deleted
+/// (in reverse order) unless `opts.retain`. The error's context is an [`UpFailed`]
+/// (`creating EKS control plane <name>`) that lists what was rolled back and what is left.
+pub async fn up_in(
+    aws: &aws_config::SdkConfig,
+    spec: &EksSpec,
+    store: &dyn InventoryStore,
+    progress: &Progress,
+    cancel: CancellationToken,
+    opts: &UpOptions,
+) -> Result<ClusterAccess> {
     spec.validate()?;
-    let inv = match Inventory::load(inventory_path)? {
+    let place = || match store.file() {
+        Some(f) => format!("inventory {}", f.display()),
+        None => "the inventory".to_string(),
+    };
+    let inv = match store.load().await? {
         Some(inv) => {
             if inv.name != spec.name || inv.region != spec.region {
                 bail!(
-                    "inventory {} belongs to control plane {:?} in {}, not {:?} in {}",
-                    inventory_path.display(),
+                    "{} belongs to control plane {:?} in {}, not {:?} in {}",
+                    place(),
                     inv.name,
                     inv.region,
                     spec.name,
@@ -121,7 +148,7 @@ pub async fn up_with(
         spec,
         ledger: Ledger {
             inv,
-            path: inventory_path,
+            store,
             created: Vec::new(),
         },
         progress,
@@ -136,7 +163,7 @@ pub async fn up_with(
     };
     let name = |i: &InventoryItem| format!("{} {}", i.kind, i.id);
     let mut failed = UpFailed::new(format!("creating EKS control plane {}", spec.name));
-    failed.listed_in = Some(inventory_path.to_path_buf());
+    failed.listed_in = store.file().map(Path::to_path_buf);
     if !opts.retain && !run.ledger.created.is_empty() {
         let created = run.ledger.created.clone();
         let deleter = Deleter {
@@ -146,12 +173,9 @@ pub async fn up_with(
             status: &*run.status,
         };
         let report = deleter
-            .delete_items(
-                &mut run.ledger.inv,
-                inventory_path,
-                "Rolling back",
-                |item| created.contains(item),
-            )
+            .delete_items(&mut run.ledger.inv, store, "Rolling back", |item| {
+                created.contains(item)
+            })
             .await;
         failed.rolled_back = report.deleted.iter().map(name).collect();
     }
@@ -176,7 +200,7 @@ struct Run<'a> {
 /// remembered for its rollback.
 struct Ledger<'a> {
     inv: Inventory,
-    path: &'a Path,
+    store: &'a dyn InventoryStore,
     /// Items recorded by this run (rolled back on failure).
     created: Vec<InventoryItem>,
 }
@@ -206,11 +230,14 @@ impl<T> Made<T> {
 
 impl Ledger<'_> {
     /// Records a new resource and saves the inventory at once.
-    fn record(&mut self, kind: &str, id: &str, step: &str, mut extra: Value) -> Result<()> {
+    async fn record(&mut self, kind: &str, id: &str, step: &str, mut extra: Value) -> Result<()> {
         extra["step"] = json!(step);
         let item = InventoryItem::new(kind, id, extra);
         self.inv.resources.push(item.clone());
-        self.inv.save(self.path).context("saving inventory")?;
+        self.store
+            .save(&self.inv)
+            .await
+            .context("saving inventory")?;
         self.created.push(item);
         Ok(())
     }
@@ -218,7 +245,7 @@ impl Ledger<'_> {
     /// Records what has no describe of its own (attachments, routes, associations) unless it
     /// is recorded with this id already; `made_now` re-records it, so this run's rollback
     /// undoes what this run did.
-    fn record_once(
+    async fn record_once(
         &mut self,
         kind: &str,
         id: &str,
@@ -228,16 +255,16 @@ impl Ledger<'_> {
     ) -> Result<()> {
         if made_now || self.recorded(step).map(|i| i.id) != Some(id.to_string()) {
             self.inv.resources.retain(|i| i.step() != step);
-            self.record(kind, id, step, extra)?;
+            self.record(kind, id, step, extra).await?;
         }
         Ok(())
     }
 
     /// Drops an item whose resource no longer exists.
-    fn forget(&mut self, step: &str) -> Result<()> {
+    async fn forget(&mut self, step: &str) -> Result<()> {
         tracing::warn!(step, "recorded resource no longer exists; recreating it");
         self.inv.resources.retain(|i| i.step() != step);
-        self.inv.save_or_remove(self.path)
+        self.store.save(&self.inv).await
     }
 
     fn recorded(&self, step: &str) -> Option<InventoryItem> {
@@ -258,16 +285,16 @@ impl Ledger<'_> {
         if let Some(item) = self.recorded(step) {
             match describe(item.id).await? {
                 Some(v) => return Ok(v),
-                None => self.forget(step)?,
+                None => self.forget(step).await?,
             }
         }
         if let Some(mut found) = find_by_tag().await? {
             found.extra["adopted"] = json!(true);
-            self.record(kind, &found.id, step, found.extra)?;
+            self.record(kind, &found.id, step, found.extra).await?;
             return Ok(found.value);
         }
         let made = create().await?;
-        self.record(kind, &made.id, step, made.extra)?;
+        self.record(kind, &made.id, step, made.extra).await?;
         Ok(made.value)
     }
 }
@@ -284,6 +311,9 @@ macro_rules! phase {
         match $body {
             Ok(v) => {
                 $run.progress.done();
+                if let Some(pause) = $run.opts.step_pause {
+                    tokio::time::sleep(pause).await;
+                }
                 if $run.opts.fail_after.as_deref() == Some($step) {
                     bail!("injected failure after step {}", $step);
                 }
@@ -417,6 +447,9 @@ impl Run<'_> {
             ),
             self.wait_nodegroup().await
         );
+        if self.opts.no_image_repository {
+            return self.access(String::new()).await;
+        }
         let image_repository = phase!(
             self,
             "ecr-repository",
@@ -501,13 +534,15 @@ impl Run<'_> {
             .send()
             .await
             .aws("AttachRolePolicy")?;
-            self.ledger.record_once(
-                "IamRolePolicyAttachment",
-                policy,
-                &format!("{step}-policy-{i}"),
-                json!({ "role": name }),
-                false,
-            )?;
+            self.ledger
+                .record_once(
+                    "IamRolePolicyAttachment",
+                    policy,
+                    &format!("{step}-policy-{i}"),
+                    json!({ "role": name }),
+                    false,
+                )
+                .await?;
         }
         Ok(arn)
     }
@@ -691,13 +726,15 @@ impl Run<'_> {
                 .await
                 .aws("AttachInternetGateway")?;
         }
-        self.ledger.record_once(
-            "InternetGatewayAttachment",
-            &id,
-            "internet-gateway-attachment",
-            json!({ "vpc_id": vpc }),
-            !attached,
-        )?;
+        self.ledger
+            .record_once(
+                "InternetGatewayAttachment",
+                &id,
+                "internet-gateway-attachment",
+                json!({ "vpc_id": vpc }),
+                !attached,
+            )
+            .await?;
         Ok(id)
     }
 
@@ -758,13 +795,15 @@ impl Run<'_> {
                 .await
                 .aws("CreateRoute")?;
         }
-        self.ledger.record_once(
-            "Route",
-            "0.0.0.0/0",
-            "route-default",
-            json!({ "route_table_id": rtb, "gateway_id": igw }),
-            !has_route,
-        )?;
+        self.ledger
+            .record_once(
+                "Route",
+                "0.0.0.0/0",
+                "route-default",
+                json!({ "route_table_id": rtb, "gateway_id": igw }),
+                !has_route,
+            )
+            .await?;
 
         // One association per subnet.
         for (i, subnet) in subnets.iter().enumerate() {
@@ -786,13 +825,15 @@ impl Run<'_> {
                     .context("AssociateRouteTable returned no id")?
                     .to_string(),
             };
-            self.ledger.record_once(
-                "RouteTableAssociation",
-                &assoc,
-                &format!("route-table-association-{i}"),
-                json!({ "route_table_id": rtb, "subnet_id": subnet }),
-                false,
-            )?;
+            self.ledger
+                .record_once(
+                    "RouteTableAssociation",
+                    &assoc,
+                    &format!("route-table-association-{i}"),
+                    json!({ "route_table_id": rtb, "subnet_id": subnet }),
+                    false,
+                )
+                .await?;
         }
         Ok(())
     }
