@@ -207,6 +207,15 @@ pub(crate) fn prerequisites(objects: &[Desired]) -> Vec<Vec<usize>> {
             if d.wants_default_runtime {
                 deps.extend(default_runtime);
             }
+            // Objects named by a field (an account by `InfraProviderAccountName`): what the
+            // controller makes from this one will refer to them.
+            for f in d.kind.fields() {
+                if let (Some(k), Some(name)) =
+                    (f.names, d.fields.get(f.name).and_then(Value::as_str))
+                {
+                    deps.extend(index.get(&(k, name)).copied());
+                }
+            }
             deps.retain(|&j| j != i);
             deps.sort_unstable();
             deps.dedup();

@@ -6,8 +6,11 @@ use threeport_api::kinds;
 use threeport_api::manifest::{Desired, Loaded, Ref};
 pub use threeport_installers::kubeconfig::{Connection, read_kubeconfig};
 
-/// A KubernetesRuntimeDefinition and Instance for the cluster, ready for `apply::apply`.
-pub fn desired(name: &str, conn: &Connection, default: bool, source: &str) -> Loaded {
+/// A KubernetesRuntimeDefinition and Instance for the cluster, ready for `apply::apply`. For a
+/// runtime that `exists`, only its connection (rotated credentials, a moved API server): its
+/// definition, provider and `Location` (immutable) stay as they are, and connection fields the
+/// kubeconfig does not give are cleared.
+pub fn desired(name: &str, conn: &Connection, default: bool, source: &str, exists: bool) -> Loaded {
     let krd = kinds::KUBERNETES_RUNTIME_DEFINITION;
     let kri = kinds::KUBERNETES_RUNTIME_INSTANCE;
     let provider = if conn.context.starts_with("kind-") {
@@ -20,7 +23,9 @@ pub fn desired(name: &str, conn: &Connection, default: bool, source: &str) -> Lo
     def.insert("InfraProvider".into(), json!(provider));
     let mut inst = Map::new();
     inst.insert("Name".into(), json!(name));
-    inst.insert("Location".into(), json!("Local"));
+    if !exists {
+        inst.insert("Location".into(), json!("Local"));
+    }
     inst.insert("APIEndpoint".into(), json!(conn.server));
     for (field, value) in [
         ("CACertificate", &conn.ca_pem),
@@ -28,8 +33,14 @@ pub fn desired(name: &str, conn: &Connection, default: bool, source: &str) -> Lo
         ("CertificateKey", &conn.key_pem),
         ("ConnectionToken", &conn.token),
     ] {
-        if let Some(v) = value {
-            inst.insert(field.into(), json!(v));
+        match value {
+            Some(v) => {
+                inst.insert(field.into(), json!(v));
+            }
+            None if exists => {
+                inst.insert(field.into(), serde_json::Value::Null);
+            }
+            None => {}
         }
     }
     if default {
@@ -50,8 +61,13 @@ pub fn desired(name: &str, conn: &Connection, default: bool, source: &str) -> Lo
         name: name.to_string(),
         line: 0,
     };
+    let objects = if exists {
+        vec![mk(kri, inst, vec![])]
+    } else {
+        vec![mk(krd, def, vec![]), mk(kri, inst, vec![def_ref])]
+    };
     Loaded {
-        objects: vec![mk(krd, def, vec![]), mk(kri, inst, vec![def_ref])],
+        objects,
         ..Default::default()
     }
 }

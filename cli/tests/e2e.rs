@@ -144,12 +144,16 @@ fn pending_where_no_controller_runs(env: &Tptctl) {
         "{}",
         w.stdout
     );
-    // The served kinds are not Pending: their controllers registered.
+    // The served kinds are not Pending: the local control plane runs every controller of this
+    // release, in the registry's order, and it registered.
     let ctl = env.ok(&["get", "controllers"]);
     assert!(ctl.lines()[0].starts_with("NAME") && ctl.lines()[0].contains("CONTROLLERS"));
+    let every = threeport_api::kinds::controllers().join(",");
     assert!(
-        ctl.stdout.contains("kubernetes-runtime,workload") && ctl.stdout.contains("Running"),
-        "{}",
+        ctl.lines()[1..]
+            .iter()
+            .any(|l| l.split_whitespace().nth(1) == Some(every.as_str()) && l.contains("Running")),
+        "expected one Running process serving {every}:\n{}",
         ctl.stdout
     );
 }
@@ -2361,6 +2365,177 @@ async fn an_eks_runtime_survives_five_kills_mid_provisioning_with_one_vpc_and_cl
             "runtime eks-one stays"
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    world.stop(env).await;
+}
+
+/// Upstream's other spelling of an EKS runtime: a `KubernetesRuntime` with `InfraProvider: eks`.
+/// The kubernetes-runtime controller makes its `AwsEksKubernetesRuntimeDefinition` (2 zones, in
+/// the named account) and `AwsEksKubernetesRuntimeInstance` (in the region of its `Location`),
+/// which the aws controller provisions in moto and registers. Deleting the EKS instance, or the
+/// runtime, is refused with a 409 naming the workload that runs there; once it is gone,
+/// `delete -f` of the runtime tears the cluster down and leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_runtime_with_infra_provider_eks_is_provisioned_and_torn_down_with_it() {
+    use threeport_api::kinds::{
+        AWS_EKS_KUBERNETES_RUNTIME_DEFINITION, AWS_EKS_KUBERNETES_RUNTIME_INSTANCE,
+        KUBERNETES_RUNTIME_DEFINITION, KUBERNETES_RUNTIME_INSTANCE,
+    };
+    let (env, world) = AwsWorld::start(tptctl()).await;
+    let api = world.api.clone();
+    let runtime = world.file(
+        "runtime.yaml",
+        "KubernetesRuntime:\n  Name: eks-k8s\n  InfraProvider: eks\n  InfraProviderAccountName: moto\n  HighAvailability: false\n  Location: NorthAmerica:NewYork\n",
+    );
+    let (env, _) = tp(env, &["apply", "-f", &runtime], true).await;
+    let wait_for = |what: &'static str| {
+        let api = api.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+            loop {
+                let eks = api
+                    .find_by_name(AWS_EKS_KUBERNETES_RUNTIME_INSTANCE, "eks-k8s")
+                    .await
+                    .unwrap();
+                if let Some(e) = eks.filter(|e| e["Status"] == what) {
+                    return e;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the EKS instance never became {what}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let eks = wait_for("Healthy").await;
+    assert_eq!(eks["Region"], "us-east-1", "{eks:#}");
+    let kri = api
+        .find_by_name(KUBERNETES_RUNTIME_INSTANCE, "eks-k8s")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(eks["KubernetesRuntimeInstanceID"], kri["ID"], "bound to it");
+    let def = api
+        .find_by_name(AWS_EKS_KUBERNETES_RUNTIME_DEFINITION, "eks-k8s")
+        .await
+        .unwrap()
+        .expect("the EKS definition made for it");
+    assert_eq!(def["ZoneCount"], 2);
+    assert_eq!(def["DefaultNodeGroupInstanceType"], "t3.medium");
+    let eks_api = aws_sdk_eks::Client::new(&world.aws);
+    let clusters = || async {
+        eks_api
+            .list_clusters()
+            .send()
+            .await
+            .unwrap()
+            .clusters()
+            .to_vec()
+    };
+    assert_eq!(clusters().await, vec!["threeport-eks-k8s".to_string()]);
+
+    // moto's cluster has no Kubernetes API: point the runtime at the double (rotation), then
+    // run a workload there.
+    let kc = world.work.path().join("kubeconfig");
+    let (env, _) = tp(
+        env,
+        &[
+            "runtime",
+            "register",
+            "eks-k8s",
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+        ],
+        true,
+    )
+    .await;
+    let kri = api
+        .get(KUBERNETES_RUNTIME_INSTANCE, kri["ID"].as_u64().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(kri["Location"], "NorthAmerica:NewYork", "rotation keeps it");
+    world.file(
+        "web.yaml.manifest",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: b\n",
+    );
+    let web = world.file(
+        "web.yaml",
+        "Workload:\n  Name: web\n  YAMLDocument: web.yaml.manifest\n  KubernetesRuntimeInstance:\n    Name: eks-k8s\n",
+    );
+    let (env, _) = tp(
+        env,
+        &["apply", "-f", &web, "--wait", "--timeout", "60s"],
+        true,
+    )
+    .await;
+
+    // A workload runs there: neither the EKS instance nor the runtime can go.
+    let (env, r) = tp(
+        env,
+        &["delete", "aws-eks-kubernetes-runtime-instance", "eks-k8s"],
+        false,
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("still referenced by 1 workload-instances (web; via KubernetesRuntimeInstanceID) on its KubernetesRuntimeInstance \"eks-k8s\""),
+        "{}",
+        r.stderr
+    );
+    let (env, r) = tp(
+        env,
+        &["delete", "kubernetes-runtime-instance", "eks-k8s"],
+        false,
+    )
+    .await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("still referenced by 1 workload-instances (web;"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(clusters().await.len(), 1, "nothing was torn down");
+
+    // Without it, deleting the runtime tears the cluster down, and nothing is left.
+    let (env, _) = tp(
+        env,
+        &["delete", "-f", &web, "--wait", "--timeout", "60s"],
+        true,
+    )
+    .await;
+    let (env, _) = tp(
+        env,
+        &["delete", "-f", &runtime, "--wait", "--timeout", "120s"],
+        true,
+    )
+    .await;
+    assert!(clusters().await.is_empty());
+    let ec2 = aws_sdk_ec2::Client::new(&world.aws);
+    let vpcs = ec2
+        .describe_vpcs()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:Name")
+                .values("threeport-eks-k8s-vpc")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(vpcs.vpcs().is_empty(), "{vpcs:?}");
+    for kind in [
+        KUBERNETES_RUNTIME_INSTANCE,
+        KUBERNETES_RUNTIME_DEFINITION,
+        AWS_EKS_KUBERNETES_RUNTIME_INSTANCE,
+        AWS_EKS_KUBERNETES_RUNTIME_DEFINITION,
+    ] {
+        assert!(
+            api.find_by_name(kind, "eks-k8s").await.unwrap().is_none(),
+            "{} eks-k8s is left",
+            kind.name
+        );
     }
     world.stop(env).await;
 }

@@ -30,15 +30,18 @@ pub async fn register(
     default: bool,
     source: &Path,
 ) -> Result<bool> {
-    let loaded = crate::runtime::desired(name, conn, default, &source.display().to_string());
+    let client = ctx.client()?;
+    let exists = client
+        .find_by_name(threeport_api::kinds::KUBERNETES_RUNTIME_INSTANCE, name)
+        .await?
+        .is_some();
+    let loaded =
+        crate::runtime::desired(name, conn, default, &source.display().to_string(), exists);
     let opts = crate::apply::ApplyOpts {
         dry_run: false,
         output: None,
         create_only: false,
         concurrency: crate::apply::DEFAULT_CONCURRENCY,
     };
-    Ok(crate::apply::apply(&ctx.client()?, loaded, &opts)
-        .await?
-        .failed
-        > 0)
+    Ok(crate::apply::apply(&client, loaded, &opts).await?.failed > 0)
 }

@@ -51,6 +51,14 @@ pub enum OnDelete {
     Restrict,
     /// This object is removed together with the referenced one (events, resource rows).
     Cascade,
+    /// The two live and die together, each through its controller: this object made (or was
+    /// made for) the referenced one, as an EKS runtime instance registers the
+    /// KubernetesRuntimeInstance it provisions. Deleting the referenced object is not refused
+    /// because of this reference: its controller deletes this object first (which tears down
+    /// what it made) and waits for it. Deleting this object is refused while the referenced
+    /// one could not be deleted (a workload still runs on the runtime). The row itself is
+    /// removed only once this reference is gone.
+    Bound,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -80,6 +88,11 @@ pub struct Field {
     /// database or secret). Upstream's YAML nests it there, and `why` and the drill-downs show
     /// it as that object's child.
     pub attaches: bool,
+    /// For strings: the kind whose object this field names (`InfraProviderAccountName` names an
+    /// `AwsAccount`). Not an ID reference, so the API does not check it, but what the named
+    /// object's controller makes from it refers to that object: `tptctl apply` writes the named
+    /// object first and `delete -f` deletes it last.
+    pub names: Option<&'static str>,
 }
 
 impl Field {
@@ -97,7 +110,12 @@ impl Field {
             one_of: &[],
             range: None,
             attaches: false,
+            names: None,
         }
+    }
+    pub const fn names(mut self, kind: &'static str) -> Field {
+        self.names = Some(kind);
+        self
     }
     pub const fn attaches(mut self) -> Field {
         self.attaches = true;
@@ -133,6 +151,11 @@ impl Field {
     }
     pub const fn cascade(mut self) -> Field {
         self.on_delete = OnDelete::Cascade;
+        self
+    }
+    /// See [`OnDelete::Bound`].
+    pub const fn bound(mut self) -> Field {
+        self.on_delete = OnDelete::Bound;
         self
     }
     /// Lower-cased name, as used in query-string filters (`?workloaddefinitionid=…`).
@@ -497,7 +520,7 @@ pub static KINDS: &[Kind] = &[
     // --- Kubernetes runtimes.
     kind!("KubernetesRuntimeDefinition", "kubernetes-runtime-definitions", KubernetesRuntime, Definition, reconciled: true, named: true,
         aliases: ["krd"], fields: [
-        s("InfraProvider").required(), s("InfraProviderAccountName"), b("HighAvailability"),
+        s("InfraProvider").required(), s("InfraProviderAccountName").names("AwsAccount"), b("HighAvailability"),
         s("NodeSize"), s("NodeProfile"), int("NodeMaximum"),
     ]),
     kind!("KubernetesRuntimeInstance", "kubernetes-runtime-instances", KubernetesRuntime, Instance, reconciled: true, named: true,
@@ -512,12 +535,14 @@ pub static KINDS: &[Kind] = &[
         aliases: ["eksrd"], fields: [
         r("AwsAccountID", "AwsAccount").required(), int("ZoneCount"), s("DefaultNodeGroupInstanceType"),
         int("DefaultNodeGroupInitialSize"), int("DefaultNodeGroupMinimumSize"), int("DefaultNodeGroupMaximumSize"),
-        r("KubernetesRuntimeDefinitionID", "KubernetesRuntimeDefinition"),
+        // Made by the kubernetes-runtime controller for an `eks` runtime definition.
+        r("KubernetesRuntimeDefinitionID", "KubernetesRuntimeDefinition").bound(),
     ]),
     kind!("AwsEksKubernetesRuntimeInstance", "aws-eks-kubernetes-runtime-instances", Aws, Instance, reconciled: true, named: true,
         aliases: ["eksri"], fields: [
         s("Region").immutable(), r("AwsEksKubernetesRuntimeDefinitionID", "AwsEksKubernetesRuntimeDefinition").required(),
-        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), json("ResourceInventory").status(),
+        // The runtime it provisions and registers: deleting either tears the cluster down.
+        r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance").bound(), json("ResourceInventory").status(),
     ]),
     // --- Control planes form a tree.
     kind!("ControlPlaneDefinition", "control-plane-definitions", ControlPlane, Definition, reconciled: true, named: true,
@@ -851,6 +876,12 @@ pub fn by_plural(plural: &str) -> Option<&'static Kind> {
 
 /// Every (kind, field) whose value references `target`: what must be checked before `target`
 /// objects are deleted.
+/// The objects bound to `target` (see [`OnDelete::Bound`]): its controller deletes them
+/// before it lets `target` go.
+pub fn bound_to(target: &str) -> impl Iterator<Item = (&'static Kind, &'static Field)> + '_ {
+    references_to(target).filter(|(_, f)| f.on_delete == OnDelete::Bound)
+}
+
 pub fn references_to(target: &str) -> impl Iterator<Item = (&'static Kind, &'static Field)> + '_ {
     KINDS.iter().flat_map(move |k| {
         k.own_fields
@@ -885,6 +916,15 @@ mod tests {
                     assert!(
                         pos <= i,
                         "{}.{}: {to} must be declared first (apply order)",
+                        k.name,
+                        f.name
+                    );
+                }
+                if let Some(to) = f.names {
+                    let pos = KINDS.iter().position(|t| t.name == to);
+                    assert!(
+                        pos.is_some_and(|p| p <= i) && f.ty == FieldType::String,
+                        "{}.{} names {to}: a string field naming a kind declared first",
                         k.name,
                         f.name
                     );
@@ -961,6 +1001,17 @@ mod tests {
             controllers(),
             ["kubernetes-runtime", "aws", "workload", "secret"]
         );
+        // An EKS runtime and the runtime it registers go together.
+        let bound = |k: &Kind| -> Vec<&str> { bound_to(k.name).map(|(k, _)| k.name).collect() };
+        assert_eq!(
+            bound(KUBERNETES_RUNTIME_INSTANCE),
+            ["AwsEksKubernetesRuntimeInstance"]
+        );
+        assert_eq!(
+            bound(KUBERNETES_RUNTIME_DEFINITION),
+            ["AwsEksKubernetesRuntimeDefinition"]
+        );
+        assert!(bound(WORKLOAD_INSTANCE).is_empty());
         // Claimed only where a reconciler exists: the rest of the group stays Pending.
         assert_eq!(AWS_RELATIONAL_DATABASE_INSTANCE.controller(), Some("aws"));
         assert_eq!(AWS_OBJECT_STORAGE_BUCKET_INSTANCE.controller(), Some("aws"));

@@ -401,3 +401,292 @@ async fn refresh_one(api: &Client, aws: &AwsAccess, inst: &Value) -> Result<(), 
     .await?;
     Ok(())
 }
+
+/// Upstream's `Location`s and the AWS regions they map to. A region name (`eu-west-1`) is
+/// taken as it is.
+const LOCATIONS: &[(&str, &str)] = &[
+    ("NorthAmerica:NewYork", "us-east-1"),
+    ("NorthAmerica:Virginia", "us-east-1"),
+    ("NorthAmerica:Ohio", "us-east-2"),
+    ("NorthAmerica:California", "us-west-1"),
+    ("NorthAmerica:Oregon", "us-west-2"),
+    ("NorthAmerica:Montreal", "ca-central-1"),
+    ("SouthAmerica:SaoPaulo", "sa-east-1"),
+    ("Europe:Ireland", "eu-west-1"),
+    ("Europe:London", "eu-west-2"),
+    ("Europe:Paris", "eu-west-3"),
+    ("Europe:Frankfurt", "eu-central-1"),
+    ("Europe:Stockholm", "eu-north-1"),
+    ("Asia:Tokyo", "ap-northeast-1"),
+    ("Asia:Seoul", "ap-northeast-2"),
+    ("Asia:Singapore", "ap-southeast-1"),
+    ("Asia:Mumbai", "ap-south-1"),
+    ("Australia:Sydney", "ap-southeast-2"),
+];
+
+/// The AWS region of a runtime's `Location`.
+pub fn region_for(location: &str) -> Result<String, String> {
+    if let Some((_, r)) = LOCATIONS.iter().find(|(l, _)| *l == location) {
+        return Ok(r.to_string());
+    }
+    let parts: Vec<&str> = location.split('-').collect();
+    let looks_like_region = parts.len() == 3
+        && parts[0].len() == 2
+        && parts.iter().all(|p| !p.is_empty())
+        && parts[2].chars().all(|c| c.is_ascii_digit());
+    if looks_like_region {
+        return Ok(location.to_string());
+    }
+    let known: Vec<&str> = LOCATIONS.iter().map(|(l, _)| *l).collect();
+    Err(format!(
+        "Location {location:?} names no AWS region; use one of {} or a region name such as us-east-1",
+        known.join(", ")
+    ))
+}
+
+/// Upstream's node sizes and profiles as EC2 instance types.
+fn instance_type(profile: &str, size: &str) -> Option<&'static str> {
+    let family: [&'static str; 5] = match profile {
+        "" | "Balanced" => [
+            "t3.small",
+            "t3.medium",
+            "t3.large",
+            "t3.xlarge",
+            "t3.2xlarge",
+        ],
+        "ComputeOptimized" => [
+            "c5.large",
+            "c5.xlarge",
+            "c5.2xlarge",
+            "c5.4xlarge",
+            "c5.9xlarge",
+        ],
+        "MemoryOptimized" => [
+            "r5.large",
+            "r5.xlarge",
+            "r5.2xlarge",
+            "r5.4xlarge",
+            "r5.8xlarge",
+        ],
+        _ => return None,
+    };
+    let i = match size {
+        "XSmall" => 0,
+        // No size: EKS's usual t3.medium (what `tptctl up --provider eks` uses too).
+        "" | "Small" => 1,
+        "Medium" => 2,
+        "Large" => 3,
+        "XLarge" => 4,
+        _ => return None,
+    };
+    Some(family[i])
+}
+
+/// What a `KubernetesRuntimeDefinition` with `InfraProvider: eks` means, as upstream's
+/// kubernetes-runtime controller writes it: an `AwsEksKubernetesRuntimeDefinition` of the same
+/// name, bound to it, in the account `InfraProviderAccountName` (else the default account),
+/// with 2 zones (3 with `HighAvailability`) and `NodeProfile`/`NodeSize` as the instance type.
+pub async fn ensure_definition(api: &Client, krd: &Value) -> Result<String, ReconcileError> {
+    let krd_id = krd.id().unwrap_or_default();
+    let text = |f: &str| krd.get(f).and_then(Value::as_str).unwrap_or_default();
+    let account = match text("InfraProviderAccountName") {
+        "" => api
+            .list(threeport_api::kinds::AWS_ACCOUNT, &[("defaultaccount", "true".into())])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                ReconcileError::Permanent(
+                    "InfraProvider eks needs an AWS account: set InfraProviderAccountName, or mark an AwsAccount DefaultAccount".into(),
+                )
+            })?,
+        name => api
+            .find_by_name(threeport_api::kinds::AWS_ACCOUNT, name)
+            .await?
+            .ok_or_else(|| {
+                ReconcileError::Permanent(format!(
+                    "InfraProviderAccountName: AwsAccount {name:?} does not exist; create it or name another account"
+                ))
+            })?,
+    };
+    let (profile, size) = (text("NodeProfile"), text("NodeSize"));
+    let machine = instance_type(profile, size).ok_or_else(|| {
+        ReconcileError::Permanent(format!(
+            "NodeProfile {profile:?} / NodeSize {size:?}: use Balanced, ComputeOptimized or MemoryOptimized, and XSmall, Small, Medium, Large or XLarge"
+        ))
+    })?;
+    let zones = if krd.get("HighAvailability") == Some(&Value::Bool(true)) {
+        3
+    } else {
+        2
+    };
+    let mut want = json!({
+        "AwsAccountID": account.id(),
+        "ZoneCount": zones,
+        "DefaultNodeGroupInstanceType": machine,
+        "DefaultNodeGroupInitialSize": zones,
+        "DefaultNodeGroupMinimumSize": 1,
+        "KubernetesRuntimeDefinitionID": krd_id,
+    });
+    if let Some(max) = krd.get("NodeMaximum").and_then(Value::as_i64) {
+        want["DefaultNodeGroupMaximumSize"] = json!(max);
+    } else {
+        want["DefaultNodeGroupMaximumSize"] = json!(zones.max(3));
+    }
+    let bound = api
+        .list(
+            AWS_EKS_KUBERNETES_RUNTIME_DEFINITION,
+            &[("kubernetesruntimedefinitionid", krd_id.to_string())],
+        )
+        .await?;
+    match bound.first() {
+        Some(def) => {
+            let differs = want
+                .as_object()
+                .into_iter()
+                .flatten()
+                .any(|(k, v)| def.get(k) != Some(v));
+            if differs {
+                api.patch(
+                    AWS_EKS_KUBERNETES_RUNTIME_DEFINITION,
+                    def.id().unwrap_or_default(),
+                    &want,
+                )
+                .await?;
+            }
+            Ok(def.name().to_string())
+        }
+        None => {
+            // One of that name was written by the user (an `AwsEksKubernetesRuntime`, whose
+            // instance registered this definition): it stays theirs.
+            if let Some(def) = api
+                .find_by_name(AWS_EKS_KUBERNETES_RUNTIME_DEFINITION, krd.name())
+                .await?
+            {
+                return Ok(def.name().to_string());
+            }
+            want["Name"] = json!(krd.name());
+            let def = api
+                .create(AWS_EKS_KUBERNETES_RUNTIME_DEFINITION, &want)
+                .await?;
+            Ok(def.name().to_string())
+        }
+    }
+}
+
+/// What a `KubernetesRuntimeInstance` of an `eks` definition needs before its connection can
+/// be checked: its `AwsEksKubernetesRuntimeInstance` (bound to it; created here, in the region
+/// of its `Location`, unless the runtime already has a connection or one exists), provisioned.
+/// `None`: provisioned (or not an EKS-made runtime), check the connection. `Some(why)`: still
+/// provisioning. A failed EKS instance fails the runtime with its reason.
+pub async fn provision_for(
+    api: &Client,
+    kri: &Value,
+    krd: &Value,
+) -> Result<Option<String>, ReconcileError> {
+    if krd.get("InfraProvider").and_then(Value::as_str) != Some("eks") {
+        return Ok(None);
+    }
+    let kri_id = kri.id().unwrap_or_default();
+    let eksi = AWS_EKS_KUBERNETES_RUNTIME_INSTANCE;
+    let bound = api
+        .list(eksi, &[("kubernetesruntimeinstanceid", kri_id.to_string())])
+        .await?;
+    let connected = kri
+        .get("APIEndpoint")
+        .and_then(Value::as_str)
+        .is_some_and(|e| !e.is_empty());
+    let eks = match bound.into_iter().next() {
+        Some(e) => e,
+        // Registered by an AwsEksKubernetesRuntimeInstance (it creates its runtime with the
+        // connection, then links it), or connected by hand: nothing to provision.
+        None if connected => return Ok(None),
+        None => match api.find_by_name(eksi, kri.name()).await? {
+            // The EKS instance of this name is about to link it (see `register`).
+            Some(e) => e,
+            None => {
+                let location = kri
+                    .get("Location")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let region = region_for(location).map_err(ReconcileError::Permanent)?;
+                let def_name = ensure_definition(api, krd).await?;
+                let def = api
+                    .find_by_name(AWS_EKS_KUBERNETES_RUNTIME_DEFINITION, &def_name)
+                    .await?
+                    .ok_or_else(|| {
+                        ReconcileError::Retryable(format!(
+                            "AwsEksKubernetesRuntimeDefinition {def_name:?} is not there yet"
+                        ))
+                    })?;
+                api.create(
+                    eksi,
+                    &json!({"Name": kri.name(), "Region": region,
+                            "AwsEksKubernetesRuntimeDefinitionID": def.id(),
+                            "KubernetesRuntimeInstanceID": kri_id}),
+                )
+                .await?
+            }
+        },
+    };
+    let name = eks.name();
+    match eks.status() {
+        Some("Healthy") if connected => Ok(None),
+        Some("Failed") => Err(ReconcileError::Permanent(format!(
+            "its AwsEksKubernetesRuntimeInstance {name:?} failed: {}",
+            eks.status_reason().unwrap_or("see its events")
+        ))),
+        _ => Ok(Some(format!(
+            "provisioning through AwsEksKubernetesRuntimeInstance {name:?}: {}",
+            eks.status_reason()
+                .unwrap_or("waiting for the aws controller")
+        ))),
+    }
+}
+
+/// Delete what is bound to an object being deleted (its `AwsEksKubernetesRuntimeInstance`, or
+/// for a definition its `AwsEksKubernetesRuntimeDefinition`; the registry says which,
+/// [`threeport_api::kinds::bound_to`]) and say what is still going. `None`: nothing left.
+pub async fn release_bound(
+    api: &Client,
+    kind: &'static threeport_api::Kind,
+    id: u64,
+) -> Result<Option<String>, ReconcileError> {
+    let mut going = Vec::new();
+    for (k, f) in threeport_api::kinds::bound_to(kind.name) {
+        let key = f.filter_key();
+        for o in api.list(k, &[(key.as_str(), id.to_string())]).await? {
+            if !o.is_deleting() {
+                match api.delete(k, o.id().unwrap_or_default()).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() || e.is_conflict() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            going.push(format!("{} {:?}", k.name, o.name()));
+        }
+    }
+    Ok((!going.is_empty()).then(|| format!("waiting for {} to be deleted", going.join(", "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_map_to_regions() {
+        assert_eq!(region_for("NorthAmerica:NewYork").unwrap(), "us-east-1");
+        assert_eq!(region_for("eu-west-1").unwrap(), "eu-west-1");
+        let e = region_for("Local").unwrap_err();
+        assert!(
+            e.contains("Location \"Local\"") && e.contains("NorthAmerica:NewYork"),
+            "{e}"
+        );
+        assert_eq!(instance_type("", ""), Some("t3.medium"));
+        assert_eq!(
+            instance_type("ComputeOptimized", "XSmall"),
+            Some("c5.large")
+        );
+        assert_eq!(instance_type("Huge", ""), None);
+    }
+}

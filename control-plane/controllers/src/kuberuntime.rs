@@ -44,9 +44,33 @@ impl Reconciler for RuntimeReconciler {
         o: Value,
     ) -> Result<Outcome, ReconcileError> {
         if std::ptr::eq(kind, KUBERNETES_RUNTIME_DEFINITION) {
+            if o.get("InfraProvider").and_then(Value::as_str) == Some("eks") {
+                let eks = crate::eks_runtime::ensure_definition(api, &o).await?;
+                return Ok(Outcome::DoneWith(json!({
+                    "Status": "Healthy",
+                    "StatusReason": format!("its instances are provisioned in EKS (AwsEksKubernetesRuntimeDefinition {eks:?})"),
+                })));
+            }
             return Ok(Outcome::Done);
         }
         let id = o.id().unwrap_or_default();
+        // An `eks` runtime is provisioned first (as upstream does, through an
+        // AwsEksKubernetesRuntimeInstance the aws controller reconciles), then checked.
+        let def_id = o
+            .id_field("KubernetesRuntimeDefinitionID")
+            .unwrap_or_default();
+        let def = api.get(KUBERNETES_RUNTIME_DEFINITION, def_id).await?;
+        if let Some(why) = crate::eks_runtime::provision_for(api, &o, &def).await? {
+            if o.status() != Some("Progressing") || o.status_reason() != Some(why.as_str()) {
+                api.patch(
+                    kind,
+                    id,
+                    &json!({"Status": "Progressing", "StatusReason": why}),
+                )
+                .await?;
+            }
+            return Ok(Outcome::RequeueAfter(Duration::from_secs(3)));
+        }
         if o.get("DefaultRuntime") == Some(&Value::Bool(true)) {
             // One default only: the newest claim wins.
             for other in api.list(kind, &[("defaultruntime", "true".into())]).await? {
@@ -71,13 +95,18 @@ impl Reconciler for RuntimeReconciler {
 
     async fn cleanup(
         &self,
-        _api: &Client,
-        _kind: &'static Kind,
-        _o: Value,
+        api: &Client,
+        kind: &'static Kind,
+        o: Value,
     ) -> Result<Outcome, ReconcileError> {
         // The API refuses the delete while workloads still use the runtime (409), so there is
-        // nothing left in it that Threeport applied.
-        Ok(Outcome::Done)
+        // nothing left in it that Threeport applied. What is bound to it (the EKS instance that
+        // provisioned it, which tears the cluster down) goes first.
+        let id = o.id().unwrap_or_default();
+        match crate::eks_runtime::release_bound(api, kind, id).await? {
+            Some(why) => crate::dependency::wait(api, kind, &o, why, Duration::from_secs(2)).await,
+            None => Ok(Outcome::Done),
+        }
     }
 }
 

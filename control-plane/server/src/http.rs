@@ -585,7 +585,7 @@ async fn delete(
             .map_err(|e| ErrorResponse::store(kind, id, e))?;
         let blockers = if kind.reconciled {
             st.store
-                .blockers(kind, id)
+                .blockers(kind, id, &current.body)
                 .await
                 .map_err(|e| ErrorResponse::store(kind, id, e))?
         } else {

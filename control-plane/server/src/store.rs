@@ -787,20 +787,60 @@ impl Store {
         Ok(stored)
     }
 
-    /// What prevents deleting this object: objects that reference it with `OnDelete::Restrict`.
-    pub async fn blockers(&self, kind: &'static Kind, id: i64) -> Result<Vec<String>, StoreError> {
+    /// What prevents scheduling the deletion of this object (`body`): objects that reference it
+    /// with `OnDelete::Restrict`, and what prevents deleting each object it is bound to
+    /// (`OnDelete::Bound`), since that one goes with it.
+    pub async fn blockers(
+        &self,
+        kind: &'static Kind,
+        id: i64,
+        body: &Map<String, Value>,
+    ) -> Result<Vec<String>, StoreError> {
         let mut conn = self.readers.acquire().await.map_err(map_err)?;
-        self.blockers_in(&mut conn, kind, id).await
+        let mut out = self
+            .blockers_in(&mut conn, kind, id, &[OnDelete::Restrict])
+            .await?;
+        for f in kind.fields().filter(|f| f.on_delete == OnDelete::Bound) {
+            let (Some(target), Some(tid)) = (
+                f.references.and_then(threeport_api::kinds::by_name),
+                body.get(f.name).and_then(Value::as_i64),
+            ) else {
+                continue;
+            };
+            let name = match self.fetch(target, tid).await {
+                Ok(t) => t
+                    .body
+                    .get("Name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                Err(StoreError::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            for b in self
+                .blockers_in(&mut conn, target, tid, &[OnDelete::Restrict])
+                .await?
+            {
+                out.push(format!(
+                    "{b} on its {} {:?}",
+                    target.name,
+                    name.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+        Ok(out)
     }
 
+    /// Objects that reference `kind` `id` through a reference whose `on_delete` is in `how`,
+    /// a few named: `1 workload-instances (web; via KubernetesRuntimeInstanceID)`.
     async fn blockers_in(
         &self,
         conn: &mut sqlx::AnyConnection,
         kind: &'static Kind,
         id: i64,
+        how: &[OnDelete],
     ) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
-        for (k, f) in references_to(kind.name).filter(|(_, f)| f.on_delete == OnDelete::Restrict) {
+        for (k, f) in references_to(kind.name).filter(|(_, f)| how.contains(&f.on_delete)) {
             let (n,): (i64,) = sqlx::query_as(
                 "SELECT COUNT(*) FROM object_index WHERE kind = $1 AND field = $2 AND value = $3",
             )
@@ -877,7 +917,10 @@ impl Store {
                 });
             }
         }
-        let blockers = self.blockers_in(&mut tx, kind, id).await?;
+        // A bound object must have let go first (its controller unlinks it when done).
+        let blockers = self
+            .blockers_in(&mut tx, kind, id, &[OnDelete::Restrict, OnDelete::Bound])
+            .await?;
         if !blockers.is_empty() {
             return Err(StoreError::Conflict(format!(
                 "{} {id} is still referenced by {}; delete those first",
