@@ -7,8 +7,10 @@
 //! with bookmarks and `410 Gone`, Tables for kubectl — and simulates the controller-manager,
 //! the scheduler and the kubelet (Deployments → ReplicaSets → Pods with owner references, Pod
 //! phases and container statuses, the kubelet's Events on the Pod, rollouts, Terminating
-//! namespaces) so workloads become ready (or fail on demand). See README.md for what differs from
-//! a real cluster.
+//! namespaces) so workloads become ready (or fail on demand). Installed add-ons are simulated
+//! too, once a test applies their CRDs (`crds`): a Gateway API implementation for
+//! [`DOUBLE_GATEWAY_CONTROLLER`] and cert-manager, each with a run-time switch that makes it fail
+//! as the real one does. See README.md for what differs from a real cluster.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -25,13 +27,17 @@
 //! (objects, resourceVersions, event history), `ops` (verb semantics), `apply` (patches,
 //! managedFields, server-side apply), `selector`, `watch` (streams), `sim` (the simulation
 //! loop), `controllers` (controller-manager stand-ins), `kubelet` (scheduler and kubelet
-//! stand-ins), `server` (TLS, routing, lists, `/scale`), `table` (kubectl Tables), `proto`
+//! stand-ins), `gateway` (a Gateway API implementation), `certmanager` (cert-manager), `crds`
+//! (their CRD manifests), `server` (TLS, routing, lists, `/scale`), `table` (kubectl Tables), `proto`
 //! (kubectl's protobuf bodies), `errors` (`Status` objects).
 
 mod apply;
+mod certmanager;
 mod controllers;
+pub mod crds;
 mod discovery;
 mod errors;
+mod gateway;
 mod kubelet;
 mod ops;
 mod proto;
@@ -42,6 +48,7 @@ mod store;
 mod table;
 mod watch;
 
+pub use gateway::DOUBLE_GATEWAY_CONTROLLER;
 pub use sim::FAILURE_ANNOTATION;
 
 use base64::Engine;
@@ -71,6 +78,19 @@ pub struct Options {
     /// answers in well under a millisecond. Tests that must catch a reconcile mid-way (a
     /// `kill -9` while it runs) use it to give the reconcile a duration. Reads are not delayed.
     pub write_latency: Duration,
+    /// Whether the simulated Gateway API implementation gets addresses for the Gateways of
+    /// its class (`Programmed=True`). Off: `Accepted=True` but `Programmed=False`, reason
+    /// `AddressNotAssigned`, no addresses — a cluster whose load balancer never comes. Default
+    /// on; `KubeDouble::set_gateway_programming` flips it at run time.
+    pub gateway_programming: bool,
+    /// Gateway addresses as an AWS load balancer gives them: `type: Hostname`, value
+    /// `<gateway>-<namespace>.lb.double.example`, instead of `type: IPAddress` from
+    /// 192.0.2.0/24. Default off; `KubeDouble::set_gateway_hostname_addresses` flips it.
+    pub gateway_hostname_addresses: bool,
+    /// Whether the simulated cert-manager issues Certificates. Off: every issuance fails as an
+    /// ACME order does when the HTTP-01 challenge cannot be reached (`Issuing=False`, reason
+    /// `Failed`, a Warning Event). Default on; `KubeDouble::set_certificate_issuance` flips it.
+    pub certificate_issuance: bool,
 }
 
 impl Default for Options {
@@ -80,6 +100,9 @@ impl Default for Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             never_ready_images: Vec::new(),
             write_latency: Duration::ZERO,
+            gateway_programming: true,
+            gateway_hostname_addresses: false,
+            certificate_issuance: true,
         }
     }
 }
@@ -95,6 +118,7 @@ pub struct KubeDouble {
     epoch: tokio::sync::watch::Sender<u64>,
     kubelet_stop: tokio::sync::watch::Sender<bool>,
     kubelet: Option<tokio::task::JoinHandle<()>>,
+    switches: tokio::sync::watch::Sender<sim::Switches>,
 }
 
 /// Objects every cluster has.
@@ -156,12 +180,18 @@ impl KubeDouble {
         });
         let serving = server::Serving::start(app.clone(), tls.clone(), listener)?;
         let (kubelet_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let (switches, switches_rx) = tokio::sync::watch::channel(sim::Switches {
+            gateway_programming: opts.gateway_programming,
+            gateway_hostnames: opts.gateway_hostname_addresses,
+            certificate_issuance: opts.certificate_issuance,
+        });
         let kubelet = tokio::spawn(sim::run(
             store,
             sim::SimOptions {
                 ready_delay: opts.ready_delay,
                 never_ready_images: opts.never_ready_images.clone(),
             },
+            switches_rx,
             stop_rx,
         ));
         tracing::info!(%addr, "kube-double listening");
@@ -174,7 +204,32 @@ impl KubeDouble {
             epoch,
             kubelet_stop,
             kubelet: Some(kubelet),
+            switches,
         })
+    }
+
+    /// Turn the Gateway API implementation's address assignment on or off (see
+    /// `Options::gateway_programming`). Off takes effect on the next pass (addresses
+    /// withdrawn, `Programmed=False`/`AddressNotAssigned`); back on, Gateways get their address
+    /// `ready_delay` later, like new ones.
+    pub fn set_gateway_programming(&self, on: bool) {
+        self.switches
+            .send_if_modified(|s| std::mem::replace(&mut s.gateway_programming, on) != on);
+    }
+
+    /// Give Gateways load-balancer host names instead of IP addresses (see
+    /// `Options::gateway_hostname_addresses`); takes effect on the next pass.
+    pub fn set_gateway_hostname_addresses(&self, on: bool) {
+        self.switches
+            .send_if_modified(|s| std::mem::replace(&mut s.gateway_hostnames, on) != on);
+    }
+
+    /// Turn certificate issuance on or off (see `Options::certificate_issuance`). Off: the
+    /// attempts that complete from now on fail; back on: failed Certificates are retried at
+    /// once (issued `ready_delay` later).
+    pub fn set_certificate_issuance(&self, on: bool) {
+        self.switches
+            .send_if_modified(|s| std::mem::replace(&mut s.certificate_issuance, on) != on);
     }
 
     /// `https://127.0.0.1:PORT` (the listen address, with an unspecified IP shown as loopback).

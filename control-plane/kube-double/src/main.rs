@@ -27,6 +27,16 @@ struct Args {
     /// A container image (or `*` pattern) whose Pods never become ready; repeatable.
     #[arg(long = "never-ready-image", value_name = "PATTERN")]
     never_ready_images: Vec<String>,
+    /// Gateways of the simulated Gateway API implementation get no address
+    /// (`Programmed=False`, `AddressNotAssigned`).
+    #[arg(long)]
+    no_gateway_programming: bool,
+    /// Gateway addresses are load-balancer host names instead of IPs.
+    #[arg(long)]
+    gateway_hostname_addresses: bool,
+    /// The simulated cert-manager fails every issuance (an unreachable HTTP-01 challenge).
+    #[arg(long)]
+    no_certificate_issuance: bool,
 }
 
 #[tokio::main]
@@ -46,6 +56,9 @@ async fn main() -> anyhow::Result<()> {
         ready_delay: Duration::from_millis(args.ready_delay_ms),
         listen: args.listen,
         never_ready_images: args.never_ready_images,
+        gateway_programming: !args.no_gateway_programming,
+        gateway_hostname_addresses: args.gateway_hostname_addresses,
+        certificate_issuance: !args.no_certificate_issuance,
         ..Options::default()
     })
     .await?;

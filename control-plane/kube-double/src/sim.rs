@@ -12,7 +12,10 @@
 //!   Pods (completions, `backoffLimit`), LoadBalancer Services;
 //! * `kubelet` — Pod phases, conditions and container statuses, after `ready_delay`, with the
 //!   kubelet's Events on the Pod; failures on demand (`FAILURE_ANNOTATION`), images that never
-//!   become ready (`Options::never_ready_images`).
+//!   become ready (`Options::never_ready_images`);
+//! * `gateway` and `certmanager` — add-ons a cluster gets by installing them (a Gateway API
+//!   implementation, cert-manager), acting once their CRDs are registered, with run-time test
+//!   switches (`Switches`) that make them fail as the real ones do.
 //!
 //! Every status is computed from the current objects and written only when it differs, and
 //! condition timestamps are kept while a condition does not change, so the loop settles: a pass
@@ -21,7 +24,7 @@
 use crate::discovery::{ResKey, ResourceType};
 use crate::ops::{self, DeleteOpts, PatchType, WriteCtx};
 use crate::store::{EventType, Inner, Store, meta_str, now_rfc3339};
-use crate::{controllers, kubelet};
+use crate::{certmanager, controllers, gateway, kubelet};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -46,6 +49,30 @@ pub struct SimOptions {
     pub never_ready_images: Vec<String>,
 }
 
+/// Test switches a test flips while the double runs (`KubeDouble::set_*`); every pass reads
+/// the current values, and a change wakes the loop and makes the add-ons look at everything
+/// they simulate again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Switches {
+    /// Gateways of the double's class get an address and `Programmed=True`; off: no address,
+    /// `Programmed=False`/`AddressNotAssigned`.
+    pub gateway_programming: bool,
+    /// Gateway addresses are host names (`<gw>-<ns>.lb.double.example`) instead of IPs.
+    pub gateway_hostnames: bool,
+    /// Certificates are issued; off: every issuance fails like an unreachable HTTP-01 challenge.
+    pub certificate_issuance: bool,
+}
+
+impl Default for Switches {
+    fn default() -> Self {
+        Switches {
+            gateway_programming: true,
+            gateway_hostnames: false,
+            certificate_issuance: true,
+        }
+    }
+}
+
 pub struct Sim {
     pub opts: SimOptions,
     /// The kubelet's Pods, by uid.
@@ -59,6 +86,12 @@ pub struct Sim {
     pub deadlines: HashMap<(String, String), Instant>,
     /// Pod IPs are handed out from 10.244.0.0/16.
     pub next_pod_ip: u32,
+    /// The test switches as of this pass.
+    pub switches: Switches,
+    /// The Gateway API implementation's timers and bookkeeping.
+    pub gateway: gateway::State,
+    /// cert-manager's issuance attempts and signing CA.
+    pub certs: certmanager::State,
     /// The store's resourceVersion up to which changes have been looked at.
     last_rv: u64,
 }
@@ -72,6 +105,8 @@ pub const DAEMONSETS: (&str, &str) = ("apps", "daemonsets");
 pub const JOBS: (&str, &str) = ("batch", "jobs");
 pub const SERVICES: (&str, &str) = ("", "services");
 pub const NAMESPACES: (&str, &str) = ("", "namespaces");
+pub const SECRETS: (&str, &str) = ("", "secrets");
+pub const CRDS: (&str, &str) = ("apiextensions.k8s.io", "customresourcedefinitions");
 const WATCHED: &[(&str, &str)] = &[
     PODS,
     REPLICASETS,
@@ -81,6 +116,18 @@ const WATCHED: &[(&str, &str)] = &[
     JOBS,
     SERVICES,
     NAMESPACES,
+    // What the add-ons read: TLS Secrets (listeners, issued certificates), CRDs (an add-on
+    // starts acting when its kinds appear) and their own kinds.
+    SECRETS,
+    CRDS,
+    gateway::CLASSES,
+    gateway::GATEWAYS,
+    gateway::HTTPROUTES,
+    gateway::TCPROUTES,
+    gateway::REFERENCEGRANTS,
+    certmanager::CERTIFICATES,
+    certmanager::ISSUERS,
+    certmanager::CLUSTER_ISSUERS,
 ];
 
 /// What a pass has to look at: objects that changed since the last pass (or whose timer is
@@ -114,6 +161,24 @@ impl Dirty {
                 meta_str(o, "name").to_string(),
             ))
     }
+
+    /// (namespace, name) of the objects of `kind` that changed (or were deleted, or whose
+    /// timer is due) since the last pass; not meaningful when `full`.
+    pub fn changed(
+        &self,
+        kind: (&'static str, &'static str),
+    ) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.objects
+            .iter()
+            .filter(move |(g, p, _, _)| (*g, *p) == kind)
+            .map(|(_, _, ns, name)| (ns.as_str(), name.as_str()))
+    }
+
+    /// Whether a CRD of `group` was written or deleted (its kinds appeared, changed or went).
+    pub fn crd_changed(&self, group: &str) -> bool {
+        self.changed(CRDS)
+            .any(|(_, name)| name.split_once('.').is_some_and(|(_, g)| g == group))
+    }
 }
 
 impl Sim {
@@ -125,6 +190,9 @@ impl Sim {
             services: HashMap::new(),
             deadlines: HashMap::new(),
             next_pod_ip: 0,
+            switches: Switches::default(),
+            gateway: gateway::State::default(),
+            certs: certmanager::State::default(),
             last_rv: 0,
         }
     }
@@ -188,6 +256,12 @@ impl Sim {
             self.deadlines.remove(&k);
             dirty.mark(DEPLOYMENTS, &k.0, &k.1);
         }
+        for (ns, name) in self.gateway.due(now) {
+            dirty.mark(gateway::GATEWAYS, &ns, &name);
+        }
+        for (ns, name) in self.certs.due(now) {
+            dirty.mark(certmanager::CERTIFICATES, &ns, &name);
+        }
         controllers::namespaces(self, store, now, &dirty);
         kubelet::pods(self, store, now, &dirty);
         controllers::replicasets(store, &dirty);
@@ -196,6 +270,8 @@ impl Sim {
         controllers::jobs(store, &dirty);
         controllers::deployments(self, store, &dirty);
         controllers::services(self, store, now, &dirty);
+        certmanager::pass(self, store, now, &dirty);
+        gateway::pass(self, store, now, &dirty);
         // The next timer.
         let delay = self.opts.ready_delay;
         self.pods
@@ -214,18 +290,28 @@ impl Sim {
                     .filter(|t| *t > now),
             )
             .chain(self.deadlines.values().copied())
+            .chain(self.gateway.next(now))
+            .chain(self.certs.next(now))
             .min()
     }
 }
 
-pub async fn run(store: Arc<Store>, opts: SimOptions, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    store: Arc<Store>,
+    opts: SimOptions,
+    mut switches: watch::Receiver<Switches>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut changes = store.subscribe();
     let mut sim = Sim::new(opts);
     loop {
         changes.borrow_and_update();
+        sim.switches = *switches.borrow_and_update();
         let next = sim.step(&store);
         tokio::select! {
             r = changes.changed() => if r.is_err() { return },
+            // A flipped switch changes what the add-ons report without any object changing.
+            r = switches.changed() => if r.is_err() { return },
             _ = sleep_until_opt(next) => {}
             _ = stop.changed() => return,
         }
@@ -338,6 +424,11 @@ pub fn owner_ref(owner: &Value) -> Value {
 
 /// Write `status` unless it is what the object has.
 pub fn write_status(g: &mut Inner, rt: &ResourceType, o: &Value, status: Value) {
+    write_status_as(g, rt, o, status, CONTROLLER_MANAGER);
+}
+
+/// `write_status` by another field manager (an add-on's controller).
+pub fn write_status_as(g: &mut Inner, rt: &ResourceType, o: &Value, status: Value, manager: &str) {
     if o.get("status") == Some(&status) {
         return;
     }
@@ -347,7 +438,7 @@ pub fn write_status(g: &mut Inner, rt: &ResourceType, o: &Value, status: Value) 
         meta_str(o, "namespace"),
         meta_str(o, "name"),
         status,
-        CONTROLLER_MANAGER,
+        manager,
     );
 }
 

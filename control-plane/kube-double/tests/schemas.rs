@@ -1,5 +1,6 @@
 //! What the double serves is what a real API server would serve: every object it holds after a
-//! busy scenario (rollouts, failing Pods, Jobs, a Terminating namespace, …) is dumped and
+//! busy scenario (rollouts, failing Pods, Jobs, a Terminating namespace, a
+//! certificate issued by the simulated cert-manager, …) is dumped and
 //! checked against the official Kubernetes 1.31 OpenAPI schemas with `kubernetes-validate
 //! --strict` (PyPI), which rejects unknown fields, wrong types and missing required fields.
 //!
@@ -309,10 +310,81 @@ async fn every_object_the_double_serves_validates_against_the_official_schemas()
             "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}})).unwrap())
         .await
         .unwrap();
+    // The add-ons: their CRDs, an ACME issuer and a Certificate it issues (the account key and
+    // TLS Secrets, cert-manager's Events), a Gateway of the double's class.
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    for manifest in [
+        kube_api_double::crds::GATEWAY_API,
+        kube_api_double::crds::CERT_MANAGER,
+    ] {
+        for doc in kube_api_double::crds::documents(manifest).unwrap() {
+            let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+                serde_json::from_value(doc).unwrap();
+            crds.patch(
+                &crd.name_any(),
+                &PatchParams::apply("schema-test"),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let custom = |group: &str, version: &str, kind: &str, plural: &str| {
+        kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk(group, version, kind),
+            plural,
+        )
+    };
+    let certificates = custom("cert-manager.io", "v1", "Certificate", "certificates");
+    for (ar, obj) in [
+        (
+            custom("cert-manager.io", "v1", "Issuer", "issuers"),
+            json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer", "metadata": {"name": "le"},
+                "spec": {"acme": {"server": "https://acme-v02.api.letsencrypt.org/directory",
+                                  "privateKeySecretRef": {"name": "le-account"}, "solvers": []}}}),
+        ),
+        (
+            certificates.clone(),
+            json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "web"},
+                "spec": {"secretName": "web-tls", "dnsNames": ["web.example.com"], "issuerRef": {"name": "le"}}}),
+        ),
+        (
+            custom(
+                "gateway.networking.k8s.io",
+                "v1",
+                "GatewayClass",
+                "gatewayclasses",
+            ),
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "double"},
+                "spec": {"controllerName": kube_api_double::DOUBLE_GATEWAY_CONTROLLER}}),
+        ),
+        (
+            custom("gateway.networking.k8s.io", "v1", "Gateway", "gateways"),
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "edge"},
+                "spec": {"gatewayClassName": "double", "listeners": [{"name": "https", "protocol": "HTTPS", "port": 443,
+                         "tls": {"certificateRefs": [{"name": "web-tls"}]}}]}}),
+        ),
+    ] {
+        let api: Api<DynamicObject> = if ar.kind == "GatewayClass" {
+            Api::all_with(client.clone(), &ar)
+        } else {
+            Api::namespaced_with(client.clone(), "app", &ar)
+        };
+        let obj: DynamicObject = serde_json::from_value(obj).unwrap();
+        api.patch(
+            &obj.name_any(),
+            &PatchParams::apply("schema-test"),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap();
+    }
 
     // Wait until the simulation has reached every state worth checking.
     eventually(30, "the scenario settled", || {
         let client = client.clone();
+        let certificates = certificates.clone();
         async move {
             let d = Api::<Deployment>::namespaced(client.clone(), "app")
                 .get("web")
@@ -367,7 +439,12 @@ async fn every_object_the_double_serves_validates_against_the_official_schemas()
                 .await
                 .ok()?;
             let terminating = ns.status?.conditions.is_some_and(|c| c.len() == 5);
-            (rolled && failures && jobs_done && lb && terminating).then_some(())
+            let cert = Api::<DynamicObject>::namespaced_with(client.clone(), "app", &certificates)
+                .get("web")
+                .await
+                .ok()?;
+            let issued = cert.data["status"]["conditions"][0]["status"] == "True";
+            (rolled && failures && jobs_done && lb && terminating && issued).then_some(())
         }
     })
     .await;
@@ -379,7 +456,14 @@ async fn every_object_the_double_serves_validates_against_the_official_schemas()
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for group in discovery.groups() {
         for (ar, caps) in group.recommended_resources() {
-            if ar.group == "example.com" || !caps.supports_operation(kube::discovery::verbs::LIST) {
+            let custom = [
+                "example.com",
+                "cert-manager.io",
+                "gateway.networking.k8s.io",
+            ];
+            if custom.contains(&ar.group.as_str())
+                || !caps.supports_operation(kube::discovery::verbs::LIST)
+            {
                 continue; // custom resources have no official schema
             }
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
