@@ -181,6 +181,8 @@ impl Locks {
 enum Verdict {
     Ack,
     Retry(Duration),
+    /// The reconciler asked to look again later (`RequeueAfter`): not a failed attempt.
+    Requeue(Duration),
     /// Give up: recorded on the object as `Failed`.
     Failed(String),
     /// Someone else holds the lock: look again shortly, without counting a failure.
@@ -194,6 +196,12 @@ struct Shared<R> {
     locks: Locks,
     owner: String,
     shutdown: CancellationToken,
+    /// Per object (lock key): deliveries that were not failed attempts (a requeue asked for by
+    /// the reconciler, a lock held elsewhere). JetStream counts every delivery, and an object
+    /// that polls for minutes (a certificate being issued) must not use up its attempts by
+    /// waiting. Kept in memory: another replica's count is not known here, so a failure there
+    /// may count a few deliveries more.
+    not_failures: Mutex<std::collections::HashMap<String, u32>>,
 }
 
 fn lock_key(kind: &Kind, id: u64) -> String {
@@ -209,6 +217,19 @@ fn target(subject: &str, payload: &str) -> Option<(&'static Kind, u64)> {
 }
 
 impl<R: Reconciler> Shared<R> {
+    fn not_failures_of(&self, key: &str) -> u32 {
+        let m = self.not_failures.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(key).copied().unwrap_or(0)
+    }
+    fn count_not_failure(&self, key: &str) {
+        let mut m = self.not_failures.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(key.to_string()).or_default() += 1;
+    }
+    fn forget_not_failures(&self, key: &str) {
+        let mut m = self.not_failures.lock().unwrap_or_else(|e| e.into_inner());
+        m.remove(key);
+    }
+
     /// One attempt at one object. `attempt` starts at 1. `progress` is called periodically
     /// while the reconcile runs (in-progress ack).
     async fn attempt<P, F>(
@@ -288,7 +309,7 @@ impl<R: Reconciler> Shared<R> {
             // Shutting down mid-reconcile: hand the object back for another replica or restart.
             None => return Verdict::Retry(Duration::ZERO),
             Some(Ok(Outcome::RequeueAfter(d))) => {
-                return Verdict::Retry(d.max(self.opts.backoff_base));
+                return Verdict::Requeue(d.max(self.opts.backoff_base));
             }
             Some(Ok(Outcome::Done)) => None,
             Some(Ok(Outcome::DoneWith(v))) => Some(v),
@@ -514,6 +535,7 @@ pub async fn run<R: Reconciler>(
         locks,
         owner,
         shutdown: shutdown.clone(),
+        not_failures: Mutex::default(),
     });
     let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let (queue_tx, mut queue_rx) = mpsc::unbounded_channel::<Work>();
@@ -604,6 +626,7 @@ pub async fn run<R: Reconciler>(
                             return;
                         }
                         Verdict::Busy => (Duration::from_secs(1), work.attempt),
+                        Verdict::Requeue(d) => (d, work.attempt),
                         Verdict::Retry(d) => (d, work.attempt + 1),
                     };
                     if shared.shutdown.is_cancelled() {
@@ -703,7 +726,11 @@ async fn consume<R: Reconciler>(
             let _ = msg.ack_with(AckKind::Term).await;
             continue;
         };
-        let attempt = msg.info().map(|i| i.delivered as u32).unwrap_or(1);
+        let delivered = msg.info().map(|i| i.delivered as u32).unwrap_or(1);
+        let key = lock_key(kind, id);
+        let attempt = delivered
+            .saturating_sub(shared.not_failures_of(&key))
+            .max(1);
         let permit = permits.clone().acquire_owned().await?;
         let shared = shared.clone();
         tracker.spawn(async move {
@@ -719,10 +746,21 @@ async fn consume<R: Reconciler>(
                 .await;
             drop(permit);
             let ack = match verdict {
-                Verdict::Ack => AckKind::Ack,
-                Verdict::Busy => AckKind::Nak(Some(Duration::from_secs(1))),
+                Verdict::Ack => {
+                    shared.forget_not_failures(&key);
+                    AckKind::Ack
+                }
+                Verdict::Busy => {
+                    shared.count_not_failure(&key);
+                    AckKind::Nak(Some(Duration::from_secs(1)))
+                }
+                Verdict::Requeue(d) => {
+                    shared.count_not_failure(&key);
+                    AckKind::Nak(Some(d))
+                }
                 Verdict::Retry(d) => AckKind::Nak(Some(d)),
                 Verdict::Failed(reason) => {
+                    shared.forget_not_failures(&key);
                     shared.mark_failed(kind, id, &reason).await;
                     AckKind::Term
                 }

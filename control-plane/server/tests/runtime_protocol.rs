@@ -277,3 +277,100 @@ async fn a_silent_controller_is_shown_gone_and_its_kinds_pending() {
     .await;
     h.server.shutdown().await;
 }
+
+/// A reconciler that waits (`RequeueAfter`) many times, then hits one retryable error, then
+/// succeeds. Waiting is not failing: with two attempts allowed, the object still ends
+/// reconciled, whether notifications come from the in-process bus or from JetStream (which
+/// counts every delivery, waits included).
+#[derive(Default)]
+struct Patient {
+    calls: AtomicUsize,
+}
+
+const WAITS: usize = 6;
+
+impl Reconciler for Patient {
+    fn name(&self) -> &'static str {
+        "patient-helm"
+    }
+    fn kinds(&self) -> Vec<&'static Kind> {
+        vec![HELM_WORKLOAD_DEFINITION, HELM_WORKLOAD_INSTANCE]
+    }
+    async fn apply(
+        &self,
+        _api: &Client,
+        _kind: &'static Kind,
+        _o: Value,
+    ) -> Result<Outcome, ReconcileError> {
+        match self.calls.fetch_add(1, Ordering::SeqCst) {
+            n if n < WAITS => Ok(Outcome::RequeueAfter(Duration::from_millis(1))),
+            n if n == WAITS => Err(ReconcileError::Retryable("the cluster blinked".into())),
+            _ => Ok(Outcome::Done),
+        }
+    }
+    async fn cleanup(
+        &self,
+        _api: &Client,
+        _kind: &'static Kind,
+        _o: Value,
+    ) -> Result<Outcome, ReconcileError> {
+        Ok(Outcome::Done)
+    }
+}
+
+async fn waiting_does_not_use_up_attempts(h: Harness, jetstream: bool) {
+    let def = h
+        .post(
+            "helm-workload-definitions",
+            json!({"Name": "patient", "Repo": "https://charts.example.com", "Chart": "redis"}),
+        )
+        .await;
+    assert_eq!(def.status, 201, "{}", def.body);
+    let stop = CancellationToken::new();
+    let notifications = if jetstream {
+        threeport_controllers::Notifications::JetStream(
+            async_nats::connect(h.nats.as_ref().unwrap().url())
+                .await
+                .unwrap(),
+        )
+    } else {
+        threeport_controllers::Notifications::Local(
+            h.server.local_bus.as_ref().unwrap().forward(stop.clone()),
+        )
+    };
+    let patient = Arc::new(Patient::default());
+    let ctl = tokio::spawn(threeport_controllers::run_registered(
+        patient.clone(),
+        Client::new(&h.base, None).unwrap(),
+        notifications,
+        Options {
+            backoff_base: Duration::from_millis(50),
+            max_attempts: 2,
+            ..Options::default()
+        },
+        stop.clone(),
+    ));
+    let d = h
+        .wait_for(
+            "helm-workload-definitions",
+            def.id(),
+            "reconciled after its waits",
+            30,
+            |o| o["Reconciled"] == true,
+        )
+        .await;
+    assert!(d["CreationFailed"].is_null(), "{d}");
+    assert!(patient.calls.load(Ordering::SeqCst) > WAITS, "{d}");
+    stop.cancel();
+    ctl.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_does_not_use_up_attempts_on_the_in_process_bus() {
+    waiting_does_not_use_up_attempts(Harness::sqlite().await, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_does_not_use_up_attempts_on_jetstream() {
+    waiting_does_not_use_up_attempts(Harness::postgres_nats().await, true).await;
+}
