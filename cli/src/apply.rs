@@ -195,6 +195,18 @@ pub(crate) fn prerequisites(objects: &[Desired]) -> Vec<Vec<usize>> {
         .collect();
     let default_runtime = default_runtime_in(objects)
         .and_then(|d| index.get(&(d.kind.name, d.name.as_str())).copied());
+    // The parts of each object (a gateway definition's ports): whatever refers to the object
+    // is written after them, so its controller sees the object whole.
+    let mut parts: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, d) in objects.iter().enumerate() {
+        for r in &d.refs {
+            if d.kind.field(r.field).is_some_and(|f| f.part)
+                && let Some(&whole) = index.get(&(r.kind.name, r.name.as_str()))
+            {
+                parts.entry(whole).or_default().push(i);
+            }
+        }
+    }
     objects
         .iter()
         .enumerate()
@@ -204,6 +216,15 @@ pub(crate) fn prerequisites(objects: &[Desired]) -> Vec<Vec<usize>> {
                 .iter()
                 .filter_map(|r| index.get(&(r.kind.name, r.name.as_str())).copied())
                 .collect();
+            // (A part does not wait for its siblings.)
+            let whole_parts: Vec<usize> = d
+                .refs
+                .iter()
+                .filter(|r| !d.kind.field(r.field).is_some_and(|f| f.part))
+                .filter_map(|r| index.get(&(r.kind.name, r.name.as_str())))
+                .flat_map(|j| parts.get(j).into_iter().flatten().copied())
+                .collect();
+            deps.extend(whole_parts);
             if d.wants_default_runtime {
                 deps.extend(default_runtime);
             }

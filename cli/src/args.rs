@@ -98,6 +98,11 @@ pub struct UpArgs {
     /// API port on this machine (local and kind; default 1323, for local a free port when taken).
     #[arg(long)]
     pub port: Option<u16>,
+    /// Host ports mapped to the HTTP and HTTPS node ports of the gateways the gateway controller
+    /// makes on the cluster (kind), so `curl -H 'Host: blog.example.com' localhost` reaches an
+    /// app: `HTTP,HTTPS`, or `none` when those ports are taken on this machine.
+    #[arg(long, default_value = "80,443", value_parser = parse_gateway_ports)]
+    pub gateway_ports: GatewayPorts,
     /// Register the cluster of this kubeconfig (current context) as the default runtime.
     #[arg(long)]
     pub runtime_from_kubeconfig: Option<PathBuf>,
@@ -148,6 +153,25 @@ pub struct UpArgs {
     /// AWS config profile (EKS); default: the usual credential chain.
     #[arg(long)]
     pub aws_config_profile: Option<String>,
+}
+
+/// `--gateway-ports`: (HTTP, HTTPS) host ports, or none.
+#[derive(Clone, Copy, Debug)]
+pub struct GatewayPorts(pub Option<(u16, u16)>);
+
+fn parse_gateway_ports(s: &str) -> Result<GatewayPorts, String> {
+    if s == "none" {
+        return Ok(GatewayPorts(None));
+    }
+    let parsed = s
+        .split_once(',')
+        .and_then(|(h, t)| Some((h.trim().parse().ok()?, t.trim().parse().ok()?)));
+    match parsed {
+        Some(p) => Ok(GatewayPorts(Some(p))),
+        None => Err(format!(
+            "{s:?}: give the HTTP and HTTPS host ports as HTTP,HTTPS (e.g. 8080,8443), or none"
+        )),
+    }
 }
 
 #[derive(Args)]

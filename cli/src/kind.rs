@@ -19,6 +19,8 @@ pub struct UpOptions {
     pub name: String,
     /// Host port for the API.
     pub port: u16,
+    /// Host ports for the gateway's HTTP and HTTPS node ports.
+    pub gateway_ports: Option<(u16, u16)>,
     pub images: Images,
     /// Build the image from this tptctl and load it (no published image was asked for).
     pub build: Option<threeport_installers::kind::BuildImage>,
@@ -35,6 +37,7 @@ pub async fn up(config_path: &Path, opts: UpOptions) -> Result<()> {
     let kind_opts = KindOptions {
         name: name.to_string(),
         port: opts.port,
+        gateway_ports: opts.gateway_ports,
         images: opts.images,
         retain: opts.retain,
         verbose: opts.verbose,

@@ -1,24 +1,13 @@
 //! End to end: the real `tptctl` binary, a real `up --provider local` in a temporary HOME, and
 //! the same apply/get flow against a control plane on PostgreSQL + NATS.
 
+mod common;
+
+use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use threeport_testkit::Tptctl;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tptctl");
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The real `tptctl` in a temporary HOME, run in the repository root.
-fn tptctl() -> Tptctl {
-    Tptctl::new(BIN, repo())
-}
 
 /// The sample set (every kind) copied somewhere it can be edited.
 fn samples_copy(dir: &Path) -> PathBuf {
@@ -103,8 +92,6 @@ fn pending_where_no_controller_runs(env: &Tptctl) {
     }
     for k in [
         "HelmWorkloadInstance",
-        "GatewayInstance",
-        "DomainNameInstance",
         "TerraformInstance",
         "ObservabilityStackInstance",
     ] {
@@ -462,14 +449,22 @@ fn upstream_composites_apply_and_delete_whole() {
         assert!(std::time::Instant::now() < deadline, "{db}");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    // Kinds without a controller yet say so.
-    let gateway = get("gateway-instance", "web-service-gateway");
-    assert_eq!(gateway["Status"], "Pending", "{gateway}");
-    let reason = gateway["StatusReason"].as_str().unwrap();
-    assert!(
-        reason.starts_with("no controller for GatewayInstance"),
-        "{reason}"
-    );
+    // The gateway says why it cannot be served: its workload's runtime (an EKS runtime that
+    // was never provisioned here) cannot be reached.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let gateway = get("gateway-instance", "web-service-gateway");
+        if gateway["Status"] == "Failed" {
+            let reason = gateway["StatusReason"].as_str().unwrap();
+            assert!(
+                reason.starts_with("its WorkloadInstance \"wordpress\" failed: "),
+                "{reason}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{gateway}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let gw = get("gateway-definition", "web-service-gateway");
     let dn = get("domain-name-definition", "example-domain");
     assert_eq!(gw["DomainNameDefinitionID"], dn["ID"], "{gw}");
@@ -996,45 +991,6 @@ fn next_commands_printed_by_up_run_as_printed() {
 
 /// The same apply/get flow against a control plane on PostgreSQL + NATS with mTLS, configured
 /// through an upstream-format config entry.
-/// An API on PostgreSQL + NATS in this process, with TLS and client certificates, and `env`'s
-/// config pointing at it (a "kind" entry, so neither `down` nor Drop tries to stop it).
-struct PgPlane {
-    server: threeport_server::Server,
-    nats: threeport_testkit::Nats,
-    /// The server's TLS directory; `threeport controllers --tls-dir` reads its client pair.
-    tls: tempfile::TempDir,
-}
-
-impl PgPlane {
-    async fn start(env: &Tptctl) -> PgPlane {
-        threeport_server::install_crypto_provider();
-        let url = threeport_testkit::shared_postgres()
-            .create_database(&threeport_testkit::unique_name("cli"))
-            .unwrap();
-        let nats = threeport_testkit::Nats::start().unwrap();
-        let tls = tempfile::tempdir().unwrap();
-        let bundle = threeport_pki::TlsBundle::generate(&[]).unwrap();
-        bundle.write_dir(tls.path()).unwrap();
-        let mut cfg = threeport_server::ServeConfig::new("127.0.0.1:0".parse().unwrap(), url);
-        cfg.nats_url = Some(nats.url());
-        cfg.tls_dir = Some(tls.path().to_path_buf());
-        cfg.encryption_key = Some(b"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_vec());
-        let server = threeport_server::start(cfg).await.unwrap();
-        use base64::Engine;
-        let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let config = format!(
-            "CurrentControlPlane: pg\nControlPlanes:\n- Name: pg\n  Provider: kind\n  Genesis: true\n  AuthEnabled: true\n  APIServer: {}\n  CACert: {}\n  Credentials:\n  - Name: pg\n    ClientCert: {}\n    ClientKey: {}\n",
-            server.addr,
-            b(&bundle.ca.pair.cert_pem),
-            b(&bundle.client.cert_pem),
-            b(&bundle.client.key_pem)
-        );
-        std::fs::create_dir_all(env.config_path().parent().unwrap()).unwrap();
-        std::fs::write(env.config_path(), config).unwrap();
-        PgPlane { server, nats, tls }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_and_get_against_postgres_and_nats() {
     let env = tptctl();
@@ -1054,61 +1010,6 @@ async fn apply_and_get_against_postgres_and_nats() {
     .unwrap();
     drop(env);
     plane.server.shutdown().await;
-}
-
-/// `threeport controllers`, built with this tptctl (`cargo test --workspace` builds it first).
-fn controllers_binary() -> PathBuf {
-    let bin = Path::new(BIN).with_file_name("threeport");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p threeport-server --bin threeport` (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
-}
-
-/// A controller process, killed when dropped (even when an assertion fails).
-struct Controllers(std::process::Child);
-
-impl Controllers {
-    fn spawn(plane: &PgPlane) -> Controllers {
-        Self::spawn_with(plane, &[])
-    }
-
-    fn spawn_with(plane: &PgPlane, envs: &[(&str, String)]) -> Controllers {
-        let child = Command::new(controllers_binary())
-            .envs(envs.iter().map(|(k, v)| (k, v)))
-            .args([
-                "controllers",
-                "--api-url",
-                &format!("https://{}", plane.server.addr),
-            ])
-            .args(["--nats-url", &plane.nats.url()])
-            .arg("--tls-dir")
-            .arg(plane.tls.path())
-            // Few at a time, so a hundred deletes are still in flight when one process dies;
-            // short ack and lock lifetimes, so the survivor takes its work over within seconds.
-            .args([
-                "--concurrency",
-                "4",
-                "--ack-wait-secs",
-                "3",
-                "--lock-ttl-secs",
-                "3",
-            ])
-            .env("THREEPORT_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("threeport controllers starts");
-        Controllers(child)
-    }
-}
-
-impl Drop for Controllers {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The production shape (PostgreSQL + NATS, two controller processes) with a controller killed
@@ -1385,17 +1286,6 @@ async fn a_workload_secret_lives_in_secrets_manager_and_in_the_cluster() {
         env = e;
     }
     world.stop(env).await;
-}
-
-/// The control plane's API client, as a controller holds it (the plane's client certificate).
-fn api_client(plane: &PgPlane) -> threeport_api::Client {
-    let read = |f: &str| std::fs::read_to_string(plane.tls.path().join(f)).unwrap();
-    let tls = threeport_api::ClientTls {
-        ca_pem: read("ca.crt"),
-        cert_pem: read("client.crt"),
-        key_pem: read("client.key"),
-    };
-    threeport_api::Client::new(&format!("https://{}", plane.server.addr), Some(&tls)).unwrap()
 }
 
 /// A composite `Workload` with an `AwsRelationalDatabase`, on a runtime whose VPC is recorded
@@ -1926,109 +1816,6 @@ async fn a_workload_bucket_is_private_and_reachable_only_by_its_service_account(
 
 /// `tptctl ARGS` off the async runtime (the API runs on it); `ok` asserts success. The
 /// environment is handed back for the next call.
-async fn tp(env: Tptctl, args: &[&str], ok: bool) -> (Tptctl, threeport_testkit::Run) {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let r = if ok { env.ok(&args) } else { env.run(&args) };
-        (env, r)
-    })
-    .await
-    .unwrap()
-}
-
-/// What the AWS dependency tests share: a control plane on PostgreSQL + NATS, moto, the
-/// Kubernetes API double registered as the default runtime `double`, one controller process
-/// that reaches moto through its environment, and the account `moto`.
-struct AwsWorld {
-    plane: PgPlane,
-    // Kept alive for the test; killed on drop.
-    _moto: threeport_testkit::Moto,
-    aws: aws_config::SdkConfig,
-    kube: kube::Client,
-    api: threeport_api::Client,
-    work: tempfile::TempDir,
-    _double: kube_api_double::KubeDouble,
-    controllers: Controllers,
-    /// The controllers' environment, for a respawn.
-    controller_env: Vec<(&'static str, String)>,
-}
-
-impl AwsWorld {
-    async fn start(env: Tptctl) -> (Tptctl, AwsWorld) {
-        Self::start_with(env, &[]).await
-    }
-
-    /// With `extra` in the controllers' environment.
-    async fn start_with(env: Tptctl, extra: &[(&'static str, String)]) -> (Tptctl, AwsWorld) {
-        let plane = PgPlane::start(&env).await;
-        let moto = threeport_testkit::Moto::start().expect("moto_server starts");
-        let aws = moto.sdk_config().await;
-        let double = kube_api_double::KubeDouble::start(Default::default())
-            .await
-            .unwrap();
-        let kube = threeport_testkit::kube_client(&double.kubeconfig()).await;
-        // The endpoint and the controller's own credentials (for a role to assume) come from
-        // its environment, as they would in a cluster.
-        let mut controller_env = moto.cli_env();
-        controller_env.extend(extra.iter().cloned());
-        let controllers = Controllers::spawn_with(&plane, &controller_env);
-        let api = api_client(&plane);
-        let work = tempfile::tempdir().unwrap();
-        let kubeconfig = work.path().join("kubeconfig");
-        double.write_kubeconfig(&kubeconfig).unwrap();
-        let account = work.path().join("account.yaml");
-        std::fs::write(&account, "AwsAccount:\n  Name: moto\n  AccountID: \"123456789012\"\n  DefaultRegion: us-east-1\n  AccessKeyID: AKIAEXAMPLEKEY\n  SecretAccessKey: wJalrXUtnFEMIEXAMPLE\n").unwrap();
-        let kc = kubeconfig.to_str().unwrap();
-        let (env, _) = tp(
-            env,
-            &[
-                "runtime",
-                "register",
-                "double",
-                "--kubeconfig",
-                kc,
-                "--default",
-            ],
-            true,
-        )
-        .await;
-        let (env, _) = tp(env, &["apply", "-f", account.to_str().unwrap()], true).await;
-        let world = AwsWorld {
-            plane,
-            _moto: moto,
-            aws,
-            kube,
-            api,
-            work,
-            _double: double,
-            controllers,
-            controller_env,
-        };
-        (env, world)
-    }
-
-    /// Write `text` to `name` in the work directory; its path.
-    fn file(&self, name: &str, text: &str) -> String {
-        let p = self.work.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_str().unwrap().to_string()
-    }
-
-    /// `kill -9` the controllers process and start a new one.
-    fn kill_and_respawn_controllers(&mut self) {
-        self.controllers.0.kill().unwrap(); // SIGKILL
-        self.controllers.0.wait().unwrap();
-        self.controllers = Controllers::spawn_with(&self.plane, &self.controller_env);
-    }
-
-    async fn stop(self, env: Tptctl) {
-        std::fs::remove_file(env.config_path()).unwrap();
-        drop(env);
-        self.plane.server.shutdown().await;
-    }
-}
-
 /// Upstream's shape: one composite `Workload` with a database, a bucket and a secret, applied
 /// with `--wait`. moto then holds exactly one of each (and one role for the bucket), the
 /// cluster holds the connection Secret, the synced Secret, the annotated ServiceAccount and

@@ -184,6 +184,23 @@ async fn up_and_down_with_kind() {
             && kind_config.contains("containerPort: 30323"),
         "{kind_config}"
     );
+    // The gateway's node ports, on the host's HTTP and HTTPS ports (`--gateway-ports`).
+    let cfg: serde_json::Value = serde_yaml::from_str(&kind_config).unwrap();
+    let mappings: Vec<(i64, i64)> = cfg["nodes"][0]["extraPortMappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["containerPort"].as_i64().unwrap(),
+                m["hostPort"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        mappings.contains(&(30080, 80)) && mappings.contains(&(30443, 443)),
+        "{kind_config}"
+    );
 
     // Every control-plane object exists in the cluster, through the real kube-rs client.
     let k = kube(&double).await;

@@ -23,6 +23,9 @@ pub struct KindOptions {
     pub name: String,
     /// Host port for the API (the NodePort is mapped to it).
     pub port: u16,
+    /// Host ports (HTTP, HTTPS) mapped to the node ports the gateway controller gives a kind
+    /// runtime's gateways, so `curl -H 'Host: …' localhost` reaches an app; `None`: no mapping.
+    pub gateway_ports: Option<(u16, u16)>,
     pub images: Images,
     /// Keep a failed cluster for debugging.
     pub retain: bool,
@@ -51,6 +54,8 @@ pub fn cluster_name(name: &str) -> String {
 #[derive(Default, Serialize, Deserialize)]
 struct State {
     port: u16,
+    #[serde(default)]
+    gateway_ports: Option<(u16, u16)>,
     cluster_created: bool,
     /// The digest of the image loaded into the cluster's nodes, so a re-run does not load
     /// the same image again.
@@ -149,14 +154,25 @@ pub fn doctor(port: Option<u16>) -> Vec<Check> {
     checks
 }
 
-/// The kind cluster config: the API's NodePort mapped to the host port.
-fn kind_config(port: u16) -> String {
+/// The HTTP and HTTPS node ports of a kind runtime's gateways (the gateway controller sets
+/// them on the Gateway API implementation's Service).
+pub const GATEWAY_NODE_PORTS: (u16, u16) = (30080, 30443);
+
+/// The kind cluster config: the API's NodePort mapped to the host port, and the gateway's
+/// node ports to the host's HTTP and HTTPS ports.
+fn kind_config(port: u16, gateway_ports: Option<(u16, u16)>) -> String {
+    let map = |container: i64, host: u16| serde_json::json!({"containerPort": container, "hostPort": host, "listenAddress": "127.0.0.1", "protocol": "TCP"});
+    let mut mappings = vec![map(manifests::NODE_PORT.into(), port)];
+    if let Some((http, https)) = gateway_ports {
+        mappings.push(map(GATEWAY_NODE_PORTS.0.into(), http));
+        mappings.push(map(GATEWAY_NODE_PORTS.1.into(), https));
+    }
     let cfg = serde_json::json!({
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
         "nodes": [{
             "role": "control-plane",
-            "extraPortMappings": [{"containerPort": manifests::NODE_PORT, "hostPort": port, "listenAddress": "127.0.0.1", "protocol": "TCP"}],
+            "extraPortMappings": mappings,
         }],
     });
     serde_yaml::to_string(&cfg).unwrap_or_default()
@@ -191,6 +207,7 @@ pub async fn up(
     let fresh = resumed.is_none();
     let mut state = resumed.unwrap_or(State {
         port: opts.port,
+        gateway_ports: opts.gateway_ports,
         ..Default::default()
     });
     let result = run(opts, &mut state, progress, &cancel).await;
@@ -258,7 +275,7 @@ async fn run(
     state.save(dir)?;
     if !state.cluster_created {
         let config = dir.join("kind-config.yaml");
-        std::fs::write(&config, kind_config(state.port))?;
+        std::fs::write(&config, kind_config(state.port, state.gateway_ports))?;
         let config_arg = config.display().to_string();
         let verbose = opts.verbose;
         let c = cluster.clone();

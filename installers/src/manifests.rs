@@ -24,7 +24,7 @@ pub const API_PORT: i32 = 1323;
 pub const NODE_PORT: i32 = 30323;
 /// The controllers, one Deployment each: `threeport-<name>-controller` runs
 /// `threeport controllers --only <name>`, with its own client certificate.
-pub const CONTROLLERS: &[&str] = &["workload", "kubernetes-runtime", "secret", "aws"];
+pub const CONTROLLERS: &[&str] = &["workload", "kubernetes-runtime", "secret", "aws", "gateway"];
 
 /// `workload` → `workload-controller`: the name of its Deployment (after `threeport-`),
 /// certificate and Secret.

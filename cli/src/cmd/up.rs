@@ -29,6 +29,7 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
             let opts = crate::kind::UpOptions {
                 name: args.name.clone(),
                 port: args.port.unwrap_or(threeport_server::DEFAULT_PORT),
+                gateway_ports: args.gateway_ports.0,
                 images: published.unwrap_or_default(),
                 build,
                 retain: args.retain,

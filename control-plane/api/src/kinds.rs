@@ -93,6 +93,10 @@ pub struct Field {
     /// object's controller makes from it refers to that object: `tptctl apply` writes the named
     /// object first and `delete -f` deletes it last.
     pub names: Option<&'static str>,
+    /// For references: this object is part of the referenced object's spec (a gateway's port
+    /// of its definition). Writing or deleting it asks the referenced object's controller to
+    /// reconcile again, and `tptctl apply` writes it before whatever refers to that object.
+    pub part: bool,
 }
 
 impl Field {
@@ -111,7 +115,12 @@ impl Field {
             range: None,
             attaches: false,
             names: None,
+            part: false,
         }
+    }
+    pub const fn part(mut self) -> Field {
+        self.part = true;
+        self
     }
     pub const fn names(mut self, kind: &'static str) -> Field {
         self.names = Some(kind);
@@ -240,6 +249,7 @@ impl Group {
             Group::KubernetesRuntime => Some("kubernetes-runtime"),
             Group::Secret => Some("secret"),
             Group::Aws => Some("aws"),
+            Group::Gateway => Some("gateway"),
             _ => None,
         }
     }
@@ -530,6 +540,11 @@ pub static KINDS: &[Kind] = &[
         text("CACertificate").secret(), text("Certificate").secret(), text("CertificateKey").secret(),
         text("ConnectionToken").secret(), ts("ConnectionTokenExpiration"),
         b("DefaultRuntime"), s("ThreeportControlPlaneHost"), s("ThreeportAgentImage"), b("ForceDelete"),
+        // Ours: the GatewayClass this runtime's gateways use (default: the only accepted one,
+        // else one the gateway controller installs).
+        s("GatewayClassName"),
+        // What the gateway controller found or installed (Gateway API, cert-manager).
+        json("SupportServices").status(),
     ]),
     kind!("AwsEksKubernetesRuntimeDefinition", "aws-eks-kubernetes-runtime-definitions", Aws, Definition, reconciled: true, named: true,
         aliases: ["eksrd"], fields: [
@@ -599,6 +614,8 @@ pub static KINDS: &[Kind] = &[
         r("DomainNameDefinitionID", "DomainNameDefinition").required(),
         r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), r("WorkloadInstanceID", "WorkloadInstance").attaches(),
         r("HelmWorkloadInstanceID", "HelmWorkloadInstance").attaches(),
+        // The records written to Route53, so they are removed exactly.
+        json("Records").status(),
     ]),
     kind!("GatewayDefinition", "gateway-definitions", Gateway, Definition, reconciled: true, named: true,
         aliases: ["gd"], fields: [
@@ -607,17 +624,19 @@ pub static KINDS: &[Kind] = &[
     kind!("GatewayHttpPort", "gateway-http-ports", Gateway, Plain, reconciled: false, named: false,
         aliases: [], fields: [
         int("Port").required(), s("Path"), b("TLSEnabled"), b("HTTPSRedirect"),
-        r("GatewayDefinitionID", "GatewayDefinition").required().cascade(),
+        r("GatewayDefinitionID", "GatewayDefinition").required().cascade().part(),
     ]),
     kind!("GatewayTcpPort", "gateway-tcp-ports", Gateway, Plain, reconciled: false, named: false,
         aliases: [], fields: [
-        int("Port").required(), b("TLSEnabled"), r("GatewayDefinitionID", "GatewayDefinition").required().cascade(),
+        int("Port").required(), b("TLSEnabled"), r("GatewayDefinitionID", "GatewayDefinition").required().cascade().part(),
     ]),
     kind!("GatewayInstance", "gateway-instances", Gateway, Instance, reconciled: true, named: true,
         aliases: ["gi", "gateways"], fields: [
         r("GatewayDefinitionID", "GatewayDefinition").required(),
         r("KubernetesRuntimeInstanceID", "KubernetesRuntimeInstance"), r("WorkloadInstanceID", "WorkloadInstance").attaches(),
         r("HelmWorkloadInstanceID", "HelmWorkloadInstance").attaches(),
+        // The address the Gateway is published at (its DNS record points there).
+        s("Address").status().column(),
     ]),
     // --- AWS managed services.
     kind!("AwsRelationalDatabaseDefinition", "aws-relational-database-definitions", Aws, Definition, reconciled: true, named: true,
@@ -999,8 +1018,25 @@ mod tests {
         }
         assert_eq!(
             controllers(),
-            ["kubernetes-runtime", "aws", "workload", "secret"]
+            ["kubernetes-runtime", "aws", "workload", "gateway", "secret"]
         );
+        // Parts of a spec are plain rows of a reconciled kind, written by users.
+        let parts: Vec<(&str, &str)> = KINDS
+            .iter()
+            .flat_map(|k| k.own_fields.iter().map(move |f| (k, f)))
+            .filter(|(_, f)| f.part)
+            .map(|(k, f)| (k.name, f.references.unwrap_or("")))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                ("GatewayHttpPort", "GatewayDefinition"),
+                ("GatewayTcpPort", "GatewayDefinition")
+            ]
+        );
+        for (part, whole) in parts {
+            assert!(!by_name(part).unwrap().reconciled && by_name(whole).unwrap().reconciled);
+        }
         // An EKS runtime and the runtime it registers go together.
         let bound = |k: &Kind| -> Vec<&str> { bound_to(k.name).map(|(k, _)| k.name).collect() };
         assert_eq!(

@@ -174,7 +174,12 @@ async fn resolve(
     let found = kube::discovery::pinned_kind(&cluster.client, &r.gvk())
         .await
         .map_err(|e| match e {
+            // No such kind, or no such group at all (its API path is a 404).
             kube::Error::Discovery(_) => ReconcileError::Retryable(format!(
+                "{}: the cluster does not serve this kind (is its CRD installed?)",
+                r
+            )),
+            kube::Error::Api(s) if s.code == 404 => ReconcileError::Retryable(format!(
                 "{}: the cluster does not serve this kind (is its CRD installed?)",
                 r
             )),
@@ -332,4 +337,42 @@ pub async fn get(
         .get_opt(&r.name)
         .await?;
     Ok(got.map(|o| serde_json::to_value(o).unwrap_or(Value::Null)))
+}
+
+/// List the objects of a kind (in `namespace`, or everywhere); `None` when the cluster does not
+/// serve the kind (its CRD is not installed).
+pub async fn list(
+    cluster: &Cluster,
+    api_version: &str,
+    kind: &str,
+    namespace: Option<&str>,
+) -> Result<Option<Vec<Value>>, ReconcileError> {
+    let r = ObjectRef {
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        namespace: None,
+        name: String::new(),
+    };
+    let (ar, caps) = match resolve(cluster, &r).await {
+        Ok(x) => x,
+        Err(ReconcileError::Retryable(m)) if m.contains("does not serve") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let api: Api<DynamicObject> = match (caps.scope, namespace) {
+        (Scope::Namespaced, Some(ns)) => Api::namespaced_with(cluster.client.clone(), ns, &ar),
+        _ => Api::all_with(cluster.client.clone(), &ar),
+    };
+    let items = api.list(&Default::default()).await?.items;
+    Ok(Some(
+        items
+            .into_iter()
+            .map(|o| {
+                let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
+                // List items may come without their type: say it once more.
+                v["apiVersion"] = json!(api_version);
+                v["kind"] = json!(kind);
+                v
+            })
+            .collect(),
+    ))
 }

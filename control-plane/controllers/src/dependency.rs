@@ -80,8 +80,12 @@ pub fn name(kind: &Kind, inst: &Value) -> String {
     format!("{}/{}", kind.name, inst.name())
 }
 
-/// The workload resource `dependency` recorded on workload instance `wi_id`, if any.
-async fn find(api: &Client, wi_id: u64, dependency: &str) -> Result<Option<Value>, ReconcileError> {
+/// The workload resources `dependency` recorded on workload instance `wi_id`.
+async fn find_all(
+    api: &Client,
+    wi_id: u64,
+    dependency: &str,
+) -> Result<Vec<Value>, ReconcileError> {
     Ok(api
         .list(
             WORKLOAD_RESOURCE_INSTANCE,
@@ -89,7 +93,54 @@ async fn find(api: &Client, wi_id: u64, dependency: &str) -> Result<Option<Value
         )
         .await?
         .into_iter()
-        .find(|r| r.str_field("Dependency") == dependency))
+        .filter(|r| r.str_field("Dependency") == dependency)
+        .collect())
+}
+
+/// The workload resource `dependency` recorded on workload instance `wi_id`, if any.
+async fn find(api: &Client, wi_id: u64, dependency: &str) -> Result<Option<Value>, ReconcileError> {
+    Ok(find_all(api, wi_id, dependency).await?.into_iter().next())
+}
+
+/// Record exactly `identities` (apiVersion, kind, name, namespace) as what `dependency` made on
+/// workload instance `wi_id`, for a dependency that makes several objects (a gateway's routes):
+/// new ones are added, and ones it no longer makes are deleted from `cluster` and forgotten.
+pub async fn record_all(
+    api: &Client,
+    cluster: &cluster::Cluster,
+    wi_id: u64,
+    dependency: &str,
+    identities: &[Value],
+) -> Result<(), ReconcileError> {
+    let existing = find_all(api, wi_id, dependency).await?;
+    for id in identities {
+        if !existing.iter().any(|r| r.get("JSONDefinition") == Some(id)) {
+            api.create(
+                WORKLOAD_RESOURCE_INSTANCE,
+                &json!({"JSONDefinition": id, "WorkloadInstanceID": wi_id,
+                        "Dependency": dependency, "LastOperation": "Created", "Reconciled": true}),
+            )
+            .await?;
+        }
+    }
+    for r in existing {
+        let def = r.get("JSONDefinition").cloned().unwrap_or(Value::Null);
+        if identities.contains(&def) {
+            continue;
+        }
+        if let Ok(o) = ObjectRef::of(&def) {
+            let ns = o.namespace.clone().unwrap_or_default();
+            cluster::delete(cluster, &o, &ns).await?;
+        }
+        match api
+            .delete(WORKLOAD_RESOURCE_INSTANCE, r.id().unwrap_or_default())
+            .await
+        {
+            Err(e) if !e.is_not_found() => return Err(e.into()),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Record `identity` (apiVersion, kind, name and namespace only: never a Secret's data) as a
@@ -122,7 +173,8 @@ pub async fn record(
     Ok(())
 }
 
-/// Delete what `dependency` recorded on the workload of `inst`, in the cluster and the record.
+/// Delete what `dependency` recorded on the workload of `inst`, in the cluster and the records,
+/// newest first.
 pub async fn remove(
     api: &Client,
     clients: &Clients,
@@ -132,30 +184,38 @@ pub async fn remove(
     let Some(wi_id) = inst.id_field("WorkloadInstanceID") else {
         return Ok(());
     };
-    let Some(rec) = find(api, wi_id, dependency).await? else {
+    let records = find_all(api, wi_id, dependency).await?;
+    if records.is_empty() {
         return Ok(());
-    };
-    let target = rec.get("JSONDefinition").cloned().unwrap_or(Value::Null);
+    }
     let wi = match api.get(WORKLOAD_INSTANCE, wi_id).await {
         Ok(wi) => Some(wi),
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e.into()),
     };
-    if let (Ok(r), Some(rid)) = (
-        ObjectRef::of(&target),
-        wi.as_ref()
-            .and_then(|w| w.id_field("KubernetesRuntimeInstanceID")),
-    ) {
-        let runtime = api.get_revealed(KUBERNETES_RUNTIME_INSTANCE, rid).await?;
-        let cluster = clients.get(&runtime).await?;
-        let ns = r.namespace.clone().unwrap_or_default();
-        cluster::delete(&cluster, &r, &ns).await?;
-    }
-    match api
-        .delete(WORKLOAD_RESOURCE_INSTANCE, rec.id().unwrap_or_default())
-        .await
+    let cluster = match wi
+        .as_ref()
+        .and_then(|w| w.id_field("KubernetesRuntimeInstanceID"))
     {
-        Err(e) if !e.is_not_found() => Err(e.into()),
-        _ => Ok(()),
+        Some(rid) => {
+            let runtime = api.get_revealed(KUBERNETES_RUNTIME_INSTANCE, rid).await?;
+            Some(clients.get(&runtime).await?)
+        }
+        None => None,
+    };
+    for rec in records.iter().rev() {
+        let target = rec.get("JSONDefinition").cloned().unwrap_or(Value::Null);
+        if let (Ok(r), Some(cluster)) = (ObjectRef::of(&target), &cluster) {
+            let ns = r.namespace.clone().unwrap_or_default();
+            cluster::delete(cluster, &r, &ns).await?;
+        }
+        match api
+            .delete(WORKLOAD_RESOURCE_INSTANCE, rec.id().unwrap_or_default())
+            .await
+        {
+            Err(e) if !e.is_not_found() => return Err(e.into()),
+            _ => {}
+        }
     }
+    Ok(())
 }

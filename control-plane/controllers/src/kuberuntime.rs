@@ -103,10 +103,39 @@ impl Reconciler for RuntimeReconciler {
         // nothing left in it that Threeport applied. What is bound to it (the EKS instance that
         // provisioned it, which tears the cluster down) goes first.
         let id = o.id().unwrap_or_default();
+        if std::ptr::eq(kind, KUBERNETES_RUNTIME_INSTANCE) {
+            self.remove_support_services(api, &o).await?;
+        }
         match crate::eks_runtime::release_bound(api, kind, id).await? {
             Some(why) => crate::dependency::wait(api, kind, &o, why, Duration::from_secs(2)).await,
             None => Ok(Outcome::Done),
         }
+    }
+}
+
+impl RuntimeReconciler {
+    /// What the gateway controller installed on the runtime (Gateway API, cert-manager) goes
+    /// with it; what it found stays. A cluster that cannot be reached any more cannot be
+    /// cleaned, and must not keep the runtime from going: that is logged.
+    async fn remove_support_services(&self, api: &Client, o: &Value) -> Result<(), ReconcileError> {
+        let installed = o
+            .get(crate::gateway::support::FIELD)
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.values().any(|r| r["Installed"] == Value::Bool(true)));
+        if !installed {
+            return Ok(());
+        }
+        let revealed = api
+            .get_revealed(KUBERNETES_RUNTIME_INSTANCE, o.id().unwrap_or_default())
+            .await?;
+        if let Err(why) = check(&revealed).await {
+            tracing::warn!(runtime = o.name(), "support services left in place: {why}");
+            return Ok(());
+        }
+        let cluster = self.clients.get(&revealed).await?;
+        let removed = crate::gateway::support::remove(&cluster, &revealed).await?;
+        tracing::info!(runtime = o.name(), ?removed, "support services removed");
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod dependency;
 pub mod eks;
 pub mod eks_runtime;
+pub mod gateway;
 pub mod kuberuntime;
 pub mod rds;
 pub mod registration;
@@ -45,11 +46,13 @@ pub struct ControllerOptions {
     pub runtime: runtime::Options,
     /// How often runtimes are checked for reachability.
     pub runtime_check_interval: Duration,
-    /// Run only these controllers (`workload`, `kubernetes-runtime`, `secret`, `aws`); `None` runs all
-    /// of them.
+    /// Run only these controllers (`workload`, `kubernetes-runtime`, `secret`, `aws`, `gateway`);
+    /// `None` runs all of them.
     pub only: Option<Vec<String>>,
     /// How the AWS-facing controllers reach AWS.
     pub aws: aws::AwsAccess,
+    /// Where the gateway controller gets the support services it installs.
+    pub support: gateway::SupportConfig,
 }
 
 impl Default for ControllerOptions {
@@ -59,6 +62,7 @@ impl Default for ControllerOptions {
             runtime_check_interval: Duration::from_secs(10),
             only: None,
             aws: aws::AwsAccess::default(),
+            support: gateway::SupportConfig::default(),
         }
     }
 }
@@ -123,6 +127,11 @@ pub async fn run_all(
         clients: clients.clone(),
         aws: opts.aws.clone(),
     });
+    let gateways = Arc::new(gateway::Gateways {
+        clients: clients.clone(),
+        aws: opts.aws.clone(),
+        support: opts.support.clone(),
+    });
     let aws = Arc::new(rds::AwsReconciler {
         clients,
         aws: opts.aws.clone(),
@@ -177,6 +186,9 @@ pub async fn run_all(
     }
     if selected.contains(&"secret") {
         runs.push(start.run(secrets));
+    }
+    if selected.contains(&"gateway") {
+        runs.push(start.run(gateways));
     }
     let mut result = Ok(());
     for r in runs {

@@ -25,6 +25,62 @@ struct Db {
     database_url: String,
 }
 
+/// Where the gateway controller gets the support services it installs on a runtime that lacks
+/// them (a Gateway API implementation, cert-manager): official release manifests by default.
+#[derive(clap::Args, Clone, Debug)]
+struct SupportArgs {
+    /// The Gateway API implementation's manifests: a URL or a directory of YAML files
+    /// [default: Envoy Gateway's pinned release]
+    #[arg(long, env = "THREEPORT_GATEWAY_MANIFESTS")]
+    gateway_manifests: Option<String>,
+    /// Their sha256 (hex; for a directory, of its .yaml/.yml files concatenated in name order).
+    #[arg(long, env = "THREEPORT_GATEWAY_MANIFESTS_SHA256")]
+    gateway_manifests_sha256: Option<String>,
+    /// The controllerName of the GatewayClass made after that install when it brings none.
+    #[arg(long, env = "THREEPORT_GATEWAY_CONTROLLER_NAME")]
+    gateway_controller_name: Option<String>,
+    /// cert-manager's manifests: a URL or a directory [default: cert-manager's pinned release]
+    #[arg(long, env = "THREEPORT_CERT_MANAGER_MANIFESTS")]
+    cert_manager_manifests: Option<String>,
+    #[arg(long, env = "THREEPORT_CERT_MANAGER_MANIFESTS_SHA256")]
+    cert_manager_manifests_sha256: Option<String>,
+    /// The ACME directory certificates are issued by [default: Let's Encrypt]
+    #[arg(long, env = "THREEPORT_ACME_SERVER")]
+    acme_server: Option<String>,
+    /// Seconds a Gateway may wait to be programmed (its load balancer's address) before it is
+    /// shown Degraded.
+    #[arg(
+        long,
+        env = "THREEPORT_GATEWAY_PROGRAMMED_GRACE_SECS",
+        default_value_t = 90
+    )]
+    gateway_programmed_grace_secs: u64,
+}
+
+impl SupportArgs {
+    fn config(self) -> threeport_controllers::gateway::SupportConfig {
+        let mut c = threeport_controllers::gateway::SupportConfig::default();
+        if let Some(src) = self.gateway_manifests {
+            c.gateway.version = format!("the Gateway API implementation from {src}");
+            c.gateway.source = src;
+        }
+        c.gateway.sha256 = self.gateway_manifests_sha256;
+        if let Some(n) = self.gateway_controller_name {
+            c.gateway_controller = n;
+        }
+        if let Some(src) = self.cert_manager_manifests {
+            c.cert_manager.version = format!("cert-manager from {src}");
+            c.cert_manager.source = src;
+        }
+        c.cert_manager.sha256 = self.cert_manager_manifests_sha256;
+        if let Some(a) = self.acme_server {
+            c.acme_server = a;
+        }
+        c.programmed_grace = std::time::Duration::from_secs(self.gateway_programmed_grace_secs);
+        c
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the REST API, relay notifications and stream changes.
@@ -54,6 +110,8 @@ enum Command {
         /// Do not run the controllers in this process (run `threeport controllers` instead).
         #[arg(long)]
         no_controllers: bool,
+        #[command(flatten)]
+        support: SupportArgs,
     },
     /// Run the controllers on their own, against a control plane's API and NATS.
     Controllers {
@@ -74,10 +132,12 @@ enum Command {
         /// Seconds a crashed replica's per-object lock outlives it.
         #[arg(long, default_value_t = 60)]
         lock_ttl_secs: u64,
-        /// Run only these controllers, comma-separated (`workload`, `kubernetes-runtime`, `secret`, `aws`);
-        /// default: all of them. Each registers the kinds it serves with the API.
+        /// Run only these controllers, comma-separated (`workload`, `kubernetes-runtime`, `secret`,
+        /// `aws`, `gateway`); default: all of them. Each registers the kinds it serves with the API.
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
+        #[command(flatten)]
+        support: SupportArgs,
     },
     /// Apply database migrations and exit.
     Migrate {
@@ -130,6 +190,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ack_wait_secs,
             lock_ttl_secs,
             only,
+            support,
         } => {
             let api = api_client(&api_url, tls_dir.as_deref())?;
             let nats = async_nats::ConnectOptions::new()
@@ -143,6 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             opts.runtime.ack_wait = std::time::Duration::from_secs(ack_wait_secs.max(1));
             opts.runtime.lock_ttl = std::time::Duration::from_secs(lock_ttl_secs.max(1));
             opts.only = only;
+            opts.support = support.config();
             // Refuse an unknown name before connecting anywhere.
             opts.selected()?;
             threeport_controllers::run_all(
@@ -163,6 +225,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             no_migrate,
             body_limit,
             no_controllers,
+            support,
         } => {
             let encryption_key = match (
                 encryption_key_file,
@@ -208,10 +271,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     (None, None) => anyhow::bail!("no notification source for the controllers"),
                 };
                 let t = token.clone();
+                let opts = threeport_controllers::ControllerOptions {
+                    support: support.config(),
+                    ..Default::default()
+                };
                 tokio::spawn(async move {
                     if let Err(e) =
-                        threeport_controllers::run_all(api, notifications, Default::default(), t)
-                            .await
+                        threeport_controllers::run_all(api, notifications, opts, t).await
                     {
                         tracing::error!(error = %e, "controllers stopped");
                     }

@@ -283,6 +283,10 @@ fn is_set(v: Option<&Value>) -> bool {
     v.is_some_and(|v| !v.is_null())
 }
 
+fn is_true(v: Option<&Value>) -> bool {
+    v == Some(&Value::Bool(true))
+}
+
 impl AppState {
     /// After every commit: wake the relay and the watch tailer, and when a controller
     /// registration changed, re-read which kinds are served before answering, so a controller
@@ -293,6 +297,48 @@ impl AppState {
             && let Err(e) = self.registry.refresh(&self.store).await
         {
             tracing::warn!(error = %e, "cannot re-read controller registrations");
+        }
+    }
+
+    /// A part of another object's spec (a gateway's port) was written or deleted: that object
+    /// is reconciled again (`Reconciled: false` and an update notification), as a change to
+    /// its own fields would be. Done after the part's commit; a crash in between loses only
+    /// this nudge, which the next write of the object or its parts makes again.
+    async fn touch_wholes(&self, kind: &'static Kind, body: &serde_json::Map<String, Value>) {
+        for f in kind.fields().filter(|f| f.part) {
+            let (Some(whole), Some(id)) = (
+                f.references.and_then(kinds::by_name),
+                body.get(f.name).and_then(Value::as_i64),
+            ) else {
+                continue;
+            };
+            for _attempt in 0..5 {
+                let Ok(cur) = self.store.fetch(whole, id).await else {
+                    break;
+                };
+                // Not reconciled yet (or going away): its controller reads the parts anyway.
+                if !is_true(cur.body.get("Reconciled")) || is_set(cur.body.get("DeletionScheduled"))
+                {
+                    break;
+                }
+                let mut b = cur.body.clone();
+                b.insert("Reconciled".into(), Value::Bool(false));
+                match self
+                    .store
+                    .update(whole, id, cur.version, &b, Some(Operation::Updated))
+                    .await
+                {
+                    Ok(_) => {
+                        self.wake.poke();
+                        break;
+                    }
+                    Err(StoreError::StaleVersion { .. }) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, kind = whole.name, id, "cannot ask for a reconcile after a change to its parts");
+                        break;
+                    }
+                }
+            }
         }
     }
 
@@ -347,6 +393,7 @@ async fn create(
         .await
         .map_err(|e| ErrorResponse::store(kind, 0, e))?;
     st.committed(kind).await;
+    st.touch_wholes(kind, &stored.body).await;
     one(kind, StatusCode::CREATED, st.render(&stored, false))
 }
 
@@ -554,6 +601,7 @@ async fn write(
         match result {
             Ok(stored) => {
                 st.committed(kind).await;
+                st.touch_wholes(kind, &stored.body).await;
                 return one(kind, StatusCode::OK, st.render(&stored, false));
             }
             // Someone wrote in between: plan again on what is there now.
@@ -610,6 +658,7 @@ async fn delete(
         match result {
             Ok(stored) => {
                 st.committed(kind).await;
+                st.touch_wholes(kind, &current.body).await;
                 return one(kind, StatusCode::OK, st.render(&stored, false));
             }
             Err(StoreError::StaleVersion { .. }) => continue,
