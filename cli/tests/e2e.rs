@@ -2168,7 +2168,9 @@ async fn a_kubernetes_runtime_with_infra_provider_eks_is_provisioned_and_torn_do
         AWS_EKS_KUBERNETES_RUNTIME_DEFINITION, AWS_EKS_KUBERNETES_RUNTIME_INSTANCE,
         KUBERNETES_RUNTIME_DEFINITION, KUBERNETES_RUNTIME_INSTANCE,
     };
-    let (env, world) = AwsWorld::start(tptctl()).await;
+    // Tokens are looked at every second here (every minute by default).
+    let refresh = ("THREEPORT_TOKEN_REFRESH_CHECK_SECS", "1".to_string());
+    let (env, world) = AwsWorld::start_with(tptctl(), &[refresh]).await;
     let api = world.api.clone();
     let runtime = world.file(
         "runtime.yaml",
@@ -2221,6 +2223,52 @@ async fn a_kubernetes_runtime_with_infra_provider_eks_is_provisioned_and_torn_do
             .to_vec()
     };
     assert_eq!(clusters().await, vec!["threeport-eks-k8s".to_string()]);
+
+    // A token about to lapse is replaced by a fresh one before it does.
+    let kri_id = kri["ID"].as_u64().unwrap();
+    let before = api
+        .get_revealed(KUBERNETES_RUNTIME_INSTANCE, kri_id)
+        .await
+        .unwrap();
+    // A token is signed to the second: let one pass, so the fresh one differs.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let soon = (time::OffsetDateTime::now_utc() + time::Duration::seconds(30))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    api.patch(
+        KUBERNETES_RUNTIME_INSTANCE,
+        kri_id,
+        &serde_json::json!({"ConnectionTokenExpiration": soon}),
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let refreshed = loop {
+        let now = api
+            .get_revealed(KUBERNETES_RUNTIME_INSTANCE, kri_id)
+            .await
+            .unwrap();
+        if now["ConnectionTokenExpiration"] != soon.as_str() {
+            break now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token was not refreshed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let expires = time::OffsetDateTime::parse(
+        refreshed["ConnectionTokenExpiration"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(expires > time::OffsetDateTime::now_utc() + time::Duration::minutes(10));
+    assert_ne!(refreshed["ConnectionToken"], before["ConnectionToken"]);
+    assert!(
+        threeport_eks::token::presigned_url(refreshed["ConnectionToken"].as_str().unwrap())
+            .is_some(),
+        "a k8s-aws-v1 token"
+    );
 
     // moto's cluster has no Kubernetes API: point the runtime at the double (rotation), then
     // run a workload there.

@@ -46,6 +46,9 @@ pub struct ControllerOptions {
     pub runtime: runtime::Options,
     /// How often runtimes are checked for reachability.
     pub runtime_check_interval: Duration,
+    /// How often EKS runtimes' tokens are looked at (one that lapses within a minute is
+    /// replaced).
+    pub token_refresh_interval: Duration,
     /// Run only these controllers (`workload`, `kubernetes-runtime`, `secret`, `aws`, `gateway`);
     /// `None` runs all of them.
     pub only: Option<Vec<String>>,
@@ -60,6 +63,7 @@ impl Default for ControllerOptions {
         ControllerOptions {
             runtime: runtime::Options::default(),
             runtime_check_interval: Duration::from_secs(10),
+            token_refresh_interval: Duration::from_secs(60),
             only: None,
             aws: aws::AwsAccess::default(),
             support: gateway::SupportConfig::default(),
@@ -179,7 +183,7 @@ pub async fn run_all(
         tokio::spawn(eks_runtime::refresh_tokens(
             api.clone(),
             opts.aws.clone(),
-            Duration::from_secs(60),
+            opts.token_refresh_interval,
             shutdown.clone(),
         ));
         runs.push(start.run(aws));

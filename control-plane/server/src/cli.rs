@@ -132,6 +132,10 @@ enum Command {
         /// Seconds a crashed replica's per-object lock outlives it.
         #[arg(long, default_value_t = 60)]
         lock_ttl_secs: u64,
+        /// Seconds between looks at the EKS runtimes' tokens (each is replaced a minute before
+        /// it lapses).
+        #[arg(long, env = "THREEPORT_TOKEN_REFRESH_CHECK_SECS", default_value_t = 60)]
+        token_refresh_check_secs: u64,
         /// Run only these controllers, comma-separated (`workload`, `kubernetes-runtime`, `secret`,
         /// `aws`, `gateway`); default: all of them. Each registers the kinds it serves with the API.
         #[arg(long, value_delimiter = ',')]
@@ -189,6 +193,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             concurrency,
             ack_wait_secs,
             lock_ttl_secs,
+            token_refresh_check_secs,
             only,
             support,
         } => {
@@ -205,6 +210,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             opts.runtime.lock_ttl = std::time::Duration::from_secs(lock_ttl_secs.max(1));
             opts.only = only;
             opts.support = support.config();
+            opts.token_refresh_interval =
+                std::time::Duration::from_secs(token_refresh_check_secs.max(1));
             // Refuse an unknown name before connecting anywhere.
             opts.selected()?;
             threeport_controllers::run_all(
