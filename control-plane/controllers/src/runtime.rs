@@ -279,9 +279,12 @@ impl<R: Reconciler> Shared<R> {
             return Verdict::Ack;
         }
         // 2. Acknowledge: the object is being worked on, and is no longer `Pending`.
-        if let Err(e) = self.acknowledge(kind, id, &object, deleting).await {
-            return Verdict::Retry(self.opts.backoff(attempt)).log(kind, id, &e.to_string());
-        }
+        let mut version = match self.acknowledge(kind, id, &object, deleting).await {
+            Ok(v) => v,
+            Err(e) => {
+                return Verdict::Retry(self.opts.backoff(attempt)).log(kind, id, &e.to_string());
+            }
+        };
         // 3. The reconciler's intent, with in-progress acks while it runs.
         let tick = self.opts.ack_wait.min(self.opts.lock_ttl) / 3;
         let was_pending = object.status() == Some("Pending");
@@ -334,34 +337,62 @@ impl<R: Reconciler> Shared<R> {
                 };
             }
         };
-        // A spec change made while the reconcile ran has not been applied: do it again rather
-        // than mark it reconciled (the change's own notification would find it reconciled).
-        if !deleting {
-            match self.api.get(kind, id).await {
-                Ok(now) if spec_of(kind, &now) != spec => {
-                    tracing::info!(kind = kind.name, id, "changed while reconciling; again");
-                    return Verdict::Retry(Duration::ZERO);
-                }
+        // 5. Confirm, on the condition that nothing was written since the acknowledgement: a
+        // spec change made while the reconcile ran has not been applied, so it is done again
+        // rather than marked reconciled (the change's own notification would find it
+        // reconciled). Anything else written meanwhile (a status, by the reconciler itself or
+        // a watcher) is re-read and the confirmation sent again; a delete confirms at once.
+        for _ in 0..5 {
+            let expect = (!deleting).then_some(version).flatten();
+            match self
+                .confirm(kind, id, deleting, was_pending, report.clone(), expect)
+                .await
+            {
+                Ok(()) => return Verdict::Ack,
                 Err(e) if e.is_not_found() => return Verdict::Ack,
-                _ => {}
+                Err(e) if e.is_conflict() && expect.is_some() => {
+                    match self.api.get(kind, id).await {
+                        Ok(now) if spec_of(kind, &now) != spec => {
+                            tracing::info!(
+                                kind = kind.name,
+                                id,
+                                "changed while reconciling; again"
+                            );
+                            return Verdict::Retry(Duration::ZERO);
+                        }
+                        Ok(now) => version = now.get("ResourceVersion").and_then(Value::as_i64),
+                        Err(e) if e.is_not_found() => return Verdict::Ack,
+                        Err(e) => {
+                            return Verdict::Retry(self.opts.backoff(attempt)).log(
+                                kind,
+                                id,
+                                &e.to_string(),
+                            );
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Verdict::Retry(self.opts.backoff(attempt)).log(
+                        kind,
+                        id,
+                        &e.to_string(),
+                    );
+                }
             }
         }
-        match self.confirm(kind, id, deleting, was_pending, report).await {
-            Ok(()) => Verdict::Ack,
-            Err(e) if e.is_not_found() => Verdict::Ack,
-            Err(e) => Verdict::Retry(self.opts.backoff(attempt)).log(kind, id, &e.to_string()),
-        }
+        Verdict::Retry(self.opts.backoff(attempt)).log(kind, id, "kept changing while confirming")
     }
 
     /// `CreationAcknowledged` (or `DeletionAcknowledged`) the first time; a `Pending` object
-    /// becomes `Reconciling`, so nobody reads the old reason while work is under way.
+    /// becomes `Reconciling`, so nobody reads the old reason while work is under way. Returns
+    /// the object's `ResourceVersion` after it.
     async fn acknowledge(
         &self,
         kind: &'static Kind,
         id: u64,
         object: &Value,
         deleting: bool,
-    ) -> Result<(), threeport_api::ApiError> {
+    ) -> Result<Option<i64>, threeport_api::ApiError> {
         let mut patch = serde_json::Map::new();
         let field = if deleting {
             "DeletionAcknowledged"
@@ -378,13 +409,14 @@ impl<R: Reconciler> Shared<R> {
                 json!(format!("{} is working on it", self.reconciler.name())),
             );
         }
+        let version = |o: &Value| o.get("ResourceVersion").and_then(Value::as_i64);
         if patch.is_empty() {
-            return Ok(());
+            return Ok(version(object));
         }
         self.api
             .patch(kind, id, &Value::Object(patch))
             .await
-            .map(|_| ())
+            .map(|o| version(&o))
     }
 
     /// The end of a successful reconcile: `DeletionConfirmed` (which removes the object), or
@@ -396,11 +428,15 @@ impl<R: Reconciler> Shared<R> {
         deleting: bool,
         was_pending: bool,
         report: Option<Value>,
+        expect_version: Option<i64>,
     ) -> Result<(), threeport_api::ApiError> {
         let mut patch = match report {
             Some(Value::Object(m)) => m,
             _ => serde_json::Map::new(),
         };
+        if let Some(v) = expect_version {
+            patch.insert("ResourceVersion".into(), json!(v));
+        }
         if deleting {
             patch.insert("DeletionConfirmed".into(), json!(now_rfc3339()));
         } else {

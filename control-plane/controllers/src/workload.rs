@@ -249,7 +249,12 @@ impl WorkloadReconciler {
             let body = wrd.get("JSONDefinition").cloned().unwrap_or(Value::Null);
             let mut r = ObjectRef::of(&body).map_err(ReconcileError::Permanent)?;
             let wanted = crate::bucket::inject(&body, &injections);
-            let applied = cluster::apply(&client, wanted, &ns, &labels).await?;
+            let mut applied = cluster::apply(&client, wanted, &ns, &labels).await?;
+            // Who set which field is the cluster's bookkeeping, not the object: it is large and
+            // would be stored and sent with every record.
+            if let Some(m) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("managedFields");
+            }
             // Record with the namespace it really went to.
             r.namespace = applied
                 .pointer("/metadata/namespace")
@@ -266,6 +271,12 @@ impl WorkloadReconciler {
                 _ => changed = true,
             }
             match existing.iter().find(|(er, _, _)| *er == r) {
+                // Recorded as it is (same definition, same generation in the cluster): a write
+                // would change nothing a reader uses.
+                Some((_, _, e))
+                    if e.get("JSONDefinition") == Some(&stored)
+                        && e.get("RuntimeDefinition").and_then(generation)
+                            == generation(&applied) => {}
                 Some((_, eid, _)) => {
                     api.patch(wri, *eid, &json!({"JSONDefinition": stored, "RuntimeDefinition": applied, "LastOperation": "Updated", "Reconciled": true})).await?;
                 }

@@ -42,6 +42,65 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// CPU seconds used so far: by every process on the machine, keyed by its name (`comm`), and
+/// by this process's threads, keyed `thread:<name>`. Deltas over a run show where the time went
+/// (the machine's own idle services add nothing to a delta).
+fn cpu_seconds() -> HashMap<String, f64> {
+    // Linux's USER_HZ is 100 on every architecture we build for.
+    const TICKS: f64 = 100.0;
+    fn read(path: &std::path::Path) -> Option<(String, f64)> {
+        let stat = std::fs::read_to_string(path).ok()?;
+        let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+        let name = stat[open + 1..close].to_string();
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        Some((name, (utime + stime) / TICKS))
+    }
+    let mut out: HashMap<String, f64> = HashMap::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Some((name, secs)) = read(&e.path().join("stat")) {
+            *out.entry(name).or_default() += secs;
+        }
+    }
+    for e in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Some((name, secs)) = read(&e.path().join("stat")) {
+            *out.entry(format!("thread:{name}")).or_default() += secs;
+        }
+    }
+    out
+}
+
+/// Where the CPU went between two readings, `wall` apart.
+fn print_cpu(before: &HashMap<String, f64>, after: &HashMap<String, f64>, wall: Duration) {
+    let d = |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
+    let parts = [
+        ("API server and load (this process)", d("thread:api")),
+        ("Kubernetes API double (this process)", d("thread:double")),
+        ("2 controller processes", d("threeport")),
+        ("PostgreSQL", d("postgres")),
+        ("NATS", d("nats-server")),
+    ];
+    let total: f64 = parts.iter().map(|(_, s)| s).sum();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    println!(
+        "  CPU during it ({:.0} s wall, {:.0} CPU-s available on {cores} cores; {:.0} CPU-s used):",
+        wall.as_secs_f64(),
+        wall.as_secs_f64() * cores,
+        total
+    );
+    for (what, secs) in parts {
+        println!(
+            "    {what:<40} {secs:>6.1} CPU-s  ({:>4.1} % of it)",
+            100.0 * secs / total.max(f64::EPSILON)
+        );
+    }
+}
+
 /// The first time the watch showed each instance Healthy.
 type Seen = Arc<Mutex<HashMap<u64, Instant>>>;
 
@@ -184,17 +243,24 @@ fn main() -> anyhow::Result<()> {
     let db_url = pg.create_database("reconcile_bench")?;
     let nats = Nats::start()?;
     let logs = tempfile::tempdir()?;
+    // The double stands for a cluster's API server, which is not Threeport's work: it runs on
+    // threads of its own, so the CPU it takes is reported apart.
+    let double_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("double")
+        .enable_all()
+        .build()?;
+    let double = double_rt.block_on(KubeDouble::start(Options {
+        ready_delay: Duration::ZERO,
+        ..Default::default()
+    }))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("api")
         .enable_all()
         .build()?;
     let mut children = Vec::new();
     let result = rt.block_on(async {
-        let double = KubeDouble::start(Options {
-            ready_delay: Duration::ZERO,
-            ..Default::default()
-        })
-        .await?;
         let mut cfg = ServeConfig::new("127.0.0.1:0".parse()?, db_url);
         cfg.nats_url = Some(nats.url());
         cfg.encryption_key = Some(b"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_vec());
@@ -263,8 +329,10 @@ fn main() -> anyhow::Result<()> {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
         );
         println!("  open-loop: each create is sent at its scheduled time; latency from then to the watch event showing Healthy");
+        let (cpu0, t0) = (cpu_seconds(), Instant::now());
         let main = offer(&api, &seen, def_id, kri_id, "main", rate, secs).await;
         main.print(&format!("{secs} s"));
+        print_cpu(&cpu0, &cpu_seconds(), t0.elapsed());
         println!("  (target: 100/s sustained for 60 s with p50 < 50 ms, p99 < 500 ms)");
 
         let mut best = None;
@@ -281,9 +349,9 @@ fn main() -> anyhow::Result<()> {
             None => println!("  no rate in {sweep:?} kept p99 under 1 s"),
         }
         server.shutdown().await;
-        double.shutdown().await;
         anyhow::Ok(())
     });
+    double_rt.block_on(double.shutdown());
     for mut c in children {
         let _ = c.kill();
         let _ = c.wait();
