@@ -122,6 +122,11 @@ pub struct Stored {
     pub body: Map<String, Value>,
 }
 
+/// The `kind_counts` row an object is counted in.
+fn count_shard(id: i64) -> i64 {
+    id.rem_euclid(16)
+}
+
 fn rfc3339(micros: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
@@ -582,6 +587,15 @@ impl Store {
         }
         self.write_index(&mut tx, kind, stored.id, &stored.body)
             .await?;
+        sqlx::query(
+            "INSERT INTO kind_counts (kind, shard, n) VALUES ($1, $2, 1) \
+             ON CONFLICT (kind, shard) DO UPDATE SET n = kind_counts.n + 1",
+        )
+        .bind(kind.name)
+        .bind(count_shard(stored.id))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         self.write_outbox(
             &mut tx,
             &stored,
@@ -670,6 +684,12 @@ impl Store {
             }
             sql.push(')');
         }
+        // The kind's count, in the same statement.
+        sql.push_str(&format!(
+            ", c AS (INSERT INTO kind_counts (kind, shard, n) SELECT {kind_p}, CAST({} AS BIGINT), 1 FROM o \
+             ON CONFLICT (kind, shard) DO UPDATE SET n = kind_counts.n + 1)",
+            p(Some(count_shard(stored.id).to_string()))
+        ));
         let (seq, event, stream, subject, payload, created) = self.outbox_values(
             &stored,
             Operation::Created,
@@ -957,6 +977,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
+            sqlx::query("UPDATE kind_counts SET n = n - 1 WHERE kind = $1 AND shard = $2")
+                .bind(victim.kind.name)
+                .bind(count_shard(victim.id))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
             self.write_outbox(&mut tx, &victim, Operation::Deleted, None)
                 .await?;
         }
@@ -988,8 +1014,14 @@ impl Store {
             ));
             n += 2;
         }
-        // TotalCount: every object that matches, wherever the cursor is.
-        let count_sql = format!("SELECT COUNT(*) FROM objects{cond}");
+        // TotalCount: every object that matches, wherever the cursor is. A whole kind's is
+        // kept as it changes (`kind_counts`); a filtered list counts its (indexed) matches.
+        let count_sql = if name.is_none() && filters.is_empty() {
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM kind_counts WHERE kind = $1"
+                .to_string()
+        } else {
+            format!("SELECT COUNT(*) FROM objects{cond}")
+        };
         if page.after.is_some() {
             n += 1;
             cond.push_str(&format!(" AND id > ${n}"));

@@ -73,6 +73,54 @@ async fn cursor_pages_survive_concurrent_writes(h: &Harness) {
         );
     }
     assert!(seen.values().all(|n| *n == 1), "no object seen twice");
+
+    // TotalCount is kept as objects come and go, not counted per page: it is exact, for a whole
+    // kind and for a filtered list, also after a delete that cascades.
+    let total = |path: String| async move {
+        let r = h.get(&path).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["Meta"]["TotalCount"].as_u64().unwrap()
+    };
+    let listed = 1200 - deleted.len() as u64 + 2 * (pages as u64 - 1);
+    assert_eq!(total("/v0/aws-accounts?size=1".into()).await, listed);
+    assert_eq!(
+        total("/v0/aws-accounts?name=acct-00-000&size=1".into()).await,
+        1
+    );
+    let def = h
+        .post(
+            "workload-definitions",
+            json!({"Name": "counted", "YAMLDocument": "kind: ConfigMap", "Reconciled": true}),
+        )
+        .await;
+    let before = total("/v0/workload-resource-definitions?size=1".into()).await;
+    for i in 0..3 {
+        let r = h
+            .post(
+                "workload-resource-definitions",
+                json!({"JSONDefinition": {"i": i}, "WorkloadDefinitionID": def.id()}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    assert_eq!(
+        total("/v0/workload-resource-definitions?size=1".into()).await,
+        before + 3
+    );
+    // A reconciled definition's delete is two-phase: confirm it, and its rows cascade.
+    assert_eq!(h.delete("workload-definitions", def.id()).await.status, 200);
+    let r = h
+        .patch(
+            "workload-definitions",
+            def.id(),
+            json!({"DeletionConfirmed": "2026-12-01T00:00:00Z"}),
+        )
+        .await;
+    assert!(r.status == 200 || r.status == 404, "{}", r.body);
+    assert_eq!(
+        total("/v0/workload-resource-definitions?size=1".into()).await,
+        before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
