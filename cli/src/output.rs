@@ -26,35 +26,60 @@ pub fn name_of(o: &Value) -> String {
     status::display_name(o)
 }
 
-/// Names of referenced objects, fetched once per referenced kind.
-pub async fn reference_names(
-    client: &Client,
-    kind: &Kind,
-    objects: &[Value],
-) -> HashMap<u64, String> {
-    let mut names = HashMap::new();
-    let mut done = Vec::new();
-    for f in kind.fields().filter(|f| f.references.is_some()) {
-        let target = f.references.unwrap_or_default();
-        if done.contains(&target)
-            || !objects
+/// Names of referenced objects, for the table's reference columns: looked up as pages arrive and
+/// kept, so a long list does not ask twice. A handful of new IDs are read one by one; more, and
+/// the referenced kind is listed once.
+#[derive(Default)]
+pub struct RefNames {
+    pub names: HashMap<u64, String>,
+    listed: Vec<&'static str>,
+}
+
+impl RefNames {
+    pub async fn resolve(&mut self, client: &Client, kind: &Kind, objects: &[Value]) {
+        for f in kind.fields().filter(|f| f.references.is_some()) {
+            let Some(tk) = f.references.and_then(threeport_api::kinds::by_name) else {
+                continue;
+            };
+            if self.listed.contains(&tk.name) {
+                continue;
+            }
+            let mut missing: Vec<u64> = objects
                 .iter()
-                .any(|o| o.get(f.name).is_some_and(|v| !v.is_null()))
-        {
-            continue;
-        }
-        done.push(target);
-        if let Some(tk) = threeport_api::kinds::by_name(target) {
+                .filter_map(|o| o.get(f.name).and_then(Value::as_u64))
+                .filter(|id| !self.names.contains_key(id))
+                .collect();
+            missing.sort_unstable();
+            missing.dedup();
+            if missing.len() <= 16 {
+                for id in missing {
+                    if let Ok(o) = client.get(tk, id).await {
+                        self.names.insert(id, name_of(&o));
+                    }
+                }
+                continue;
+            }
+            self.listed.push(tk.name);
             if let Ok(items) = client.list(tk, &[]).await {
                 for it in items {
                     if let Some(id) = it.get("ID").and_then(Value::as_u64) {
-                        names.insert(id, name_of(&it));
+                        self.names.insert(id, name_of(&it));
                     }
                 }
             }
         }
     }
-    names
+}
+
+/// Names of the objects that `objects` refer to.
+pub async fn reference_names(
+    client: &Client,
+    kind: &Kind,
+    objects: &[Value],
+) -> HashMap<u64, String> {
+    let mut r = RefNames::default();
+    r.resolve(client, kind, objects).await;
+    r.names
 }
 
 /// A kubectl-style table: NAME, the references, the fields the registry marks as columns (and in
@@ -108,34 +133,106 @@ pub fn table(
                         && matches!(f.ty, FieldType::String | FieldType::Bool | FieldType::Int)))
         })
         .collect();
-    let mut header: Vec<String> = vec!["NAME".into()];
-    if wide {
-        header.push("ID".into());
+    let mut printer = TablePrinter::new(kind, wide);
+    printer.page(objects, refs, now)
+}
+
+/// A kubectl-style table printed page by page as a list arrives: the header with the first page,
+/// and every later page aligned to the columns so far (a longer value widens its page only,
+/// as `kubectl get --chunk-size` does).
+pub struct TablePrinter {
+    kind: &'static Kind,
+    wide: bool,
+    widths: Option<Vec<u16>>,
+}
+
+impl TablePrinter {
+    pub fn new(kind: &'static Kind, wide: bool) -> TablePrinter {
+        TablePrinter {
+            kind,
+            wide,
+            widths: None,
+        }
     }
-    header.extend(ref_fields.iter().map(|f| status::ref_title(f)));
-    header.extend(extra.iter().map(|f| f.name.to_ascii_uppercase()));
-    header.push("STATUS".into());
-    header.push("AGE".into());
-    t.set_header(header);
-    for o in objects {
-        let mut row = vec![name_of(o)];
+
+    /// The text for one page of objects (not event kinds: those are sorted as a whole).
+    pub fn page(
+        &mut self,
+        objects: &[Value],
+        refs: &HashMap<u64, String>,
+        now: OffsetDateTime,
+    ) -> String {
+        let (kind, wide) = (self.kind, self.wide);
+        let mut t = Table::new();
+        t.load_preset(presets::NOTHING)
+            .set_content_arrangement(ContentArrangement::Disabled);
+        let ref_fields: Vec<&str> = kind
+            .own_fields
+            .iter()
+            .filter(|f| f.references.is_some())
+            .map(|f| f.name)
+            .collect();
+        let extra: Vec<&'static Field> = kind
+            .own_fields
+            .iter()
+            .filter(|f| {
+                f.references.is_none()
+                    && !f.secret
+                    && (f.column
+                        || (wide
+                            && matches!(
+                                f.ty,
+                                FieldType::String | FieldType::Bool | FieldType::Int
+                            )))
+            })
+            .collect();
+        let mut header: Vec<String> = vec!["NAME".into()];
         if wide {
-            row.push(o.get("ID").map(|v| v.to_string()).unwrap_or_default());
+            header.push("ID".into());
         }
-        for f in &ref_fields {
-            row.push(match o.get(*f).and_then(Value::as_u64) {
-                Some(id) => refs.get(&id).cloned().unwrap_or_else(|| id.to_string()),
-                None => "<none>".into(),
-            });
+        header.extend(ref_fields.iter().map(|f| status::ref_title(f)));
+        header.extend(extra.iter().map(|f| f.name.to_ascii_uppercase()));
+        header.push("STATUS".into());
+        header.push("AGE".into());
+        let columns = header.len();
+        if self.widths.is_none() {
+            t.set_header(header);
         }
-        for f in &extra {
-            row.push(cell(f, o.get(f.name), now));
+        for o in objects {
+            let mut row = vec![name_of(o)];
+            if wide {
+                row.push(o.get("ID").map(|v| v.to_string()).unwrap_or_default());
+            }
+            for f in &ref_fields {
+                row.push(match o.get(*f).and_then(Value::as_u64) {
+                    Some(id) => refs.get(&id).cloned().unwrap_or_else(|| id.to_string()),
+                    None => "<none>".into(),
+                });
+            }
+            for f in &extra {
+                row.push(cell(f, o.get(f.name), now));
+            }
+            row.push(status(kind, o));
+            row.push(status::object_age(o, now));
+            t.add_row(row);
         }
-        row.push(status(kind, o));
-        row.push(status::object_age(o, now));
-        t.add_row(row);
+        if let Some(w) = &self.widths {
+            // The columns exist once rows do. Boundaries only hold when comfy-table arranges
+            // the content; a width no line reaches keeps it from ever wrapping.
+            t.set_content_arrangement(ContentArrangement::Dynamic)
+                .set_width(u16::MAX)
+                .set_constraints(w.iter().map(|w| {
+                    // A fixed width counts the cell's padding (a space each side).
+                    comfy_table::ColumnConstraint::LowerBoundary(comfy_table::Width::Fixed(*w + 2))
+                }));
+        }
+        let seen = t.column_max_content_widths();
+        let widths = self.widths.get_or_insert_with(|| vec![0; columns]);
+        for (w, s) in widths.iter_mut().zip(seen) {
+            *w = (*w).max(s);
+        }
+        unpad(&t)
     }
-    unpad(&t)
 }
 
 /// One cell: lists joined with commas, timestamps as ages.
@@ -269,6 +366,37 @@ pub fn describe_fields(kind: &Kind, o: &Value, refs: &HashMap<u64, String>) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_line_up_under_the_first_pages_header() {
+        use serde_json::json;
+        let now = OffsetDateTime::now_utc();
+        let at = |n: &str| {
+            json!({"ID": 1, "Name": n, "WorkloadDefinitionID": 7, "Status": "Healthy",
+                   "CreatedAt": "2026-12-01T00:00:00Z"})
+        };
+        let refs = HashMap::from([(7, "web".to_string())]);
+        let mut p = TablePrinter::new(threeport_api::kinds::WORKLOAD_INSTANCE, false);
+        let first = p.page(&[at("a-long-instance-name"), at("b")], &refs, now);
+        let second = p.page(&[at("c"), at("d")], &refs, now);
+        let lines: Vec<&str> = first.lines().collect();
+        assert!(lines[0].starts_with("NAME"), "{first}");
+        assert_eq!(second.lines().count(), 2, "no second header: {second}");
+        // Every later row starts its columns where the first page's do.
+        let col = |l: &str| l.find("web");
+        assert_eq!(
+            col(lines[1]),
+            col(second.lines().next().unwrap()),
+            "{first}{second}"
+        );
+        assert_eq!(col(lines[2]), col(second.lines().nth(1).unwrap()));
+        // A longer value widens its own page.
+        let third = p.page(&[at("an-even-longer-instance-name-here")], &refs, now);
+        assert!(
+            third.contains("an-even-longer-instance-name-here  web"),
+            "{third}"
+        );
+    }
 
     #[test]
     fn describe_aligns_values_after_the_longest_key() {

@@ -33,6 +33,28 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> Result<u8> {
             }
         }
     }
+    // A table of a whole kind is printed page by page too, the header with the first page and
+    // every page aligned to the columns so far (events are sorted as a whole, so they wait).
+    if let (None, None | Some(Format::Wide), false) = (&args.name, args.output, kind.is_event()) {
+        let mut printer = output::TablePrinter::new(kind, args.output == Some(Format::Wide));
+        let mut refs = output::RefNames::default();
+        let (mut after, mut any) = (None, false);
+        loop {
+            let (page, next) = client.list_after(kind, &[], after).await?;
+            if page.is_empty() && !any {
+                eprintln!("No {} found.", kind.plural);
+                return Ok(0);
+            }
+            any = true;
+            refs.resolve(&client, kind, &page).await;
+            let now = time::OffsetDateTime::now_utc();
+            out!("{}", printer.page(&page, &refs.names, now))?;
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(0),
+            }
+        }
+    }
     let objects = match &args.name {
         Some(n) => vec![find(&client, kind, n).await?],
         None => client.list(kind, &[]).await?,
