@@ -123,6 +123,7 @@ pub async fn run_all(
     let workload = Arc::new(workload::WorkloadReconciler {
         clients: clients.clone(),
         watchers,
+        definitions: Default::default(),
     });
     let runtimes = Arc::new(kuberuntime::RuntimeReconciler {
         clients: clients.clone(),

@@ -72,8 +72,9 @@ impl From<kube::Error> for ReconcileError {
 }
 
 /// A controller's intent. The runtime owns the protocol around it (see [`run`]): it takes the
-/// lock, re-reads the object, writes `CreationAcknowledged` before `apply` and `Reconciled` +
-/// `CreationConfirmed` after it, `DeletionAcknowledged` before `cleanup` and `DeletionConfirmed`
+/// lock, re-reads the object, writes `CreationAcknowledged` once `apply` has run for 100 ms (or
+/// with the confirmation, when it is done sooner) and `Reconciled` + `CreationConfirmed` after
+/// it, `DeletionAcknowledged` before `cleanup` and `DeletionConfirmed`
 /// after it, and `CreationFailed` with the reason when a reconcile fails for good. A reconciler
 /// never writes those fields itself, so it cannot forget one.
 pub trait Reconciler: Send + Sync + 'static {
@@ -204,6 +205,18 @@ struct Shared<R> {
     not_failures: Mutex<std::collections::HashMap<String, u32>>,
 }
 
+/// How long a reconcile may run before its acknowledgement is written on its own.
+const ACK_DELAY: Duration = Duration::from_millis(100);
+
+/// The field that says a controller took the object up.
+fn ack_field(deleting: bool) -> &'static str {
+    if deleting {
+        "DeletionAcknowledged"
+    } else {
+        "CreationAcknowledged"
+    }
+}
+
 fn lock_key(kind: &Kind, id: u64) -> String {
     format!("{}.{id}", kind.lower_camel())
 }
@@ -278,17 +291,17 @@ impl<R: Reconciler> Shared<R> {
         if !deleting && object.is_reconciled() {
             return Verdict::Ack;
         }
-        // 2. Acknowledge: the object is being worked on, and is no longer `Pending`.
-        let mut version = match self.acknowledge(kind, id, &object, deleting).await {
-            Ok(v) => v,
-            Err(e) => {
-                return Verdict::Retry(self.opts.backoff(attempt)).log(kind, id, &e.to_string());
-            }
-        };
+        // 2. Acknowledge: the object is being worked on, and is no longer `Pending`. A
+        // reconcile done within `ACK_DELAY` writes its acknowledgement with its confirmation,
+        // one write instead of two; a longer one writes it when `ACK_DELAY` has passed, so
+        // people see it being worked on while it runs.
+        let mut version = object.get("ResourceVersion").and_then(Value::as_i64);
+        let mut acknowledged = false;
         // 3. The reconciler's intent, with in-progress acks while it runs.
         let tick = self.opts.ack_wait.min(self.opts.lock_ttl) / 3;
         let was_pending = object.status() == Some("Pending");
         let spec = spec_of(kind, &object);
+        let acknowledge_from = object.clone();
         let work = async {
             if deleting {
                 self.reconciler.cleanup(&self.api, kind, object).await
@@ -297,9 +310,18 @@ impl<R: Reconciler> Shared<R> {
             }
         };
         tokio::pin!(work);
+        let ack_due = tokio::time::sleep(ACK_DELAY);
+        tokio::pin!(ack_due);
         let result = loop {
             tokio::select! {
                 r = &mut work => break Some(r),
+                _ = &mut ack_due, if !acknowledged => {
+                    acknowledged = true;
+                    match self.acknowledge(kind, id, &acknowledge_from, deleting).await {
+                        Ok(v) => version = v,
+                        Err(e) => tracing::info!(kind = kind.name, id, "cannot acknowledge yet: {e}"),
+                    }
+                }
                 _ = tokio::time::sleep(tick) => {
                     progress().await;
                     self.locks.refresh(key, &self.owner).await;
@@ -307,6 +329,21 @@ impl<R: Reconciler> Shared<R> {
                 _ = self.shutdown.cancelled() => break None,
             }
         };
+        // Not finished (waiting, retrying, failed): the acknowledgement says it was seen.
+        let finished = matches!(
+            result,
+            Some(Ok(Outcome::Done)) | Some(Ok(Outcome::DoneWith(_)))
+        );
+        if !acknowledged && result.is_some() && !finished {
+            if let Err(e) = self
+                .acknowledge(kind, id, &acknowledge_from, deleting)
+                .await
+            {
+                tracing::info!(kind = kind.name, id, "cannot acknowledge: {e}");
+            }
+        }
+        let ack_field = (!acknowledged && !acknowledge_from.is_set(ack_field(deleting)))
+            .then(|| ack_field(deleting));
         // 4. Record how it ended.
         let report = match result {
             // Shutting down mid-reconcile: hand the object back for another replica or restart.
@@ -345,7 +382,15 @@ impl<R: Reconciler> Shared<R> {
         for _ in 0..5 {
             let expect = (!deleting).then_some(version).flatten();
             match self
-                .confirm(kind, id, deleting, was_pending, report.clone(), expect)
+                .confirm(
+                    kind,
+                    id,
+                    deleting,
+                    was_pending,
+                    report.clone(),
+                    expect,
+                    ack_field,
+                )
                 .await
             {
                 Ok(()) => return Verdict::Ack,
@@ -394,11 +439,7 @@ impl<R: Reconciler> Shared<R> {
         deleting: bool,
     ) -> Result<Option<i64>, threeport_api::ApiError> {
         let mut patch = serde_json::Map::new();
-        let field = if deleting {
-            "DeletionAcknowledged"
-        } else {
-            "CreationAcknowledged"
-        };
+        let field = ack_field(deleting);
         if !object.is_set(field) {
             patch.insert(field.into(), json!(now_rfc3339()));
         }
@@ -429,11 +470,16 @@ impl<R: Reconciler> Shared<R> {
         was_pending: bool,
         report: Option<Value>,
         expect_version: Option<i64>,
+        acknowledge: Option<&'static str>,
     ) -> Result<(), threeport_api::ApiError> {
         let mut patch = match report {
             Some(Value::Object(m)) => m,
             _ => serde_json::Map::new(),
         };
+        // A quick reconcile's acknowledgement goes with its confirmation.
+        if let Some(f) = acknowledge {
+            patch.insert(f.into(), json!(now_rfc3339()));
+        }
         if let Some(v) = expect_version {
             patch.insert("ResourceVersion".into(), json!(v));
         }

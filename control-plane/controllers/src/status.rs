@@ -836,6 +836,9 @@ fn stream_for(
         .boxed()
 }
 
+/// How long a watcher leaves an instance it did not reconcile to the replica that did.
+const OTHERS_FIRST: Duration = Duration::from_millis(1000);
+
 /// When a deferred re-check is due: 200 ms, doubling, at most 5 s apart, for about a minute.
 fn defer_delay(attempt: u32) -> Option<Duration> {
     (attempt < 16).then(|| Duration::from_millis((200u64 << attempt.min(5)).min(5_000)))
@@ -943,6 +946,14 @@ async fn watch_runtime(
                 let ids: Vec<u64> = dirty.drain().collect();
                 for id in ids {
                     let attempt = deferred.get(&id).map_or(0, |(_, a)| *a);
+                    // An instance this process neither reconciled nor has reported yet is
+                    // another replica's to report first (every replica sees every change):
+                    // look a moment later, by when the API usually shows it, so the replicas
+                    // do not all read and write it. A restarted replica gets there the same way.
+                    if attempt == 0 && !st.expected.contains_key(&id) {
+                        deferred.insert(id, (Instant::now() + OTHERS_FIRST, 1));
+                        continue;
+                    }
                     deferred.remove(&id);
                     match report(&api, &mut st, id).await {
                         Report::Done => {}

@@ -18,6 +18,32 @@ use threeport_api::{Client, Kind, ObjectExt, object_id};
 pub struct WorkloadReconciler {
     pub clients: Arc<Clients>,
     pub watchers: Arc<StatusWatchers>,
+    /// Each definition's resource definitions, by the definition's `ResourceVersion` once it
+    /// was reconciled: they change only while it is reconciled (which writes it again), so a
+    /// hundred instances of one definition list them once.
+    pub definitions: DefinitionCache,
+}
+
+#[derive(Default)]
+pub struct DefinitionCache(
+    std::sync::Mutex<std::collections::HashMap<u64, (i64, Arc<Vec<Value>>)>>,
+);
+
+impl DefinitionCache {
+    fn get(&self, id: u64, version: i64) -> Option<Arc<Vec<Value>>> {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&id)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, w)| w.clone())
+    }
+    fn put(&self, id: u64, version: i64, wrds: Arc<Vec<Value>>) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: a control plane with more definitions than this lists again.
+        if m.len() >= 4096 && !m.contains_key(&id) {
+            m.clear();
+        }
+        m.insert(id, (version, wrds));
+    }
 }
 
 /// Split a multi-document manifest into Kubernetes objects, checking each has an identity.
@@ -219,12 +245,24 @@ impl WorkloadReconciler {
             return Ok(Outcome::RequeueAfter(Duration::from_millis(500)));
         }
         let (rid, _runtime, client) = self.runtime_for(api, &inst).await?;
-        let wrds = api
-            .list(
-                WORKLOAD_RESOURCE_DEFINITION,
-                &[("workloaddefinitionid", def_id.to_string())],
-            )
-            .await?;
+        let def_version = def
+            .get("ResourceVersion")
+            .and_then(Value::as_i64)
+            .unwrap_or_default();
+        let wrds = match self.definitions.get(def_id, def_version) {
+            Some(w) => w,
+            None => {
+                let w = Arc::new(
+                    api.list(
+                        WORKLOAD_RESOURCE_DEFINITION,
+                        &[("workloaddefinitionid", def_id.to_string())],
+                    )
+                    .await?,
+                );
+                self.definitions.put(def_id, def_version, w.clone());
+                w
+            }
+        };
         let existing = api
             .list(wri, &[("workloadinstanceid", id.to_string())])
             .await?;
@@ -245,7 +283,7 @@ impl WorkloadReconciler {
         let mut applied_objects = Vec::new();
         // A new object, a changed spec (a new generation) or a pruned one: a rollout starts.
         let mut changed = false;
-        for wrd in &wrds {
+        for wrd in wrds.iter() {
             let body = wrd.get("JSONDefinition").cloned().unwrap_or(Value::Null);
             let mut r = ObjectRef::of(&body).map_err(ReconcileError::Permanent)?;
             let wanted = crate::bucket::inject(&body, &injections);

@@ -140,6 +140,9 @@ pub struct Dirty {
     objects: HashSet<(&'static str, &'static str, String, String)>,
     /// Controller-owner uids of changed objects.
     owners: HashSet<String>,
+    /// The same owners as (namespace, name): an owner lives in its children's namespace, so a
+    /// pass finds them without looking through every object of their kind.
+    owner_keys: HashSet<(String, String)>,
     /// uids of deleted objects.
     pub deleted: HashSet<String>,
 }
@@ -215,8 +218,9 @@ impl Sim {
                         };
                         d.mark(kind, &e.namespace, meta_str(&e.object, "name"));
                         for o in std::iter::once(&e.object).chain(e.old.as_ref()) {
-                            if let Some(uid) = controller_uid(o) {
+                            if let Some((uid, name)) = controller_ref(o) {
                                 d.owners.insert(uid.to_string());
+                                d.owner_keys.insert((e.namespace.clone(), name.to_string()));
                             }
                         }
                         if e.etype == EventType::Deleted {
@@ -380,31 +384,61 @@ pub fn annotation<'a>(o: &'a Value, k: &str) -> &'a str {
 
 /// The uid of the controlling owner (`ownerReferences[].controller: true`).
 pub fn controller_uid(o: &Value) -> Option<&str> {
-    o.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)?
-        .iter()
-        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
-        .and_then(|r| r.get("uid"))
-        .and_then(Value::as_str)
+    controller_ref(o).map(|(uid, _)| uid)
 }
 
-/// The live objects of `kind` this pass must look at.
+/// The controlling owner's (uid, name).
+fn controller_ref(o: &Value) -> Option<(&str, &str)> {
+    let r = o
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))?;
+    Some((
+        r.get("uid").and_then(Value::as_str)?,
+        r.get("name").and_then(Value::as_str).unwrap_or_default(),
+    ))
+}
+
+/// The live objects of `kind` this pass must look at: after the first pass, only those that
+/// changed or control something that did, looked up by key, so a pass costs what changed, not
+/// what the cluster holds.
 pub fn targets(g: &Inner, kind: (&'static str, &'static str), dirty: &Dirty) -> Vec<Arc<Value>> {
-    list(g, kind.0, kind.1)
-        .into_iter()
+    if dirty.full {
+        return list(g, kind.0, kind.1)
+            .into_iter()
+            .filter(|o| live(o) && dirty.has(kind, o))
+            .collect();
+    }
+    let key = ResKey::new(kind.0, kind.1);
+    let keys: std::collections::BTreeSet<(&str, &str)> = dirty
+        .changed(kind)
+        .chain(
+            dirty
+                .owner_keys
+                .iter()
+                .map(|(ns, name)| (ns.as_str(), name.as_str())),
+        )
+        .collect();
+    keys.into_iter()
+        .filter_map(|(ns, name)| g.get(&key, ns, name))
         .filter(|o| live(o) && dirty.has(kind, o))
         .collect()
 }
 
-/// The live objects of `kind` controlled by one of `owners`, by owner uid.
+/// The live objects of `kind` controlled by one of `owners`, by owner uid. Children live in
+/// their owner's namespace, so only those namespaces are looked through.
 pub fn children(
     g: &Inner,
     kind: (&'static str, &'static str),
     owners: &[Arc<Value>],
 ) -> HashMap<String, Vec<Arc<Value>>> {
     let uids: HashSet<&str> = owners.iter().map(|o| meta_str(o, "uid")).collect();
+    let namespaces: std::collections::BTreeSet<&str> =
+        owners.iter().map(|o| meta_str(o, "namespace")).collect();
+    let key = ResKey::new(kind.0, kind.1);
     let mut m: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
-    for o in list(g, kind.0, kind.1) {
+    for o in namespaces.into_iter().flat_map(|ns| g.list(&key, Some(ns))) {
         if let Some(uid) = controller_uid(&o).filter(|u| uids.contains(u))
             && live(&o)
         {
