@@ -922,9 +922,12 @@ async fn watch_runtime(
             _ = async { tokio::time::sleep_until(next_deferred.unwrap_or_else(Instant::now)).await },
                 if next_deferred.is_some() => {
                 let now = Instant::now();
-                for (id, (due, _)) in &deferred {
+                for (id, (due, _)) in deferred.iter_mut() {
                     if *due <= now {
                         dirty.insert(*id);
+                        // Parked until the flush takes it (keeping its attempt count): a due
+                        // time left in the past would wake this loop again at once, and spin.
+                        *due = now + Duration::from_secs(3600);
                     }
                 }
             }

@@ -101,6 +101,42 @@ fn print_cpu(before: &HashMap<String, f64>, after: &HashMap<String, f64>, wall: 
     }
 }
 
+/// The database's own counters (`pg_stat_database`): transactions committed and rows read and
+/// written, to say what one instance costs the database.
+fn pg_counters(url: &str) -> Vec<i64> {
+    let out = Command::new("psql")
+        .args([
+            url,
+            "-Atc",
+            "SELECT xact_commit + xact_rollback, xact_rollback, tup_returned + tup_fetched, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database WHERE datname = current_database()",
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .split('|')
+            .filter_map(|v| v.parse().ok())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn print_pg(before: &[i64], after: &[i64], instances: usize) {
+    if before.len() != 6 || after.len() != 6 || instances == 0 {
+        return;
+    }
+    let per = |i: usize| (after[i] - before[i]) as f64 / instances as f64;
+    println!(
+        "  PostgreSQL per instance: {:.1} transactions ({:.2} rolled back and retried), {:.0} rows read, {:.1} inserted, {:.1} updated, {:.1} deleted",
+        per(0),
+        per(1),
+        per(2),
+        per(3),
+        per(4),
+        per(5)
+    );
+}
+
 /// The first time the watch showed each instance Healthy.
 type Seen = Arc<Mutex<HashMap<u64, Instant>>>;
 
@@ -261,7 +297,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let mut children = Vec::new();
     let result = rt.block_on(async {
-        let mut cfg = ServeConfig::new("127.0.0.1:0".parse()?, db_url);
+        let mut cfg = ServeConfig::new("127.0.0.1:0".parse()?, db_url.clone());
         cfg.nats_url = Some(nats.url());
         cfg.encryption_key = Some(b"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_vec());
         let server = threeport_server::start(cfg).await?;
@@ -329,10 +365,11 @@ fn main() -> anyhow::Result<()> {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
         );
         println!("  open-loop: each create is sent at its scheduled time; latency from then to the watch event showing Healthy");
-        let (cpu0, t0) = (cpu_seconds(), Instant::now());
+        let (cpu0, pg0, t0) = (cpu_seconds(), pg_counters(&db_url), Instant::now());
         let main = offer(&api, &seen, def_id, kri_id, "main", rate, secs).await;
         main.print(&format!("{secs} s"));
         print_cpu(&cpu0, &cpu_seconds(), t0.elapsed());
+        print_pg(&pg0, &pg_counters(&db_url), main.offered);
         println!("  (target: 100/s sustained for 60 s with p50 < 50 ms, p99 < 500 ms)");
 
         let mut best = None;

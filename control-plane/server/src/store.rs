@@ -1019,6 +1019,11 @@ impl Store {
         let count_sql = if name.is_none() && filters.is_empty() {
             "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM kind_counts WHERE kind = $1"
                 .to_string()
+        } else if name.is_none() && filters.len() == 1 {
+            // One filter: its index rows are the matches (they go with their object), counted
+            // from the index alone rather than by probing every object of the kind.
+            "SELECT COUNT(*) FROM object_index WHERE kind = $1 AND field = $2 AND value = $3"
+                .to_string()
         } else {
             format!("SELECT COUNT(*) FROM objects{cond}")
         };

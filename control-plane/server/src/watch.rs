@@ -58,6 +58,11 @@ impl Change {
 /// Transactions that started earlier can commit after later ones, so a row can appear behind
 /// the tailer's cursor. The tailer re-reads this window and skips what it has already sent.
 const REORDER_WINDOW_MS: u64 = 5_000;
+/// How often the window is re-read. Every commit wakes the tailer, which then reads only what
+/// lies past its cursor: re-reading the whole window on every wake made the tailer read each
+/// row hundreds of times under load. A row that commits behind the cursor is sent at the next
+/// re-read, at most this much later.
+const REORDER_RESCAN: Duration = Duration::from_millis(500);
 const PAGE: i64 = 1000;
 const POLL: Duration = Duration::from_millis(250);
 
@@ -86,9 +91,15 @@ impl Watcher {
     ) {
         let mut cursor = floor_for_ms(now_ms());
         let mut seen: BTreeSet<i64> = BTreeSet::new();
+        let mut rescanned = tokio::time::Instant::now();
         loop {
             let window_start = floor_for_ms(now_ms().saturating_sub(REORDER_WINDOW_MS));
-            let mut from = cursor.min(window_start);
+            let mut from = if rescanned.elapsed() >= REORDER_RESCAN {
+                rescanned = tokio::time::Instant::now();
+                cursor.min(window_start)
+            } else {
+                cursor
+            };
             loop {
                 match store.changes_after(from, PAGE).await {
                     Ok(rows) => {
