@@ -116,23 +116,6 @@ pub fn table(
         }
         return unpad(&t);
     }
-    let ref_fields: Vec<&str> = kind
-        .own_fields
-        .iter()
-        .filter(|f| f.references.is_some())
-        .map(|f| f.name)
-        .collect();
-    let extra: Vec<&'static Field> = kind
-        .own_fields
-        .iter()
-        .filter(|f| {
-            f.references.is_none()
-                && !f.secret
-                && (f.column
-                    || (wide
-                        && matches!(f.ty, FieldType::String | FieldType::Bool | FieldType::Int)))
-        })
-        .collect();
     let mut printer = TablePrinter::new(kind, wide);
     printer.page(objects, refs, now)
 }
