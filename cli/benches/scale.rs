@@ -8,7 +8,8 @@
 //!    run, and the ratio between them.
 //! 2. Both backends, at 1k, 10k and 100k WorkloadDefinitions (`BENCH_LEVELS`): list page latency
 //!    for the first, middle and last page by cursor (`?after=`) and by offset (`?page=`),
-//!    `tptctl get workload-definitions -o name` (time to its first line and to its last), and
+//!    `tptctl get workload-definitions` as a table and `-o name` (time to its first line and to
+//!    its last), and
 //!    the API process's RSS. Side by side at the end, with the 100k/1k ratio.
 //!
 //! Not a test: it prints figures and asserts nothing about timing. `BENCH_BACKENDS=sqlite` (or
@@ -232,6 +233,8 @@ struct Level {
     get_first_line: Duration,
     get_total: Duration,
     get_lines: usize,
+    table_first_line: Duration,
+    table_total: Duration,
     rss: (f64, f64),
 }
 
@@ -258,26 +261,9 @@ async fn measure(api: &Api, ids: &[u64]) -> anyhow::Result<Level> {
         cursor.push(timed(&http, &url).await?);
         offset.push(timed(&http, &format!("{base}?page={}&size={PAGE}", page + 1)).await?);
     }
-    // `tptctl get`: time to the first line on stdout and to the end.
-    let t = Instant::now();
-    let mut child = api
-        .tptctl(&["get", plural, "-o", "name"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let (first, lines) = {
-        use std::io::BufRead;
-        let mut first = None;
-        let mut lines = 0;
-        for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
-            line?;
-            first.get_or_insert_with(|| t.elapsed());
-            lines += 1;
-        }
-        (first.unwrap_or_default(), lines)
-    };
-    anyhow::ensure!(child.wait()?.success(), "tptctl get failed");
-    let get_total = t.elapsed();
+    // `tptctl get`, as a table and `-o name`: time to the first line on stdout and to the end.
+    let table = time_get(api, &["get", plural])?;
+    let (first, lines, get_total) = time_get(api, &["get", plural, "-o", "name"])?;
     Ok(Level {
         n,
         cursor: [cursor[0], cursor[1], cursor[2]],
@@ -285,8 +271,30 @@ async fn measure(api: &Api, ids: &[u64]) -> anyhow::Result<Level> {
         get_first_line: first,
         get_total,
         get_lines: lines,
+        table_first_line: table.0,
+        table_total: table.2,
         rss: api.rss_mb(),
     })
+}
+
+/// Run `tptctl ARGS`: when its first line came, how many lines, when it ended.
+fn time_get(api: &Api, args: &[&str]) -> anyhow::Result<(Duration, usize, Duration)> {
+    use std::io::BufRead;
+    let t = Instant::now();
+    let mut child = api
+        .tptctl(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut first = None;
+    let mut lines = 0;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        line?;
+        first.get_or_insert_with(|| t.elapsed());
+        lines += 1;
+    }
+    anyhow::ensure!(child.wait()?.success(), "tptctl {args:?} failed");
+    Ok((first.unwrap_or_default(), lines, t.elapsed()))
 }
 
 async fn growth(
@@ -352,10 +360,12 @@ fn print_level(l: &Level) {
         f(&l.offset)
     );
     println!(
-        "            tptctl get -o name: first line {:.0} ms, all {} lines {:.2} s   API RSS {:.0} MB (peak {:.0} MB)",
+        "            tptctl get -o name: first line {:.0} ms, all {} lines {:.2} s; as a table: first line {:.0} ms, all {:.2} s   API RSS {:.0} MB (peak {:.0} MB)",
         ms(l.get_first_line),
         l.get_lines,
         l.get_total.as_secs_f64(),
+        ms(l.table_first_line),
+        l.table_total.as_secs_f64(),
         l.rss.0,
         l.rss.1
     );
@@ -394,6 +404,16 @@ fn summary(backend: &str, levels: &[Level]) {
     row(
         "tptctl get: all lines (s)",
         &|l| l.get_total.as_secs_f64(),
+        "",
+    );
+    row(
+        "tptctl get (table): first line (ms)",
+        &|l| ms(l.table_first_line),
+        "",
+    );
+    row(
+        "tptctl get (table): all lines (s)",
+        &|l| l.table_total.as_secs_f64(),
         "",
     );
     row("API RSS (MB)", &|l| l.rss.0, "");
