@@ -271,10 +271,14 @@ pub async fn serve(dir: &Path, listen: std::net::SocketAddr) -> Result<()> {
         )?;
         let notifications = threeport_controllers::Notifications::Local(bus.forward(token.clone()));
         let t = token.clone();
+        // The support services' sources come from the environment `up` ran in, as for
+        // `threeport serve`.
+        let opts = threeport_controllers::ControllerOptions {
+            support: threeport_server::cli::support_config_from_env()?,
+            ..Default::default()
+        };
         tokio::spawn(async move {
-            if let Err(e) =
-                threeport_controllers::run_all(api, notifications, Default::default(), t).await
-            {
+            if let Err(e) = threeport_controllers::run_all(api, notifications, opts, t).await {
                 tracing::error!(error = %e, "controllers stopped");
             }
         });

@@ -57,6 +57,17 @@ struct SupportArgs {
     gateway_programmed_grace_secs: u64,
 }
 
+/// The support-services config from the environment alone (`THREEPORT_GATEWAY_MANIFESTS`, …),
+/// for a control plane started without this command line (`tptctl up --provider local`).
+pub fn support_config_from_env() -> anyhow::Result<threeport_controllers::gateway::SupportConfig> {
+    #[derive(Parser)]
+    struct FromEnv {
+        #[command(flatten)]
+        support: SupportArgs,
+    }
+    Ok(FromEnv::try_parse_from([NAME])?.support.config())
+}
+
 impl SupportArgs {
     fn config(self) -> threeport_controllers::gateway::SupportConfig {
         let mut c = threeport_controllers::gateway::SupportConfig::default();
