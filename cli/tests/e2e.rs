@@ -1642,9 +1642,21 @@ async fn a_workload_bucket_is_private_and_reachable_only_by_its_service_account(
     .unwrap();
     let file = world.file("app.yaml", "Workload:\n  Name: web\n  YAMLDocument: manifest.yaml\n  AwsObjectStorageBucket:\n    Name: s3-client-bucket\n    AwsAccountName: moto\n    PublicReadAccess: false\n    WorkloadServiceAccountName: s3-client\n    WorkloadBucketEnvVar: S3_BUCKET_NAME\n");
     seed_eks_runtime(api, aws, "moto", "double", true).await;
+    // The workload runs first and the bucket comes later, so the workload has already recorded
+    // its ServiceAccount without the role: the bucket waits until the record shows it.
+    let alone = world.file(
+        "workload.yaml",
+        "Workload:\n  Name: web\n  YAMLDocument: manifest.yaml\n",
+    );
     let (env, _) = tp(
         env,
-        &["apply", "-f", &file, "--wait", "--timeout", "120s"],
+        &["apply", "-f", &alone, "--wait", "--timeout", "60s"],
+        true,
+    )
+    .await;
+    let (env, _) = tp(
+        env,
+        &["apply", "-f", &file, "--wait", "--timeout", "60s"],
         true,
     )
     .await;

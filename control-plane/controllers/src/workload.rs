@@ -309,12 +309,11 @@ impl WorkloadReconciler {
                 _ => changed = true,
             }
             match existing.iter().find(|(er, _, _)| *er == r) {
-                // Recorded as it is (same definition, same generation in the cluster): a write
-                // would change nothing a reader uses.
+                // Recorded as it is (same definition, and the cluster holds what the record
+                // says, status aside): a write would change nothing a reader uses.
                 Some((_, _, e))
                     if e.get("JSONDefinition") == Some(&stored)
-                        && e.get("RuntimeDefinition").and_then(generation)
-                            == generation(&applied) => {}
+                        && e.get("RuntimeDefinition").map(settled) == Some(settled(&applied)) => {}
                 Some((_, eid, _)) => {
                     api.patch(wri, *eid, &json!({"JSONDefinition": stored, "RuntimeDefinition": applied, "LastOperation": "Updated", "Reconciled": true})).await?;
                 }
@@ -408,9 +407,42 @@ impl WorkloadReconciler {
     }
 }
 
+/// An applied object without what the cluster changes on its own (its status, the
+/// resourceVersion every write bumps): two records equal in this need no rewrite. The
+/// generation alone is not enough: metadata (a bucket's role annotation on a ServiceAccount)
+/// changes without it, and most kinds (ServiceAccount, ConfigMap) have none.
+fn settled(o: &Value) -> Value {
+    let mut o = o.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("status");
+        if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+            meta.remove("managedFields");
+        }
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record is rewritten when an annotation changes (no generation moves for it), and not
+    /// when only the status or the resourceVersion did.
+    #[test]
+    fn a_record_is_current_when_the_cluster_object_differs_only_in_status() {
+        let sa =
+            json!({"kind": "ServiceAccount", "metadata": {"name": "s3", "resourceVersion": "7"}});
+        let mut annotated = sa.clone();
+        annotated["metadata"]["annotations"] =
+            json!({"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"});
+        assert_ne!(settled(&sa), settled(&annotated));
+        let deploy = json!({"kind": "Deployment", "metadata": {"name": "web", "generation": 2, "resourceVersion": "9"}, "spec": {"replicas": 1}, "status": {"readyReplicas": 0}});
+        let mut later = deploy.clone();
+        later["metadata"]["resourceVersion"] = json!("12");
+        later["status"]["readyReplicas"] = json!(1);
+        assert_eq!(settled(&deploy), settled(&later));
+    }
 
     #[test]
     fn manifests_split_and_are_checked() {
