@@ -393,6 +393,15 @@ fn summary(backend: &str, levels: &[Level]) {
             "",
         );
     }
+    // p99s of about a millisecond swing with whatever else the 2 cores run; the medians show
+    // the growth itself.
+    for (i, which) in ["first", "middle", "last"].iter().enumerate() {
+        row(
+            &format!("cursor {which} page p50 (ms)"),
+            &|l| ms(l.cursor[i].p50),
+            "",
+        );
+    }
     for (i, which) in ["first", "middle", "last"].iter().enumerate() {
         row(
             &format!("offset {which} page p99 (ms)"),

@@ -9,6 +9,7 @@
 pub mod bus;
 pub mod cli;
 pub mod crypto;
+pub mod group_commit;
 pub mod http;
 pub mod ids;
 pub mod lifecycle;

@@ -2,16 +2,20 @@
 //! the embedded SQLite. Every change and its outbox row commit in one transaction.
 
 use crate::crypto::{Cipher, unseal};
+use crate::group_commit::{GroupCommit, WriteStats};
 use crate::ids::{IdGen, now_ms};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use std::sync::Arc;
 // Dynamic SQL below only ever splices constant fragments and `$N` placeholders, never values.
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 use std::time::Duration;
 use threeport_api::kinds::{COMMON_FIELDS, OnDelete, references_to};
 use threeport_api::{Kind, Operation};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
@@ -30,7 +34,7 @@ pub enum StoreError {
     Retry,
 }
 
-fn map_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
@@ -227,7 +231,10 @@ pub struct Store {
     /// the same pool as `pool`.
     readers: AnyPool,
     backend: Backend,
-    ids: IdGen,
+    ids: Arc<IdGen>,
+    /// SQLite: the task that runs writes and shares commits between them (see
+    /// `group_commit`). PostgreSQL: none; each write is its own transaction.
+    group: Option<GroupCommit>,
     /// Transactions retried after a serialization conflict (40001), since start.
     retries: std::sync::atomic::AtomicU64,
 }
@@ -297,7 +304,8 @@ impl Store {
             pool,
             readers,
             backend,
-            ids: IdGen::new(),
+            ids: Arc::new(IdGen::new()),
+            group: None,
             retries: Default::default(),
         };
         if backend == Backend::Sqlite {
@@ -306,7 +314,8 @@ impl Store {
                 .execute(&store.pool)
                 .await?;
         }
-        Ok(store)
+        let group = (backend == Backend::Sqlite).then(|| GroupCommit::start(store.pool.clone()));
+        Ok(Store { group, ..store })
     }
 
     pub fn backend(&self) -> Backend {
@@ -391,138 +400,6 @@ impl Store {
         self.ids.next()
     }
 
-    async fn check_references(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        kind: &'static Kind,
-        body: &Map<String, Value>,
-    ) -> Result<(), StoreError> {
-        for f in kind.fields().filter(|f| f.references.is_some()) {
-            let Some(id) = body.get(f.name).and_then(Value::as_u64) else {
-                continue;
-            };
-            let target = f.references.unwrap_or_default();
-            let found: Option<(String,)> = sqlx::query_as("SELECT kind FROM objects WHERE id = $1")
-                .bind(id as i64)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            match found {
-                Some((k,)) if k == target => {}
-                Some((k,)) => {
-                    return Err(StoreError::BadReference {
-                        field: f.name.into(),
-                        message: format!("object {id} is a {k}, not a {target}"),
-                    });
-                }
-                None => {
-                    return Err(StoreError::BadReference {
-                        field: f.name.into(),
-                        message: format!("{target} {id} does not exist"),
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn write_index(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        kind: &'static Kind,
-        id: i64,
-        body: &Map<String, Value>,
-    ) -> Result<(), StoreError> {
-        let rows: Vec<(&str, String)> = indexed_fields(kind)
-            .filter_map(|f| body.get(f.name).and_then(index_value).map(|v| (f.name, v)))
-            .collect();
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut sql =
-            String::from("INSERT INTO object_index (kind, field, value, object_id) VALUES ");
-        for i in 0..rows.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            let b = i * 3;
-            sql.push_str(&format!("($1, ${}, ${}, ${})", b + 2, b + 3, b + 4));
-        }
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(kind.name);
-        for (field, value) in rows {
-            q = q.bind(field).bind(value).bind(id);
-        }
-        q.execute(&mut *tx).await.map_err(map_err)?;
-        Ok(())
-    }
-
-    async fn write_outbox(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        stored: &Stored,
-        event: Operation,
-        notify: Option<Operation>,
-    ) -> Result<(), StoreError> {
-        let (seq, event_name, stream, subject, payload, created) =
-            self.outbox_values(stored, event, notify);
-        sqlx::query(
-            "INSERT INTO outbox (seq, kind, object_id, event, stream, subject, payload, created_at, published_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
-        )
-        .bind(seq)
-        .bind(stored.kind.name)
-        .bind(stored.id)
-        .bind(event_name)
-        .bind(stream)
-        .bind(subject)
-        .bind(payload)
-        .bind(created)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        Ok(())
-    }
-
-    /// The outbox row for a change: (seq, watch event, stream, subject, upstream message, time).
-    #[allow(clippy::type_complexity)]
-    fn outbox_values(
-        &self,
-        stored: &Stored,
-        event: Operation,
-        notify: Option<Operation>,
-    ) -> (
-        i64,
-        &'static str,
-        Option<String>,
-        Option<String>,
-        String,
-        i64,
-    ) {
-        let kind = stored.kind;
-        let operation = notify.unwrap_or(event);
-        let payload = json!({
-            "Operation": operation.as_str(),
-            "CreationTime": now_ms() / 1000,
-            "Object": stored.render(None, false),
-            "ObjectVersion": threeport_api::API_VERSION,
-        });
-        let (stream, subject) = match notify {
-            Some(op) => (
-                Some(kind.group.stream().to_string()),
-                Some(kind.subject(op)),
-            ),
-            None => (None, None),
-        };
-        (
-            self.ids.next(),
-            event.event_name(),
-            stream,
-            subject,
-            payload.to_string(),
-            now_ms() as i64,
-        )
-    }
-
     /// `Pool::begin`, run to completion even when the caller is cancelled.
     ///
     /// sqlx 0.9.0's PostgreSQL `begin` is not cancel-safe (launchbadge/sqlx#4393): dropped while
@@ -538,6 +415,37 @@ impl Store {
             .await
             .map_err(|e| StoreError::Other(format!("the transaction task failed: {e}")))?
             .map_err(map_err)
+    }
+
+    /// Runs one write's statements in a transaction and returns once it is committed: on
+    /// SQLite in the next commit the writer shares between the writes waiting for it (see
+    /// `group_commit`), elsewhere in a transaction of its own.
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut sqlx::AnyConnection,
+                Arc<IdGen>,
+            ) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        let ids = self.ids.clone();
+        match &self.group {
+            Some(group) => group.write(move |conn| work(conn, ids)).await,
+            None => {
+                let mut tx = self.begin().await?;
+                let v = work(&mut tx, ids).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(v)
+            }
+        }
+    }
+
+    /// The SQLite writer's counters since start; `None` on PostgreSQL, whose writes commit
+    /// one by one.
+    pub fn group_commit_stats(&self) -> Option<WriteStats> {
+        self.group.as_ref().map(GroupCommit::stats)
     }
 
     /// Insert a new object. `notify` publishes `<kind>.create` to the controllers.
@@ -559,52 +467,9 @@ impl Store {
         if self.backend == Backend::Postgres {
             return self.try_insert_one_statement(kind, body, notify).await;
         }
-        let mut tx = self.begin().await?;
-        self.check_references(&mut tx, kind, body).await?;
-        let now = now_micros();
-        let stored = Stored {
-            id: self.ids.next(),
-            kind,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-            body: body.clone(),
-        };
-        let res = sqlx::query(
-            "INSERT INTO objects (id, kind, name, version, created_at, updated_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(stored.id)
-        .bind(kind.name)
-        .bind(stored.name().map(str::to_string))
-        .bind(stored.version)
-        .bind(now)
-        .bind(now)
-        .bind(Value::Object(stored.body.clone()).to_string())
-        .execute(&mut *tx)
-        .await;
-        if let Err(e) = res {
-            return Err(write_err(e, kind, stored.name()));
-        }
-        self.write_index(&mut tx, kind, stored.id, &stored.body)
-            .await?;
-        sqlx::query(
-            "INSERT INTO kind_counts (kind, shard, n) VALUES ($1, $2, 1) \
-             ON CONFLICT (kind, shard) DO UPDATE SET n = kind_counts.n + 1",
-        )
-        .bind(kind.name)
-        .bind(count_shard(stored.id))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        self.write_outbox(
-            &mut tx,
-            &stored,
-            Operation::Created,
-            notify.then_some(Operation::Created),
-        )
-        .await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(stored)
+        let body = body.clone();
+        self.write(move |conn, ids| insert_in(conn, ids, kind, body, notify).boxed())
+            .await
     }
 
     /// PostgreSQL/CockroachDB: the reference check, the object, its index rows and its outbox
@@ -690,7 +555,8 @@ impl Store {
              ON CONFLICT (kind, shard) DO UPDATE SET n = kind_counts.n + 1)",
             p(Some(count_shard(stored.id).to_string()))
         ));
-        let (seq, event, stream, subject, payload, created) = self.outbox_values(
+        let (seq, event, stream, subject, payload, created) = outbox_values(
+            &self.ids,
             &stored,
             Operation::Created,
             notify.then_some(Operation::Created),
@@ -714,7 +580,7 @@ impl Store {
             Ok(_) => {
                 // A reference did not match: find which, for the message.
                 let mut conn = self.pool.acquire().await.map_err(map_err)?;
-                self.check_references(&mut conn, kind, body).await?;
+                check_references(&mut conn, kind, body).await?;
                 Err(StoreError::Retry)
             }
             Err(e) => Err(write_err(e, kind, stored.name())),
@@ -756,55 +622,11 @@ impl Store {
         body: &Map<String, Value>,
         notify: Option<Operation>,
     ) -> Result<Stored, StoreError> {
-        let mut tx = self.begin().await?;
-        self.check_references(&mut tx, kind, body).await?;
-        let now = now_micros();
-        let name = body.get("Name").and_then(Value::as_str).map(str::to_string);
-        let res = sqlx::query(
-            "UPDATE objects SET name = $1, version = version + 1, updated_at = $2, body = $3 \
-             WHERE id = $4 AND kind = $5 AND version = $6",
-        )
-        .bind(name.clone())
-        .bind(now)
-        .bind(Value::Object(body.clone()).to_string())
-        .bind(id)
-        .bind(kind.name)
-        .bind(expected_version)
-        .execute(&mut *tx)
-        .await;
-        let res = match res {
-            Ok(r) => r,
-            Err(e) => return Err(write_err(e, kind, name.as_deref())),
-        };
-        if res.rows_affected() == 0 {
-            let current: Option<(i64,)> =
-                sqlx::query_as("SELECT version FROM objects WHERE id = $1 AND kind = $2")
-                    .bind(id)
-                    .bind(kind.name)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-            return Err(match current {
-                Some((v,)) => StoreError::StaleVersion { current: v },
-                None => StoreError::NotFound,
-            });
-        }
-        let row = sqlx::query(AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let stored = Stored::from_row(kind, &row)?;
-        sqlx::query("DELETE FROM object_index WHERE object_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        self.write_index(&mut tx, kind, id, &stored.body).await?;
-        self.write_outbox(&mut tx, &stored, Operation::Updated, notify)
-            .await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(stored)
+        let body = body.clone();
+        self.write(move |conn, ids| {
+            update_in(conn, ids, kind, id, expected_version, body, notify).boxed()
+        })
+        .await
     }
 
     /// What prevents scheduling the deletion of this object (`body`): objects that reference it
@@ -817,9 +639,7 @@ impl Store {
         body: &Map<String, Value>,
     ) -> Result<Vec<String>, StoreError> {
         let mut conn = self.readers.acquire().await.map_err(map_err)?;
-        let mut out = self
-            .blockers_in(&mut conn, kind, id, &[OnDelete::Restrict])
-            .await?;
+        let mut out = blockers_in(&mut conn, kind, id, &[OnDelete::Restrict]).await?;
         for f in kind.fields().filter(|f| f.on_delete == OnDelete::Bound) {
             let (Some(target), Some(tid)) = (
                 f.references.and_then(threeport_api::kinds::by_name),
@@ -836,67 +656,12 @@ impl Store {
                 Err(StoreError::NotFound) => continue,
                 Err(e) => return Err(e),
             };
-            for b in self
-                .blockers_in(&mut conn, target, tid, &[OnDelete::Restrict])
-                .await?
-            {
+            for b in blockers_in(&mut conn, target, tid, &[OnDelete::Restrict]).await? {
                 out.push(format!(
                     "{b} on its {} {:?}",
                     target.name,
                     name.as_deref().unwrap_or_default()
                 ));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Objects that reference `kind` `id` through a reference whose `on_delete` is in `how`,
-    /// a few named: `1 workload-instances (web; via KubernetesRuntimeInstanceID)`.
-    async fn blockers_in(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        kind: &'static Kind,
-        id: i64,
-        how: &[OnDelete],
-    ) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        for (k, f) in references_to(kind.name).filter(|(_, f)| how.contains(&f.on_delete)) {
-            let (n,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM object_index WHERE kind = $1 AND field = $2 AND value = $3",
-            )
-            .bind(k.name)
-            .bind(f.name)
-            .bind(id.to_string())
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(map_err)?;
-            if n > 0 {
-                // Name a few, so the person knows what to delete first.
-                let names: Vec<(Option<String>,)> = sqlx::query_as(
-                    "SELECT o.name FROM object_index i JOIN objects o ON o.id = i.object_id \
-                     WHERE i.kind = $1 AND i.field = $2 AND i.value = $3 ORDER BY o.id LIMIT 4",
-                )
-                .bind(k.name)
-                .bind(f.name)
-                .bind(id.to_string())
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(map_err)?;
-                let mut shown: Vec<String> =
-                    names.into_iter().filter_map(|(n,)| n).take(3).collect();
-                if n > shown.len() as i64 && !shown.is_empty() {
-                    shown.push("…".into());
-                }
-                if shown.is_empty() {
-                    out.push(format!("{n} {} (via {})", k.plural, f.name));
-                } else {
-                    out.push(format!(
-                        "{n} {} ({}; via {})",
-                        k.plural,
-                        shown.join(", "),
-                        f.name
-                    ));
-                }
             }
         }
         Ok(out)
@@ -919,75 +684,8 @@ impl Store {
         id: i64,
         expected_version: Option<i64>,
     ) -> Result<Stored, StoreError> {
-        let mut tx = self.begin().await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "{SELECT} WHERE id = $1 AND kind = $2"
-        )))
-        .bind(id)
-        .bind(kind.name)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?
-        .ok_or(StoreError::NotFound)?;
-        let stored = Stored::from_row(kind, &row)?;
-        if let Some(v) = expected_version {
-            if v != stored.version {
-                return Err(StoreError::StaleVersion {
-                    current: stored.version,
-                });
-            }
-        }
-        // A bound object must have let go first (its controller unlinks it when done).
-        let blockers = self
-            .blockers_in(&mut tx, kind, id, &[OnDelete::Restrict, OnDelete::Bound])
-            .await?;
-        if !blockers.is_empty() {
-            return Err(StoreError::Conflict(format!(
-                "{} {id} is still referenced by {}; delete those first",
-                kind.name,
-                blockers.join(", ")
-            )));
-        }
-        // Cascade breadth-first; the registry's references form a DAG, so this ends.
-        let mut queue = vec![stored.clone()];
-        while let Some(victim) = queue.pop() {
-            for (k, f) in
-                references_to(victim.kind.name).filter(|(_, f)| f.on_delete == OnDelete::Cascade)
-            {
-                let rows = sqlx::query(AssertSqlSafe(format!(
-                    "{SELECT} WHERE id IN (SELECT object_id FROM object_index WHERE kind = $1 AND field = $2 AND value = $3)"
-                )))
-                .bind(k.name)
-                .bind(f.name)
-                .bind(victim.id.to_string())
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map_err)?;
-                for r in rows {
-                    queue.push(Stored::from_row(k, &r)?);
-                }
-            }
-            sqlx::query("DELETE FROM object_index WHERE object_id = $1")
-                .bind(victim.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            sqlx::query("DELETE FROM objects WHERE id = $1")
-                .bind(victim.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            sqlx::query("UPDATE kind_counts SET n = n - 1 WHERE kind = $1 AND shard = $2")
-                .bind(victim.kind.name)
-                .bind(count_shard(victim.id))
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            self.write_outbox(&mut tx, &victim, Operation::Deleted, None)
-                .await?;
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(stored)
+        self.write(move |conn, ids| remove_in(conn, ids, kind, id, expected_version).boxed())
+            .await
     }
 
     /// One page of objects of `kind`, ordered by ID, and the total number that match.
@@ -1122,6 +820,372 @@ impl Store {
             .map_err(map_err)?;
         Ok(r.rows_affected())
     }
+}
+
+async fn check_references(
+    tx: &mut sqlx::AnyConnection,
+    kind: &'static Kind,
+    body: &Map<String, Value>,
+) -> Result<(), StoreError> {
+    for f in kind.fields().filter(|f| f.references.is_some()) {
+        let Some(id) = body.get(f.name).and_then(Value::as_u64) else {
+            continue;
+        };
+        let target = f.references.unwrap_or_default();
+        let found: Option<(String,)> = sqlx::query_as("SELECT kind FROM objects WHERE id = $1")
+            .bind(id as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        match found {
+            Some((k,)) if k == target => {}
+            Some((k,)) => {
+                return Err(StoreError::BadReference {
+                    field: f.name.into(),
+                    message: format!("object {id} is a {k}, not a {target}"),
+                });
+            }
+            None => {
+                return Err(StoreError::BadReference {
+                    field: f.name.into(),
+                    message: format!("{target} {id} does not exist"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn write_index(
+    tx: &mut sqlx::AnyConnection,
+    kind: &'static Kind,
+    id: i64,
+    body: &Map<String, Value>,
+) -> Result<(), StoreError> {
+    let rows: Vec<(&str, String)> = indexed_fields(kind)
+        .filter_map(|f| body.get(f.name).and_then(index_value).map(|v| (f.name, v)))
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::from("INSERT INTO object_index (kind, field, value, object_id) VALUES ");
+    for i in 0..rows.len() {
+        if i > 0 {
+            sql.push(',');
+        }
+        let b = i * 3;
+        sql.push_str(&format!("($1, ${}, ${}, ${})", b + 2, b + 3, b + 4));
+    }
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(kind.name);
+    for (field, value) in rows {
+        q = q.bind(field).bind(value).bind(id);
+    }
+    q.execute(&mut *tx).await.map_err(map_err)?;
+    Ok(())
+}
+
+async fn write_outbox(
+    ids: &IdGen,
+    tx: &mut sqlx::AnyConnection,
+    stored: &Stored,
+    event: Operation,
+    notify: Option<Operation>,
+) -> Result<(), StoreError> {
+    let (seq, event_name, stream, subject, payload, created) =
+        outbox_values(ids, stored, event, notify);
+    sqlx::query(
+        "INSERT INTO outbox (seq, kind, object_id, event, stream, subject, payload, created_at, published_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+    )
+    .bind(seq)
+    .bind(stored.kind.name)
+    .bind(stored.id)
+    .bind(event_name)
+    .bind(stream)
+    .bind(subject)
+    .bind(payload)
+    .bind(created)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// The outbox row for a change: (seq, watch event, stream, subject, upstream message, time).
+#[allow(clippy::type_complexity)]
+fn outbox_values(
+    ids: &IdGen,
+    stored: &Stored,
+    event: Operation,
+    notify: Option<Operation>,
+) -> (
+    i64,
+    &'static str,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+) {
+    let kind = stored.kind;
+    let operation = notify.unwrap_or(event);
+    let payload = json!({
+        "Operation": operation.as_str(),
+        "CreationTime": now_ms() / 1000,
+        "Object": stored.render(None, false),
+        "ObjectVersion": threeport_api::API_VERSION,
+    });
+    let (stream, subject) = match notify {
+        Some(op) => (
+            Some(kind.group.stream().to_string()),
+            Some(kind.subject(op)),
+        ),
+        None => (None, None),
+    };
+    (
+        ids.next(),
+        event.event_name(),
+        stream,
+        subject,
+        payload.to_string(),
+        now_ms() as i64,
+    )
+}
+
+/// Objects that reference `kind` `id` through a reference whose `on_delete` is in `how`,
+/// a few named: `1 workload-instances (web; via KubernetesRuntimeInstanceID)`.
+async fn blockers_in(
+    conn: &mut sqlx::AnyConnection,
+    kind: &'static Kind,
+    id: i64,
+    how: &[OnDelete],
+) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for (k, f) in references_to(kind.name).filter(|(_, f)| how.contains(&f.on_delete)) {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM object_index WHERE kind = $1 AND field = $2 AND value = $3",
+        )
+        .bind(k.name)
+        .bind(f.name)
+        .bind(id.to_string())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        if n > 0 {
+            // Name a few, so the person knows what to delete first.
+            let names: Vec<(Option<String>,)> = sqlx::query_as(
+                "SELECT o.name FROM object_index i JOIN objects o ON o.id = i.object_id \
+                 WHERE i.kind = $1 AND i.field = $2 AND i.value = $3 ORDER BY o.id LIMIT 4",
+            )
+            .bind(k.name)
+            .bind(f.name)
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?;
+            let mut shown: Vec<String> = names.into_iter().filter_map(|(n,)| n).take(3).collect();
+            if n > shown.len() as i64 && !shown.is_empty() {
+                shown.push("…".into());
+            }
+            if shown.is_empty() {
+                out.push(format!("{n} {} (via {})", k.plural, f.name));
+            } else {
+                out.push(format!(
+                    "{n} {} ({}; via {})",
+                    k.plural,
+                    shown.join(", "),
+                    f.name
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A create's statements (SQLite; PostgreSQL has `try_insert_one_statement`).
+async fn insert_in(
+    conn: &mut sqlx::AnyConnection,
+    ids: Arc<IdGen>,
+    kind: &'static Kind,
+    body: Map<String, Value>,
+    notify: bool,
+) -> Result<Stored, StoreError> {
+    check_references(&mut *conn, kind, &body).await?;
+    let now = now_micros();
+    let stored = Stored {
+        id: ids.next(),
+        kind,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        body,
+    };
+    let res = sqlx::query(
+        "INSERT INTO objects (id, kind, name, version, created_at, updated_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(stored.id)
+    .bind(kind.name)
+    .bind(stored.name().map(str::to_string))
+    .bind(stored.version)
+    .bind(now)
+    .bind(now)
+    .bind(Value::Object(stored.body.clone()).to_string())
+    .execute(&mut *conn)
+    .await;
+    if let Err(e) = res {
+        return Err(write_err(e, kind, stored.name()));
+    }
+    write_index(&mut *conn, kind, stored.id, &stored.body).await?;
+    sqlx::query(
+        "INSERT INTO kind_counts (kind, shard, n) VALUES ($1, $2, 1) \
+         ON CONFLICT (kind, shard) DO UPDATE SET n = kind_counts.n + 1",
+    )
+    .bind(kind.name)
+    .bind(count_shard(stored.id))
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    write_outbox(
+        &ids,
+        &mut *conn,
+        &stored,
+        Operation::Created,
+        notify.then_some(Operation::Created),
+    )
+    .await?;
+    Ok(stored)
+}
+
+/// An update's statements: the new body if the version is still `expected_version`.
+async fn update_in(
+    conn: &mut sqlx::AnyConnection,
+    ids: Arc<IdGen>,
+    kind: &'static Kind,
+    id: i64,
+    expected_version: i64,
+    body: Map<String, Value>,
+    notify: Option<Operation>,
+) -> Result<Stored, StoreError> {
+    check_references(&mut *conn, kind, &body).await?;
+    let now = now_micros();
+    let name = body.get("Name").and_then(Value::as_str).map(str::to_string);
+    let res = sqlx::query(
+        "UPDATE objects SET name = $1, version = version + 1, updated_at = $2, body = $3 \
+         WHERE id = $4 AND kind = $5 AND version = $6",
+    )
+    .bind(name.clone())
+    .bind(now)
+    .bind(Value::Object(body).to_string())
+    .bind(id)
+    .bind(kind.name)
+    .bind(expected_version)
+    .execute(&mut *conn)
+    .await;
+    let res = match res {
+        Ok(r) => r,
+        Err(e) => return Err(write_err(e, kind, name.as_deref())),
+    };
+    if res.rows_affected() == 0 {
+        let current: Option<(i64,)> =
+            sqlx::query_as("SELECT version FROM objects WHERE id = $1 AND kind = $2")
+                .bind(id)
+                .bind(kind.name)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(map_err)?;
+        return Err(match current {
+            Some((v,)) => StoreError::StaleVersion { current: v },
+            None => StoreError::NotFound,
+        });
+    }
+    let row = sqlx::query(AssertSqlSafe(format!("{SELECT} WHERE id = $1")))
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    let stored = Stored::from_row(kind, &row)?;
+    sqlx::query("DELETE FROM object_index WHERE object_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    write_index(&mut *conn, kind, id, &stored.body).await?;
+    write_outbox(&ids, &mut *conn, &stored, Operation::Updated, notify).await?;
+    Ok(stored)
+}
+
+/// A delete's statements: the object and everything that cascades from it.
+async fn remove_in(
+    conn: &mut sqlx::AnyConnection,
+    ids: Arc<IdGen>,
+    kind: &'static Kind,
+    id: i64,
+    expected_version: Option<i64>,
+) -> Result<Stored, StoreError> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "{SELECT} WHERE id = $1 AND kind = $2"
+    )))
+    .bind(id)
+    .bind(kind.name)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_err)?
+    .ok_or(StoreError::NotFound)?;
+    let stored = Stored::from_row(kind, &row)?;
+    if let Some(v) = expected_version {
+        if v != stored.version {
+            return Err(StoreError::StaleVersion {
+                current: stored.version,
+            });
+        }
+    }
+    // A bound object must have let go first (its controller unlinks it when done).
+    let blockers =
+        blockers_in(&mut *conn, kind, id, &[OnDelete::Restrict, OnDelete::Bound]).await?;
+    if !blockers.is_empty() {
+        return Err(StoreError::Conflict(format!(
+            "{} {id} is still referenced by {}; delete those first",
+            kind.name,
+            blockers.join(", ")
+        )));
+    }
+    // Cascade breadth-first; the registry's references form a DAG, so this ends.
+    let mut queue = vec![stored.clone()];
+    while let Some(victim) = queue.pop() {
+        for (k, f) in
+            references_to(victim.kind.name).filter(|(_, f)| f.on_delete == OnDelete::Cascade)
+        {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "{SELECT} WHERE id IN (SELECT object_id FROM object_index WHERE kind = $1 AND field = $2 AND value = $3)"
+            )))
+            .bind(k.name)
+            .bind(f.name)
+            .bind(victim.id.to_string())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?;
+            for r in rows {
+                queue.push(Stored::from_row(k, &r)?);
+            }
+        }
+        sqlx::query("DELETE FROM object_index WHERE object_id = $1")
+            .bind(victim.id)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("DELETE FROM objects WHERE id = $1")
+            .bind(victim.id)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("UPDATE kind_counts SET n = n - 1 WHERE kind = $1 AND shard = $2")
+            .bind(victim.kind.name)
+            .bind(count_shard(victim.id))
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        write_outbox(&ids, &mut *conn, &victim, Operation::Deleted, None).await?;
+    }
+    Ok(stored)
 }
 
 fn outbox_row(r: &AnyRow) -> Result<OutboxRow, StoreError> {

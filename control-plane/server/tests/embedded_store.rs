@@ -96,3 +96,121 @@ async fn connections_use_wal_normal_sync_and_a_busy_timeout() {
     assert_eq!(get("synchronous").await, 1, "NORMAL");
     assert_eq!(get("busy_timeout").await, 5000);
 }
+
+/// Writes that wait for the writer share its next commit, each in a savepoint of its own: one
+/// that fails (a name already taken) leaves nothing behind, not even its outbox row, and the
+/// others in the same commit still land. A write refused because of another in its batch (the
+/// same new name) is answered only once that other is visible, so a caller that re-reads after
+/// a conflict finds the object that took its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_waiting_for_the_writer_share_one_commit_and_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(store(&dir).await);
+    store
+        .insert(
+            WORKLOAD_DEFINITION,
+            &body(json!({"Name": "taken", "YAMLDocument": "kind: ConfigMap\n"})),
+            false,
+        )
+        .await
+        .unwrap();
+    let before = store
+        .group_commit_stats()
+        .expect("SQLite has a group writer");
+    assert_eq!(
+        (before.writes, before.commits),
+        (1, 1),
+        "a write to an idle writer commits alone"
+    );
+
+    // Hold the writer's only connection, so the next writes queue as they would behind a
+    // long write.
+    let held = store.pool().begin().await.unwrap();
+    let writes: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            let name = match i {
+                7 => "taken".to_string(),
+                12 => "w3".to_string(),
+                _ => format!("w{i}"),
+            };
+            tokio::spawn(async move {
+                let r = store
+                    .insert(
+                        WORKLOAD_DEFINITION,
+                        &body(json!({"Name": name, "YAMLDocument": "kind: ConfigMap\n"})),
+                        true,
+                    )
+                    .await;
+                // What a caller that lost the name sees when it re-reads at once.
+                let seen = store
+                    .list(WORKLOAD_DEFINITION, Some(&name), &[], Page::number(1), 10)
+                    .await
+                    .unwrap()
+                    .1;
+                (r, seen)
+            })
+        })
+        .collect();
+    // Every write handed to the writer (well inside the store's 3 s acquire timeout).
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while store.group_commit_stats().unwrap().submitted < before.submitted + 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writes never reached the writer"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (listed, _) = store
+        .list(WORKLOAD_DEFINITION, None, &[], Page::number(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.len(),
+        1,
+        "nothing queued is visible before its commit"
+    );
+    held.rollback().await.unwrap();
+
+    let mut failed = Vec::new();
+    for (i, w) in writes.into_iter().enumerate() {
+        match w.await.unwrap() {
+            (Ok(_), _) => {}
+            (Err(e), seen) => failed.push((i, e.to_string(), seen)),
+        }
+    }
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!((failed[0].0, failed[1].0), (7, 12), "{failed:?}");
+    assert!(
+        failed[0].1.contains("named \"taken\" already exists")
+            && failed[1].1.contains("named \"w3\" already exists"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        (failed[0].2, failed[1].2),
+        (1, 1),
+        "the object that holds the name is visible when the conflict is answered"
+    );
+    let after = store.group_commit_stats().unwrap();
+    assert_eq!(after.writes - before.writes, 20);
+    assert_eq!(
+        after.commits - before.commits,
+        1,
+        "the 20 queued writes shared one commit"
+    );
+    let (listed, total) = store
+        .list(WORKLOAD_DEFINITION, None, &[], Page::number(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        (listed.len(), total),
+        (19, 19),
+        "taken + the 18 that succeeded"
+    );
+    let changes = store.changes_after(0, 1000).await.unwrap();
+    assert_eq!(
+        changes.len(),
+        19,
+        "one outbox row per committed create; none from the two that failed"
+    );
+}
