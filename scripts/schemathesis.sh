@@ -9,7 +9,7 @@
 # not run. A Python traceback from schemathesis's own modules is a tool failure, not a finding:
 # the run is retried once on a fresh server.
 #
-# Environment: THREEPORT_BIN (default target/debug/threeport, built when missing),
+# Environment: THREEPORT_BIN (default $CARGO_TARGET_DIR/debug/threeport, target/ without it; built when missing),
 # SCHEMATHESIS (default .venv-tools/bin/schemathesis), SCHEMATHESIS_MAX_EXAMPLES,
 # SCHEMATHESIS_SEED, SCHEMATHESIS_WORKERS, SCHEMATHESIS_KEEP=1 keeps the work directory.
 set -euo pipefail
@@ -18,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf '==> schemathesis: %s\n' "$*" >&2; }
 
 ST="${SCHEMATHESIS:-.venv-tools/bin/schemathesis}"
-BIN="${THREEPORT_BIN:-target/debug/threeport}"
+BIN="${THREEPORT_BIN:-${CARGO_TARGET_DIR:-target}/debug/threeport}"
 MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-8}"
 SEED="${SCHEMATHESIS_SEED:-20261202}"
 WORKERS="${SCHEMATHESIS_WORKERS:-2}"
