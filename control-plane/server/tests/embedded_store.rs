@@ -179,11 +179,12 @@ async fn writes_waiting_for_the_writer_share_one_commit_and_fail_alone() {
             (Err(e), seen) => failed.push((i, e.to_string(), seen)),
         }
     }
+    // Which of the two writes of "w3" (3 and 12) wins depends on which task ran first.
     assert_eq!(failed.len(), 2, "{failed:?}");
-    assert_eq!((failed[0].0, failed[1].0), (7, 12), "{failed:?}");
     assert!(
-        failed[0].1.contains("named \"taken\" already exists")
-            && failed[1].1.contains("named \"w3\" already exists"),
+        failed.iter().any(|(i, e, _)| *i == 7 && e.contains("named \"taken\" already exists"))
+            && failed.iter().any(|(i, e, _)| (*i == 3 || *i == 12)
+                && e.contains("named \"w3\" already exists")),
         "{failed:?}"
     );
     assert_eq!(
